@@ -1,0 +1,1 @@
+"""Image classification lab: datasets as tensors, model zoo, train/eval/predict."""

@@ -1,0 +1,65 @@
+"""Classification as a Task for the shared loop: cross-entropy, accuracy, validation line."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.classify.data import Augment, Preprocess, TensorSplit
+from cnnlab.engine.distributed import DistInfo
+
+
+class ClassifyTask:
+    best_metric = "acc"
+    best_mode = "max"
+
+    def __init__(self, train: TensorSplit, val: TensorSplit | None, preprocess: Preprocess,
+                 batch_size: int, augment: Augment | None, label_smoothing: float = 0.0,
+                 info: DistInfo = DistInfo(), eval_batch_size: int = 1000):
+        self.train, self.val = train, val
+        self.preprocess = preprocess
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.augment = augment
+        self.label_smoothing = label_smoothing
+        self.info = info
+        self.channels_last = train.device.type == "cuda"
+
+    def num_train_batches(self) -> int:
+        return self.train.num_batches(self.batch_size, self.info, drop_last=True)
+
+    def train_batches(self, generator: torch.Generator):
+        return self.train.batches(self.batch_size, self.preprocess, generator, self.augment,
+                                  self.info, drop_last=True)
+
+    def val_batches(self):
+        if self.val is None:
+            return iter(())
+        return self.val.batches(self.eval_batch_size, self.preprocess, info=self.info)
+
+    @staticmethod
+    def batch_size_of(batch) -> int:
+        return len(batch[1])
+
+    def loss_and_stats(self, model: nn.Module, batch, train: bool):
+        images, labels = batch
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels,
+                               label_smoothing=self.label_smoothing if train else 0.0)
+        n = len(labels)
+        stats = {"loss_sum": loss.detach() * n, "correct": (logits.argmax(1) == labels).sum(),
+                 "count": n}
+        return loss, {k: float(v) for k, v in stats.items()}
+
+    @staticmethod
+    def summarize(sums: dict[str, float]) -> dict[str, float]:
+        count = max(sums.get("count", 0.0), 1.0)
+        return {"loss": sums.get("loss_sum", 0.0) / count, "acc": sums.get("correct", 0.0) / count}
+
+    @staticmethod
+    def format_validation(sums: dict[str, float]) -> str:
+        count, correct = int(sums["count"]), int(sums["correct"])
+        return (f"Validation: loss {sums['loss_sum'] / count:.4f}, accuracy {correct}/{count} "
+                f"({100.0 * correct / count:.2f}%)")

@@ -1,0 +1,228 @@
+"""Command line: parses arguments, calls library functions, prints. No logic worth testing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError, ConfigError
+
+
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _model_kwargs(pairs: list[str]) -> dict:
+    kwargs = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--model-arg {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        kwargs[key.strip()] = _parse_value(value.strip())
+    return kwargs
+
+
+def _add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float,
+                    optimizer: str = "adam", schedule: str = "constant") -> None:
+    from cnnlab.engine.device import AMP_DTYPES
+    from cnnlab.engine.optim import OPTIMIZERS, SCHEDULES
+
+    group = parser.add_argument_group("optimisation")
+    group.add_argument("--epochs", type=int, default=epochs)
+    group.add_argument("--batch-size", type=int, default=batch_size)
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=optimizer)
+    group.add_argument("--lr", type=float, default=lr)
+    group.add_argument("--momentum", type=float, default=0.9)
+    group.add_argument("--weight-decay", type=float, default=0.0)
+    group.add_argument("--schedule", choices=SCHEDULES, default=schedule)
+    group.add_argument("--milestones", type=int, nargs="*", default=[],
+                       help="epochs at which the 'step' schedule multiplies the lr by --gamma")
+    group.add_argument("--gamma", type=float, default=0.1)
+    group.add_argument("--warmup-epochs", type=float, default=0.0)
+    group.add_argument("--grad-clip", type=float, default=None)
+    group.add_argument("--amp", choices=list(AMP_DTYPES), default="none",
+                       help="mixed precision on CUDA (ignored on CPU)")
+    group.add_argument("--compile", action="store_true", help="torch.compile on CUDA")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--device", default="auto")
+    group.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly")
+    group.add_argument("--no-progress", action="store_true")
+
+
+def _optim_config(args):
+    from cnnlab.engine.loop import OptimConfig
+
+    return OptimConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                       lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                       schedule=args.schedule, milestones=tuple(args.milestones),
+                       gamma=args.gamma, warmup_epochs=args.warmup_epochs,
+                       grad_clip=args.grad_clip, amp=args.amp, compile=args.compile,
+                       seed=args.seed)
+
+
+# ---------------------------------------------------------------- classify
+
+def cmd_classify_models(args) -> int:
+    from cnnlab.classify.models import MODELS, create_model
+
+    print(f"{'model':<14} {'input':>7} {'params':>13}  description")
+    for name, entry in MODELS.items():
+        params = sum(p.numel() for p in create_model(name).parameters())
+        size = f"{entry.input_size}px" if entry.input_size else "native"
+        print(f"{name:<14} {size:>7} {params:>13,}  {entry.description}")
+    return 0
+
+
+def cmd_classify_summary(args) -> int:
+    from cnnlab.classify.models import create_model, get_entry
+    from cnnlab.classify.summary import format_summary, layer_summary
+
+    model = create_model(args.model, in_channels=args.channels, **_model_kwargs(args.model_arg))
+    size = args.image_size or get_entry(args.model).input_size or 28
+    rows = layer_summary(model, (1, args.channels, size, size))
+    print(f"{args.model}, input 1x{args.channels}x{size}x{size}")
+    print(format_summary(rows, sum(p.numel() for p in model.parameters())))
+    return 0
+
+
+def cmd_classify_train(args) -> int:
+    from cnnlab.classify.train import ClassifyConfig, train_classifier
+    from cnnlab.engine.device import select_device
+    from cnnlab.engine.distributed import cleanup, init_from_env
+    from cnnlab.engine.rundir import RunDir
+
+    optim = _optim_config(args)
+    if args.resume:
+        saved = RunDir(args.resume).read_config()
+        config = ClassifyConfig.from_dict(saved["classify"])
+        if args.data_root:
+            config.data_root = args.data_root
+        out = Path(args.resume)
+    else:
+        config = ClassifyConfig(dataset=args.dataset, model=args.model,
+                                model_kwargs=_model_kwargs(args.model_arg),
+                                image_size=args.image_size, val_size=args.val_size,
+                                translate=args.translate, hflip=args.hflip,
+                                label_smoothing=args.label_smoothing, data_root=args.data_root)
+        out = Path(args.out or f"runs/{args.model}-{args.dataset}")
+        if (out / "last.safetensors").exists():
+            raise ConfigError(f"{out}: already holds a run; use --resume {out} or another --out")
+    info = init_from_env(select_device(args.device).type)
+    try:
+        results = train_classifier(config, optim, out, resume=bool(args.resume),
+                                   device=args.device, download=args.download, info=info,
+                                   progress=not args.no_progress,
+                                   log=print if info.is_main else (lambda _msg: None))
+    finally:
+        cleanup(info)
+    if info.is_main:
+        print(f"Run directory: {out}")
+    return 0 if results else 1
+
+
+def cmd_classify_eval(args) -> int:
+    from cnnlab.classify.evaluate import evaluate_classifier
+
+    result = evaluate_classifier(args.checkpoint, args.data_root, args.device, args.which)
+    print(f"{result['model']} on {result['dataset']} test set: {result['correct']}/"
+          f"{result['count']} ({100 * result['accuracy']:.2f}%)")
+    for name, accuracy in result["per_class_accuracy"].items():
+        print(f"  {name:<12} {100 * accuracy:6.2f}%")
+    print(f"Confusion matrix: {result['confusion_png']}")
+    return 0
+
+
+def cmd_classify_predict(args) -> int:
+    from cnnlab.classify.predict import predict_files
+
+    results = predict_files(args.checkpoint, [Path(p) for p in args.images], args.top_k,
+                            args.device)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for item in results:
+        tops = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in item["top"])
+        print(f"{item['file']}: {tops}")
+    return 0
+
+
+def _add_classify(sub) -> None:
+    from cnnlab.data.vision import DATASETS
+
+    classify = sub.add_parser("classify", help="image classification lab")
+    csub = classify.add_subparsers(dest="action", required=True)
+
+    models = csub.add_parser("models", help="list the model zoo with parameter counts")
+    models.set_defaults(func=cmd_classify_models)
+
+    summary = csub.add_parser("summary", help="per-layer output shapes and parameters")
+    summary.add_argument("--model", required=True)
+    summary.add_argument("--channels", type=int, default=1)
+    summary.add_argument("--image-size", type=int)
+    summary.add_argument("--model-arg", action="append", metavar="KEY=VALUE")
+    summary.set_defaults(func=cmd_classify_summary)
+
+    train = csub.add_parser("train", help="train a classifier")
+    train.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist")
+    train.add_argument("--model", default="simple_cnn")
+    train.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                       help="model option, e.g. width=16 (repeatable)")
+    train.add_argument("--image-size", type=int, help="override the model's input size")
+    train.add_argument("--val-size", type=int, default=0,
+                       help="carve a seeded validation split of this size from train "
+                            "(0: validate on the test set)")
+    train.add_argument("--translate", type=int, default=0, help="random shift in pixels")
+    train.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    train.add_argument("--label-smoothing", type=float, default=0.0)
+    train.add_argument("--data-root", help="folder holding MNIST/, FashionMNIST/, ... "
+                                           "(default: $CNNLAB_DATA, then ~/.cache/cnnlab)")
+    train.add_argument("--download", action="store_true", help="download missing files")
+    train.add_argument("--out", help="run directory (default runs/MODEL-DATASET)")
+    _add_optim_args(train, epochs=3, batch_size=128, lr=1e-3)
+    train.set_defaults(func=cmd_classify_train)
+
+    evaluate = csub.add_parser("eval", help="test accuracy, per-class accuracy, confusion matrix")
+    evaluate.add_argument("--checkpoint", required=True, help="run directory or .safetensors")
+    evaluate.add_argument("--which", choices=("best", "last"), default="best")
+    evaluate.add_argument("--data-root")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(func=cmd_classify_eval)
+
+    predict = csub.add_parser("predict", help="top-k classes of image files")
+    predict.add_argument("--checkpoint", required=True, help="run directory or .safetensors")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(func=cmd_classify_predict)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnlab", description=__doc__)
+    sub = parser.add_subparsers(dest="lab", required=True)
+    _add_classify(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CnnlabError as exc:
+        print(f"cnnlab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Readers of the classification datasets' on-disk formats and data-root resolution."""

@@ -1,0 +1,58 @@
+"""Device selection, seeding, mixed precision and compile flags that degrade to no-ops on CPU."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.errors import ConfigError
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else CPU; an unavailable explicit device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, amp: str):
+    """Autocast for CUDA bf16/fp16; on CPU (where it would slow convs down) it does nothing."""
+    if amp not in AMP_DTYPES:
+        raise ConfigError(f"--amp: choose from {', '.join(AMP_DTYPES)}, not {amp!r}")
+    dtype = AMP_DTYPES[amp]
+    if dtype is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def make_grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
+    """A loss scaler that is active only for fp16 on CUDA."""
+    return torch.amp.GradScaler("cuda", enabled=(amp == "fp16" and device.type == "cuda"))
+
+
+def prepare_model(model: nn.Module, device: torch.device, compile_model: bool = False) -> nn.Module:
+    """Move to the device; channels_last on CUDA; torch.compile only where it is supported."""
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if compile_model and device.type == "cuda":
+        model = torch.compile(model)
+    return model

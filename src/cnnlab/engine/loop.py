@@ -1,0 +1,222 @@
+"""The training loop shared by the labs: epochs of a Task, validation, run dir, resume, DDP.
+
+A Task supplies batches and per-batch statistics; the loop owns optimisation, schedules,
+mixed precision, checkpoints, metric logging and exact resumption.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from cnnlab.engine.device import autocast, make_grad_scaler
+from cnnlab.engine.distributed import DistInfo, all_reduce_sums, barrier
+from cnnlab.engine.optim import LRSchedule, build_optimizer, clip_gradients
+from cnnlab.engine.rundir import RunDir
+from cnnlab.errors import CheckpointError, ConfigError
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation settings shared by the labs."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
+    amp: str = "none"
+    compile: bool = False
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+class Task(Protocol):
+    """What a lab supplies to the loop."""
+
+    best_metric: str  # key of summarize()'s result used to pick the best checkpoint
+    best_mode: str  # "max" or "min"
+
+    def num_train_batches(self) -> int: ...
+
+    def train_batches(self, generator: torch.Generator) -> Iterable[Any]: ...
+
+    def val_batches(self) -> Iterable[Any]: ...
+
+    def batch_size_of(self, batch: Any) -> int: ...
+
+    def loss_and_stats(self, model: nn.Module, batch: Any, train: bool
+                       ) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]: ...
+
+    def format_validation(self, sums: dict[str, float]) -> str: ...
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+
+
+def _rng_states(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    states = {"torch": torch.get_rng_state(), "data": generator.get_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _restore_rng(states: dict[str, torch.Tensor], generator: torch.Generator,
+                 device: torch.device) -> None:
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["data"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def _accumulate(sums: dict[str, float], stats: dict[str, float]) -> None:
+    for key, value in stats.items():
+        sums[key] = sums.get(key, 0.0) + float(value)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: Task, batches: Iterable[Any], device: torch.device,
+             amp: str = "none", info: DistInfo = DistInfo()) -> dict[str, float]:
+    """Summed statistics of a pass over ``batches`` in eval mode (all-reduced under DDP)."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    with autocast(device, amp):
+        for batch in batches:
+            _, stats = task.loss_and_stats(model, batch, train=False)
+            _accumulate(sums, stats)
+    model.train(was_training)
+    return all_reduce_sums(sums, info, device)
+
+
+def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
+        full_config: dict, device: torch.device, resume: bool = False,
+        info: DistInfo = DistInfo(), log: Callable[[str], None] = print,
+        progress: bool = True, init_state: dict[str, torch.Tensor] | None = None) -> FitResult:
+    """Train ``model`` (already on ``device``, possibly DDP-wrapped) on ``task``.
+
+    ``full_config`` is written to config.json and into every checkpoint so that eval and
+    predict can rebuild the model. With ``resume`` the run continues from ``last`` exactly.
+    """
+    config.validate()
+    bare = model.module if hasattr(model, "module") else model
+    optimizer = build_optimizer(model.parameters(), config.optimizer, config.lr,
+                                config.momentum, config.weight_decay)
+    steps_per_epoch = task.num_train_batches()
+    if steps_per_epoch < 1:
+        raise ConfigError("the training set is smaller than one batch")
+    schedule = LRSchedule(config.schedule, config.lr, steps_per_epoch * config.epochs,
+                          steps_per_epoch, tuple(config.milestones), config.gamma,
+                          int(config.warmup_epochs * steps_per_epoch))
+    scaler = make_grad_scaler(device, config.amp)
+    generator = torch.Generator().manual_seed(config.seed)
+    start_epoch, step, best, history = 0, 0, None, []
+
+    if resume:
+        last = run_dir.checkpoint("last")
+        if not last.is_file():
+            raise CheckpointError(f"{run_dir.path}: nothing to resume (no {last.name})")
+        ckpt = load_checkpoint(last, map_location=device)
+        load_model_weights(bare, ckpt["model"], last)
+        if ckpt["optimizer"] is None:
+            raise CheckpointError(f"{last}: no optimizer state to resume from")
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _restore_rng(ckpt["rng"], generator, device)
+        meta = ckpt["metadata"]
+        start_epoch, step, best = meta["epoch"], meta["step"], meta.get("best")
+        history = run_dir.read_metrics()[:start_epoch]
+        if start_epoch >= config.epochs:
+            log(f"{run_dir.path}: already trained for {start_epoch} epochs")
+            return FitResult(run_dir.path, history, best)
+        log(f"Resuming {run_dir.path} at epoch {start_epoch + 1}")
+    elif init_state is not None:
+        load_model_weights(bare, init_state, run_dir.path / "init")
+    if info.is_main:
+        run_dir.write_config(full_config)
+
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        sums: dict[str, float] = {}
+        images = 0
+        started = time.perf_counter()
+        bar = tqdm(task.train_batches(generator), total=steps_per_epoch,
+                   desc=f"Epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=not (progress and info.is_main), dynamic_ncols=True)
+        for batch in bar:
+            lr = schedule.apply(optimizer, step)
+            with autocast(device, config.amp):
+                loss, stats = task.loss_and_stats(model, batch, train=True)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip:
+                scaler.unscale_(optimizer)
+                clip_gradients(model, config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            _accumulate(sums, stats)
+            images += task.batch_size_of(batch)
+            if bar.disable is False:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in task.summarize(sums).items()})
+        train_seconds = time.perf_counter() - started
+        sums = all_reduce_sums(sums, info, device)
+        images = int(all_reduce_sums({"n": images}, info, device)["n"])
+        row = {"epoch": epoch + 1}
+        row.update({f"train_{k}": v for k, v in task.summarize(sums).items()})
+        val_sums = evaluate(model, task, task.val_batches(), device, config.amp, info)
+        if val_sums:
+            row.update({f"val_{k}": v for k, v in task.summarize(val_sums).items()})
+            log(task.format_validation(val_sums))
+        row.update({"lr": lr, "seconds": round(time.perf_counter() - started, 3),
+                    "images_per_s": round(images / max(train_seconds, 1e-9), 1)})
+        history.append(row)
+        key = f"val_{task.best_metric}" if val_sums else f"train_{task.best_metric}"
+        better = (best is None or (row[key] > best["value"] if task.best_mode == "max"
+                                   else row[key] < best["value"]))
+        if better:
+            best = {"epoch": epoch + 1, "metric": key, "value": row[key]}
+        if info.is_main:
+            meta = {"config": full_config, "epoch": epoch + 1, "step": step, "best": best,
+                    "metrics": row}
+            save_checkpoint(run_dir.checkpoint("last"), bare.state_dict(), meta,
+                            optimizer.state_dict(), _rng_states(generator, device))
+            if better:
+                save_checkpoint(run_dir.checkpoint("best"), bare.state_dict(), meta)
+            run_dir.write_metrics(history)
+            run_dir.plot_curves(history, title=full_config.get("title", ""))
+            summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
+                                if k not in ("epoch",) and isinstance(v, float))
+            log(f"Epoch {epoch + 1}/{config.epochs}: {summary}")
+        barrier(info)
+    return FitResult(run_dir.path, history, best)
+
+
+def optim_config_dict(config: OptimConfig) -> dict:
+    data = asdict(config)
+    data["milestones"] = list(config.milestones)
+    return data

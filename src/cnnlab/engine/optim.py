@@ -1,0 +1,89 @@
+"""Optimizers and learning-rate schedules from plain config values.
+
+The schedule is a pure function of the global step, so resuming needs only the step count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnlab.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+
+
+def build_optimizer(params, name: str, lr: float, momentum: float = 0.9,
+                    weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)
+                    ) -> torch.optim.Optimizer:
+    """SGD (with momentum, Nesterov off), Adam, AdamW or Adadelta."""
+    if lr <= 0:
+        raise ConfigError(f"--lr must be positive, got {lr}")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
+    raise ConfigError(f"--optimizer: choose from {', '.join(OPTIMIZERS)}, not {name!r}")
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """Learning rate as a function of the optimizer step.
+
+    step: multiply by ``gamma`` at each of ``milestones`` (in epochs); cosine: from base to 0
+    with optional linear warm-up; onecycle: linear warm-up over ``pct_start`` to base, then
+    cosine down to base/1e4 (as torch's OneCycleLR with div_factor 25).
+    """
+
+    kind: str
+    base_lr: float
+    total_steps: int
+    steps_per_epoch: int
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    pct_start: float = 0.25
+
+    def __post_init__(self):
+        if self.kind not in SCHEDULES:
+            raise ConfigError(f"--schedule: choose from {', '.join(SCHEDULES)}, not {self.kind!r}")
+
+    def lr_at(self, step: int) -> float:
+        step = min(step, max(self.total_steps - 1, 0))
+        if self.kind == "constant":
+            return self.base_lr
+        if self.kind == "step":
+            epoch = step // max(self.steps_per_epoch, 1)
+            return self.base_lr * self.gamma ** sum(epoch >= m for m in self.milestones)
+        if self.kind == "cosine":
+            if step < self.warmup_steps:
+                return self.base_lr * (step + 1) / self.warmup_steps
+            span = max(self.total_steps - self.warmup_steps, 1)
+            progress = (step - self.warmup_steps) / span
+            return 0.5 * self.base_lr * (1 + math.cos(math.pi * progress))
+        # onecycle
+        initial, final = self.base_lr / 25.0, self.base_lr / 1e4
+        up = max(int(self.pct_start * self.total_steps), 1)
+        if step < up:
+            return initial + (self.base_lr - initial) * step / up
+        progress = (step - up) / max(self.total_steps - up, 1)
+        return final + 0.5 * (self.base_lr - final) * (1 + math.cos(math.pi * progress))
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        lr = self.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+
+def clip_gradients(model: nn.Module, max_norm: float | None) -> None:
+    if max_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
