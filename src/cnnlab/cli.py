@@ -53,6 +53,9 @@ def _add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: in
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", default="auto")
     group.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly")
+    group.add_argument("--stop-after", type=int, metavar="EPOCHS",
+                       help="stop after this many epochs; the schedule still plans for "
+                            "--epochs and --resume continues")
     group.add_argument("--no-progress", action="store_true")
 
 
@@ -118,7 +121,7 @@ def cmd_classify_train(args) -> int:
     try:
         results = train_classifier(config, optim, out, resume=bool(args.resume),
                                    device=args.device, download=args.download, info=info,
-                                   progress=not args.no_progress,
+                                   progress=not args.no_progress, stop_after=args.stop_after,
                                    log=print if info.is_main else (lambda _msg: None))
     finally:
         cleanup(info)

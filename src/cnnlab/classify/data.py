@@ -102,7 +102,7 @@ class TensorSplit:
             order = torch.randperm(len(self), generator=generator)
         else:
             order = torch.arange(len(self))
-        order = shard_indices(order, info).to(self.device)
+        order = shard_indices(order, info, equal=generator is not None).to(self.device)
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
             index = order[start:start + batch_size]
@@ -115,7 +115,7 @@ class TensorSplit:
 
     def num_batches(self, batch_size: int, info: DistInfo = DistInfo(),
                     drop_last: bool = False) -> int:
-        n = len(self) // info.world_size if info.enabled else len(self)
+        n = len(self) // info.world_size if info.enabled else len(self)  # training shares
         return n // batch_size if drop_last else -(-n // batch_size)
 
 

@@ -57,7 +57,8 @@ def build_model(config: ClassifyConfig, spec: VisionSpec) -> nn.Module:
 
 def train_classifier(config: ClassifyConfig, optim: OptimConfig, out: Path, resume: bool = False,
                      device: str = "auto", download: bool = False, info: DistInfo = DistInfo(),
-                     log: Callable[[str], None] = print, progress: bool = True) -> dict:
+                     log: Callable[[str], None] = print, progress: bool = True,
+                     stop_after: int | None = None) -> dict:
     """Train, then evaluate the last weights on the official test set; returns the results."""
     spec = get_spec(config.dataset)
     if config.hflip and not spec.hflip:
@@ -79,7 +80,7 @@ def train_classifier(config: ClassifyConfig, optim: OptimConfig, out: Path, resu
                    "optim": optim_config_dict(optim), "world_size": info.world_size,
                    "title": f"{config.model} on {config.dataset}"}
     result: FitResult = fit(model, task, optim, run_dir, full_config, torch_device, resume,
-                            info, log, progress)
+                            info, log, progress, stop_after=stop_after)
     test_task = ClassifyTask(data.train, data.test, preprocess, optim.batch_size, None, 0.0, info)
     sums = evaluate(model, test_task, test_task.val_batches(), torch_device, optim.amp, info)
     results = {"test_accuracy": sums["correct"] / sums["count"],

@@ -26,7 +26,7 @@ from cnnlab.errors import DataError
 class IdxFile:
     name: str  # file name of the gz archive
     md5: str
-    count: int
+    count: int  # in the official release (subsets with fewer are accepted)
     image: bool
 
 
@@ -144,11 +144,9 @@ def read_idx(path: Path, expect: IdxFile | None = None) -> np.ndarray:
     expected_len = header + int(np.prod(dims))
     if len(data) != expected_len:
         raise DataError(f"{path}: size {len(data)} bytes, header promises {expected_len}")
-    if expect is not None:
-        want_ndim = 3 if expect.image else 1
-        if ndim != want_ndim or dims[0] != expect.count:
-            raise DataError(f"{path}: shape {dims}, expected {expect.count} "
-                            f"{'images' if expect.image else 'labels'}")
+    if expect is not None and ndim != (3 if expect.image else 1):
+        raise DataError(f"{path}: shape {dims}, expected "
+                        f"{'(N, 28, 28) images' if expect.image else '(N,) labels'}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -237,13 +235,17 @@ def load_split(name: str, split: str, data_root: str | os.PathLike | None = None
     if None in paths and download:
         _download(spec, data_root)
         paths = [_find_file(folders, f.name) for f in (image_file, label_file)]
-    if None in paths:
-        missing = [f.name for f, p in zip((image_file, label_file), paths) if p is None]
+    if None in paths:  # name every missing file of the dataset, so one download fixes it
+        missing = [f.name for pair in spec.files.values() for f in pair
+                   if _find_file(folders, f.name) is None]
         raise DataError(_missing_message(spec, missing, folders))
     images = read_idx(paths[0], image_file)
     labels = read_idx(paths[1], label_file)
     if images.shape[1:] != (28, 28):
         raise DataError(f"{paths[0]}: images are {images.shape[1:]}, expected 28x28")
+    if len(images) != len(labels):
+        raise DataError(f"{paths[0]}: {len(images)} images but {paths[1].name} has "
+                        f"{len(labels)} labels")
     if labels.max() >= len(spec.classes):
         raise DataError(f"{paths[1]}: label {labels.max()} outside 0-{len(spec.classes) - 1}")
     return (torch.from_numpy(images.copy()).unsqueeze(1),

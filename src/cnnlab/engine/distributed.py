@@ -39,10 +39,17 @@ def init_from_env(device_type: str) -> DistInfo:
     return DistInfo(rank, world_size, local_rank)
 
 
-def shard_indices(indices: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """This rank's equal-length share of a permutation (the tail is dropped so ranks stay in step)."""
+def shard_indices(indices: torch.Tensor, info: DistInfo, equal: bool = True) -> torch.Tensor:
+    """This rank's share of ``indices``.
+
+    ``equal``: equal-length contiguous shares, the tail dropped, so that DDP's gradient
+    all-reduces stay in step (training). Otherwise a strided share that covers every index
+    exactly once across ranks (evaluation, where counts are summed afterwards).
+    """
     if not info.enabled:
         return indices
+    if not equal:
+        return indices[info.rank::info.world_size]
     per_rank = len(indices) // info.world_size
     return indices[info.rank * per_rank:(info.rank + 1) * per_rank]
 

@@ -117,11 +117,14 @@ def evaluate(model: nn.Module, task: Task, batches: Iterable[Any], device: torch
 def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         full_config: dict, device: torch.device, resume: bool = False,
         info: DistInfo = DistInfo(), log: Callable[[str], None] = print,
-        progress: bool = True, init_state: dict[str, torch.Tensor] | None = None) -> FitResult:
+        progress: bool = True, init_state: dict[str, torch.Tensor] | None = None,
+        stop_after: int | None = None) -> FitResult:
     """Train ``model`` (already on ``device``, possibly DDP-wrapped) on ``task``.
 
     ``full_config`` is written to config.json and into every checkpoint so that eval and
-    predict can rebuild the model. With ``resume`` the run continues from ``last`` exactly.
+    predict can rebuild the model. With ``resume`` the run continues from ``last`` exactly;
+    ``stop_after`` ends the session after that many epochs while the schedule keeps planning
+    for ``config.epochs`` (a time-boxed run to be resumed later).
     """
     config.validate()
     bare = model.module if hasattr(model, "module") else model
@@ -159,7 +162,8 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
     if info.is_main:
         run_dir.write_config(full_config)
 
-    for epoch in range(start_epoch, config.epochs):
+    end_epoch = min(config.epochs, stop_after) if stop_after else config.epochs
+    for epoch in range(start_epoch, end_epoch):
         model.train()
         sums: dict[str, float] = {}
         images = 0

@@ -40,7 +40,7 @@ class LRSchedule:
 
     step: multiply by ``gamma`` at each of ``milestones`` (in epochs); cosine: from base to 0
     with optional linear warm-up; onecycle: linear warm-up over ``pct_start`` to base, then
-    cosine down to base/1e4 (as torch's OneCycleLR with div_factor 25).
+    cosine down to base/25/1e4 (torch OneCycleLR's default div factors).
     """
 
     kind: str
@@ -70,7 +70,8 @@ class LRSchedule:
             progress = (step - self.warmup_steps) / span
             return 0.5 * self.base_lr * (1 + math.cos(math.pi * progress))
         # onecycle
-        initial, final = self.base_lr / 25.0, self.base_lr / 1e4
+        initial = self.base_lr / 25.0
+        final = initial / 1e4
         up = max(int(self.pct_start * self.total_steps), 1)
         if step < up:
             return initial + (self.base_lr - initial) * step / up

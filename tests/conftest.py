@@ -1,0 +1,60 @@
+"""Shared fixtures: the real data root and tiny datasets written in the official layouts."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test with a clear reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (the ../shared/data folder beside the repo)")
+    return path
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True, mtime: int = 0) -> Path:
+    """Write a uint8 IDX file (gzip with the given header mtime, or plain)."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += b"".join(struct.pack(">I", d) for d in array.shape)
+    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if compress:
+        with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                                    mtime=mtime) as handle:
+            handle.write(payload)
+    else:
+        path.write_bytes(payload)
+    return path
+
+
+def make_tiny_mnist(root: Path, n_train: int = 256, n_test: int = 64, seed: int = 0,
+                    folder: str = "MNIST/raw") -> Path:
+    """A learnable 10-class MNIST-shaped dataset: class k lights up a bar at row 2k."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder
+
+    def make(n):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):
+            images[i, 4 + 2 * label: 6 + 2 * label, 6:22] = 255
+        return images, labels
+
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images, labels = make(n)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+@pytest.fixture
+def tiny_mnist_root(tmp_path) -> Path:
+    return make_tiny_mnist(tmp_path / "data")

@@ -1,0 +1,156 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from cnnlab.cli import main
+from tests.conftest import shared_path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> int:
+    return main(list(args))
+
+
+def train_args(root, out, *extra):
+    return ["classify", "train", "--dataset", "mnist", "--data-root", str(root), "--out",
+            str(out), "--no-progress", *extra]
+
+
+def test_tiny_training_writes_a_complete_run_dir(tiny_mnist_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(*train_args(tiny_mnist_root, out, "--model", "simple_cnn", "--epochs", "3",
+                               "--batch-size", "32", "--lr", "3e-3")) == 0
+    text = capsys.readouterr().out
+    assert "Validation: loss" in text and "/64 (" in text
+    for name in ("config.json", "metrics.csv", "curves.png", "last.safetensors", "last.json",
+                 "best.safetensors", "best.json", "results.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                            "seconds", "images_per_s"}
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["classify"]["model"] == "simple_cnn" and config["optim"]["epochs"] == 3
+    # a second train into the same folder is refused rather than overwriting
+    assert run_cli(*train_args(tiny_mnist_root, out)) == 1
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_resume_is_exact(tiny_mnist_root, tmp_path):
+    """2 epochs straight == 1 epoch + resume; dropout and augmentation exercise the RNG state."""
+    common = ["--model", "mlp", "--batch-size", "32", "--translate", "2", "--optimizer", "adam",
+              "--schedule", "cosine", "--lr", "3e-3"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run_cli(*train_args(tiny_mnist_root, straight, *common, "--epochs", "2")) == 0
+    assert run_cli(*train_args(tiny_mnist_root, split, *common, "--epochs", "2",
+                               "--stop-after", "1")) == 0
+    assert len(list(csv.DictReader(open(split / "metrics.csv")))) == 1
+    assert run_cli("classify", "train", "--resume", str(split), "--epochs", "2",
+                   "--no-progress", *common[2:]) == 0
+    a = load_file(str(straight / "last.safetensors"))
+    b = load_file(str(split / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = list(csv.DictReader(open(split / "metrics.csv")))
+    assert len(rows) == 2
+
+
+def test_eval_and_predict(tiny_mnist_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(*train_args(tiny_mnist_root, out, "--model", "simple_cnn", "--epochs", "4",
+                               "--batch-size", "32", "--lr", "3e-3")) == 0
+    assert run_cli("classify", "eval", "--checkpoint", str(out), "--data-root",
+                   str(tiny_mnist_root)) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["count"] == 64 and result["accuracy"] > 0.8
+    assert np.array(result["confusion_matrix"]).sum() == 64
+    assert (out / "confusion.png").is_file()
+    # a light-background drawing of class 3's bar is inverted and recognised
+    image = np.full((56, 56), 250, np.uint8)
+    image[2 * (4 + 6): 2 * (6 + 6), 12:44] = 0
+    Image.fromarray(image).save(tmp_path / "three.png")
+    Image.fromarray(np.stack([image] * 3, -1)).save(tmp_path / "three.jpg")
+    capsys.readouterr()
+    assert run_cli("classify", "predict", "--checkpoint", str(out), "--json", "--top-k", "2",
+                   str(tmp_path / "three.png"), str(tmp_path / "three.jpg")) == 0
+    predictions = json.loads(capsys.readouterr().out)
+    assert [p["top"][0]["class"] for p in predictions] == ["3", "3"]
+    assert len(predictions[0]["top"]) == 2
+    assert predictions[0]["top"][0]["probability"] >= predictions[0]["top"][1]["probability"]
+
+
+def test_bad_inputs_give_one_line_errors(tiny_mnist_root, tmp_path, capsys):
+    bad_image = tmp_path / "bad.png"
+    bad_image.write_bytes(b"not an image")
+    cases = [
+        (train_args(tmp_path / "empty", tmp_path / "r1"), "missing train-images-idx3-ubyte.gz"),
+        (train_args(tiny_mnist_root, tmp_path / "r2", "--model", "nope"), "unknown model 'nope'"),
+        (train_args(tiny_mnist_root, tmp_path / "r3", "--hflip"), "horizontal flips"),
+        (train_args(tiny_mnist_root, tmp_path / "r4", "--epochs", "0"), "--epochs"),
+        (train_args(tiny_mnist_root, tmp_path / "r5", "--model-arg", "width"), "KEY=VALUE"),
+        (["classify", "eval", "--checkpoint", str(tmp_path / "none")], "no such run directory"),
+        (["classify", "train", "--resume", str(tmp_path)], "not a run directory"),
+        (["classify", "predict", "--checkpoint", str(bad_image), str(bad_image)],
+         "not a safetensors checkpoint"),
+    ]
+    for args, expected in cases:
+        assert run_cli(*args) == 1, args
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, (args, err)
+
+
+def test_predict_bad_image(tiny_mnist_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(*train_args(tiny_mnist_root, out, "--model", "mlp", "--epochs", "1")) == 0
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG garbage")
+    assert run_cli("classify", "predict", "--checkpoint", str(out), str(bad),
+                   str(tmp_path / "missing.png")) == 1
+    err = capsys.readouterr().err
+    assert "bad.png: not a readable image" in err
+
+
+def test_ddp_two_cpu_processes(tiny_mnist_root, tmp_path):
+    """torchrun with gloo: each rank trains on its shard; metrics are summed over ranks."""
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", "29517", "-m", "cnnlab", *train_args(
+                   tiny_mnist_root, out, "--model", "simple_cnn", "--epochs", "2",
+                   "--batch-size", "32", "--lr", "3e-3")]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # validation counts all 64 test images although each rank saw 32
+    assert proc.stdout.count("Validation: loss") == 2, proc.stdout
+    assert all("/64 (" in line for line in proc.stdout.splitlines() if "Validation" in line)
+    assert proc.stdout.count("Epoch 2/2") == 1  # only rank 0 logs
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert len(rows) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2
+    # each rank: 256 train images / 2 ranks / 32 per batch = 4 steps per epoch -> 8 steps
+    assert json.loads((out / "last.json").read_text())["step"] == 8
+
+
+def test_one_epoch_real_mnist_reaches_97_percent(tmp_path):
+    root = shared_path("MNIST", "raw").parents[1]
+    out = tmp_path / "mnist"
+    assert run_cli("classify", "train", "--dataset", "mnist", "--model", "simple_cnn",
+                   "--epochs", "1", "--batch-size", "128", "--lr", "3e-3",
+                   "--schedule", "onecycle", "--data-root", str(root), "--out", str(out),
+                   "--no-progress") == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["test_count"] == 10000
+    assert results["test_accuracy"] >= 0.97
