@@ -1,0 +1,1 @@
+"""Foundations: from-scratch convolution and pooling, and the autograd lessons."""
