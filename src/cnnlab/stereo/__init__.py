@@ -1,0 +1,1 @@
+"""Stereo matching lab: PSMNet, stereo data formats and datasets, metrics, train/eval/predict."""

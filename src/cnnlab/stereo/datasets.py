@@ -1,0 +1,279 @@
+"""Stereo datasets in their official layouts, plus the synthetic set.
+
+Each dataset is a list of samples; ``load(i)`` returns a ``StereoSample`` with uint8 RGB
+images, float32 disparity (0 where unknown), the all-valid mask and, where the dataset has
+one, the non-occluded mask. Splits follow the published PSMNet code: KITTI frames 0-159 train,
+160+ val; SceneFlow FlyingThings3D TEST is the test set, everything else trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.errors import DataError
+from cnnlab.stereo.io import (
+    Calibration,
+    read_calibration,
+    read_image,
+    read_kitti_disparity,
+    read_pfm,
+    read_scaled_disparity,
+)
+from cnnlab.stereo.synthetic import render_pair
+
+
+@dataclass
+class StereoSample:
+    name: str
+    left: np.ndarray  # (H, W, 3) uint8
+    right: np.ndarray
+    disparity: np.ndarray  # (H, W) float32, 0 where unknown
+    valid: np.ndarray  # (H, W) bool
+    noc: np.ndarray | None = None  # non-occluded pixels, where the dataset says
+    calibration: Calibration | None = None
+
+    def __post_init__(self):
+        if self.left.shape != self.right.shape:
+            raise DataError(f"{self.name}: left {self.left.shape} and right {self.right.shape} "
+                            "differ in size")
+        if self.disparity.shape != self.left.shape[:2]:
+            raise DataError(f"{self.name}: disparity {self.disparity.shape} does not match the "
+                            f"images {self.left.shape[:2]}")
+
+
+@dataclass
+class _Entry:
+    name: str
+    left: Path
+    right: Path
+    disparity: Path | None
+    noc: Path | None = None
+    calibration: Path | None = None
+    scale: float = 1.0  # Middlebury 2001/2003 8-bit GT scale
+
+
+def _require(folder: Path, what: str) -> Path:
+    if not folder.is_dir():
+        raise DataError(f"{what}: missing folder {folder}")
+    return folder
+
+
+def _frame_id(path: Path) -> int:
+    digits = "".join(ch for ch in path.stem.split("_")[0] if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+class StereoDataset:
+    """Base: a list of entries and a loader for one."""
+
+    name = "stereo"
+
+    def __init__(self, entries: list[_Entry]):
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def load(self, index: int) -> StereoSample:
+        entry = self.entries[index]
+        left, right = read_image(entry.left), read_image(entry.right)
+        disparity, valid = self._read_disparity(entry)
+        noc = None
+        if entry.noc is not None and entry.noc.is_file():
+            noc_disparity, noc = self._read_disparity(_Entry(entry.name, entry.left, entry.right,
+                                                             entry.noc, scale=entry.scale))
+            noc = noc & valid
+        calibration = read_calibration(entry.calibration) if entry.calibration else None
+        return StereoSample(entry.name, left, right, disparity, valid, noc, calibration)
+
+    def _read_disparity(self, entry: _Entry) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+def _split_by_frame(entries: list[_Entry], split: str, first_val: int) -> list[_Entry]:
+    if split == "all":
+        return entries
+    if split not in ("train", "val"):
+        raise DataError(f"unknown split {split!r}; use train, val or all")
+    return [e for e in entries if (_frame_id(e.left) >= first_val) == (split == "val")]
+
+
+class KITTI2015(StereoDataset):
+    """training/image_2, image_3, disp_occ_0 (all), disp_noc_0 (non-occluded), calib_cam_to_cam."""
+
+    name = "kitti2015"
+
+    def __init__(self, root: str | Path, split: str = "all"):
+        train = _require(Path(root) / "training", "KITTI 2015")
+        left_dir = _require(train / "image_2", "KITTI 2015")
+        right_dir = _require(train / "image_3", "KITTI 2015")
+        gt_dir = _require(train / "disp_occ_0", "KITTI 2015")
+        entries = []
+        for left in sorted(left_dir.glob("*_10.png")):
+            calib = train / "calib_cam_to_cam" / f"{left.stem.split('_')[0]}.txt"
+            entries.append(_Entry(left.stem, left, right_dir / left.name, gt_dir / left.name,
+                                  train / "disp_noc_0" / left.name,
+                                  calib if calib.is_file() else None))
+        if not entries:
+            raise DataError(f"KITTI 2015: no *_10.png pairs in {left_dir}")
+        super().__init__(_split_by_frame(entries, split, 160))
+
+    def _read_disparity(self, entry):
+        return read_kitti_disparity(entry.disparity)
+
+
+class KITTI2012(StereoDataset):
+    """training/colored_0, colored_1, disp_occ (all), disp_noc (non-occluded), calib."""
+
+    name = "kitti2012"
+
+    def __init__(self, root: str | Path, split: str = "all"):
+        train = _require(Path(root) / "training", "KITTI 2012")
+        left_dir = _require(train / "colored_0", "KITTI 2012")
+        right_dir = _require(train / "colored_1", "KITTI 2012")
+        gt_dir = _require(train / "disp_occ", "KITTI 2012")
+        entries = []
+        for left in sorted(left_dir.glob("*_10.png")):
+            calib = train / "calib" / f"{left.stem.split('_')[0]}.txt"
+            entries.append(_Entry(left.stem, left, right_dir / left.name, gt_dir / left.name,
+                                  train / "disp_noc" / left.name,
+                                  calib if calib.is_file() else None))
+        if not entries:
+            raise DataError(f"KITTI 2012: no *_10.png pairs in {left_dir}")
+        super().__init__(_split_by_frame(entries, split, 160))
+
+    def _read_disparity(self, entry):
+        return read_kitti_disparity(entry.disparity)
+
+
+SCENEFLOW_SUBSETS = ("FlyingThings3D", "Monkaa", "Driving")
+
+
+class SceneFlow(StereoDataset):
+    """<subset>/frames_{cleanpass,finalpass}/.../left/*.png and <subset>/disparity/.../left/*.pfm
+    for FlyingThings3D, Monkaa and Driving; FlyingThings3D/.../TEST/... is the test split."""
+
+    name = "sceneflow"
+
+    def __init__(self, root: str | Path, split: str = "train", render_pass: str = "cleanpass"):
+        root = Path(root)
+        subsets = [root / s for s in SCENEFLOW_SUBSETS if (root / s).is_dir()]
+        if not subsets:
+            raise DataError(f"SceneFlow: missing folder {root / 'FlyingThings3D'} "
+                            f"(or {', '.join(SCENEFLOW_SUBSETS[1:])})")
+        if split not in ("train", "test", "all"):
+            raise DataError(f"unknown split {split!r}; use train, test or all")
+        entries = []
+        for subset in subsets:
+            frames = _require(subset / f"frames_{render_pass}", f"SceneFlow {subset.name}")
+            disparity_root = _require(subset / "disparity", f"SceneFlow {subset.name}")
+            for left in sorted(frames.rglob("left/*.png")):
+                relative = left.relative_to(frames)
+                is_test = "TEST" in relative.parts
+                if split != "all" and is_test != (split == "test"):
+                    continue
+                right = left.parent.parent / "right" / left.name
+                disparity = (disparity_root / relative).with_suffix(".pfm")
+                name = f"{subset.name}/{relative.with_suffix('')}"
+                entries.append(_Entry(name, left, right, disparity))
+        if not entries:
+            raise DataError(f"SceneFlow: no {split} pairs under {root}")
+        super().__init__(entries)
+
+    def _read_disparity(self, entry):
+        if not entry.disparity.is_file():
+            raise DataError(f"{entry.disparity}: missing disparity for {entry.left}")
+        disparity = read_pfm(entry.disparity)
+        disparity = np.abs(disparity[..., 0] if disparity.ndim == 3 else disparity)
+        valid = np.isfinite(disparity)
+        return np.where(valid, disparity, 0).astype(np.float32), valid
+
+
+# Middlebury 2001 / 2003: (left, right, ground truth, scale) per scene
+MIDDLEBURY_CLASSIC = {
+    "tsukuba": ("im3.png", "im4.png", "disp3.pgm", 16.0),
+    "venus": ("im2.png", "im6.png", "disp2.pgm", 8.0),
+    "sawtooth": ("im2.png", "im6.png", "disp2.pgm", 8.0),
+    "teddy": ("im2.png", "im6.png", "disp2.png", 4.0),
+    "cones": ("im2.png", "im6.png", "disp2.png", 4.0),
+}
+
+
+class Middlebury(StereoDataset):
+    """Scene folders: 2014/2021 (im0, im1, disp0GT.pfm, calib.txt) or 2001/2003 (im2/im6 with
+    8-bit GT and a scale factor per scene; tsukuba im3/im4, disp3.pgm)."""
+
+    name = "middlebury"
+
+    def __init__(self, root: str | Path, split: str = "all"):
+        root = _require(Path(root), "Middlebury")
+        entries = []
+        for scene in sorted(p for p in root.iterdir() if p.is_dir()):
+            if (scene / "im0.png").is_file():
+                gt = scene / "disp0GT.pfm"
+                calib = scene / "calib.txt"
+                entries.append(_Entry(scene.name, scene / "im0.png", scene / "im1.png",
+                                      gt if gt.is_file() else None,
+                                      calibration=calib if calib.is_file() else None))
+            elif scene.name.lower() in MIDDLEBURY_CLASSIC:
+                left, right, gt, scale = MIDDLEBURY_CLASSIC[scene.name.lower()]
+                entries.append(_Entry(scene.name, scene / left, scene / right, scene / gt,
+                                      scale=scale))
+        if not entries:
+            raise DataError(f"Middlebury: no scene folders with im0.png/im1.png or a known "
+                            f"2001/2003 scene ({', '.join(MIDDLEBURY_CLASSIC)}) in {root}")
+        super().__init__(entries)
+
+    def _read_disparity(self, entry):
+        if entry.disparity is None:
+            raise DataError(f"{entry.left.parent}: no ground truth (disp0GT.pfm)")
+        if entry.disparity.suffix == ".pfm":
+            disparity = read_pfm(entry.disparity)
+            valid = np.isfinite(disparity) & (disparity > 0)
+            return np.where(valid, disparity, 0).astype(np.float32), valid
+        return read_scaled_disparity(entry.disparity, entry.scale)
+
+
+class SyntheticStereo(StereoDataset):
+    """``count`` procedurally rendered pairs; pair i is the same for the same seed and size."""
+
+    name = "synthetic"
+
+    def __init__(self, count: int = 200, height: int = 256, width: int = 512,
+                 max_disparity: float = 64.0, seed: int = 0, noise: float = 0.01):
+        super().__init__([])
+        self.count, self.height, self.width = count, height, width
+        self.max_disparity, self.seed, self.noise = max_disparity, seed, noise
+
+    def __len__(self) -> int:
+        return self.count
+
+    def load(self, index: int) -> StereoSample:
+        pair = render_pair(self.height, self.width, self.max_disparity,
+                           seed=self.seed * 1_000_003 + index, noise=self.noise)
+
+        def to_uint8(image: torch.Tensor) -> np.ndarray:
+            return (image.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+        return StereoSample(f"synthetic/{self.seed}/{index}", to_uint8(pair.left),
+                            to_uint8(pair.right), pair.disparity.numpy(),
+                            pair.valid.numpy(), pair.noc.numpy())
+
+
+DATASETS = {"kitti2015": KITTI2015, "kitti2012": KITTI2012, "sceneflow": SceneFlow,
+            "middlebury": Middlebury}
+DEFAULT_FOLDERS = {"kitti2015": "KITTI2015", "kitti2012": "KITTI2012", "sceneflow": "SceneFlow",
+                   "middlebury": "Middlebury"}
+
+
+def open_dataset(name: str, root: str | Path, split: str = "all") -> StereoDataset:
+    """A real dataset by name; ``root`` is its folder (or the data root that holds it)."""
+    if name not in DATASETS:
+        raise DataError(f"unknown stereo dataset {name!r}; choose from {', '.join(DATASETS)}")
+    root = Path(root)
+    nested = root / DEFAULT_FOLDERS[name]
+    return DATASETS[name](nested if nested.is_dir() else root, split)

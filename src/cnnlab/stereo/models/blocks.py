@@ -1,0 +1,80 @@
+"""Conv+BN blocks of PSMNet (2-D and 3-D) and the dilated residual block, with BN folding."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+class ConvBN(nn.Module):
+    """Conv (2-D, 3-D or transposed 3-D, no bias) followed by batch norm; ``fuse`` folds the BN.
+
+    Folding BN into the convolution at inference removes one pass over every activation, which
+    matters for PSMNet's large 3-D cost volumes.
+    """
+
+    def __init__(self, conv: nn.Module, channels: int, dims: int):
+        super().__init__()
+        self.conv = conv
+        self.bn = nn.BatchNorm2d(channels) if dims == 2 else nn.BatchNorm3d(channels)
+        self.fused: nn.Module | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None and not self.training:
+            return self.fused(x)
+        return self.bn(self.conv(x))
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        transpose = isinstance(self.conv, nn.ConvTranspose3d)
+        self.fused = fuse_conv_bn_eval(self.conv.eval(), self.bn.eval(), transpose=transpose)
+
+    def unfuse(self) -> None:
+        self.fused = None
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.fused = None  # weights will change; a stale fusion must not survive
+        return super().train(mode)
+
+
+def convbn(n_in: int, n_out: int, kernel: int, stride: int = 1, padding: int = 0,
+           dilation: int = 1) -> ConvBN:
+    """2-D conv+BN; as in the published code, a dilated conv pads by its dilation."""
+    pad = dilation if dilation > 1 else padding
+    return ConvBN(nn.Conv2d(n_in, n_out, kernel, stride, pad, dilation, bias=False), n_out, 2)
+
+
+def convbn_3d(n_in: int, n_out: int, stride: int = 1) -> ConvBN:
+    """3x3x3 conv+BN with padding 1."""
+    return ConvBN(nn.Conv3d(n_in, n_out, 3, stride, 1, bias=False), n_out, 3)
+
+
+def deconvbn_3d(n_in: int, n_out: int) -> ConvBN:
+    """3x3x3 transposed conv (stride 2, doubles every dimension) + BN."""
+    conv = nn.ConvTranspose3d(n_in, n_out, 3, stride=2, padding=1, output_padding=1, bias=False)
+    return ConvBN(conv, n_out, 3)
+
+
+class ResidualBlock(nn.Module):
+    """PSMNet's basic block: conv-BN-ReLU, conv-BN, plus shortcut, with no ReLU after the sum."""
+
+    def __init__(self, n_in: int, channels: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv1 = nn.Sequential(convbn(n_in, channels, 3, stride, 1, dilation),
+                                   nn.ReLU(inplace=True))
+        self.conv2 = convbn(channels, channels, 3, 1, 1, dilation)
+        self.downsample = (convbn(n_in, channels, 1, stride, 0)
+                           if stride != 1 or n_in != channels else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.conv2(self.conv1(x)) + shortcut
+
+
+def make_stage(n_in: int, channels: int, blocks: int, stride: int, dilation: int
+               ) -> nn.Sequential:
+    layers = [ResidualBlock(n_in, channels, stride, dilation)]
+    layers += [ResidualBlock(channels, channels, 1, dilation) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)

@@ -1,0 +1,256 @@
+"""PSMNet (Chang & Chen, CVPR 2018): features + SPP, concatenation cost volume, 3-D CNN,
+soft-argmin regression.
+
+Layer settings follow the published code that produced the paper's numbers, where it differs
+from the paper's table:
+- conv3_x and conv4_x use dilation 1 and 2 (the table says 2 and 4): ``dilations``;
+- residual blocks add the shortcut without a ReLU after the sum;
+- SPP uses fixed 64/32/16/8 average pools; on a quarter-resolution map smaller than a window
+  the window is clipped to the map (the reference crashes there), so outputs equal the
+  reference's wherever it runs;
+- bilinear/trilinear upsampling uses ``align_corners=False`` (PyTorch >= 0.4 semantics,
+  which the published code requires): ``align_corners``.
+Any input size works: inputs are padded to a multiple of 16 and the output is cropped back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.stereo.models.blocks import ConvBN, convbn, convbn_3d, deconvbn_3d, make_stage
+from cnnlab.stereo.models.cost_volume import build_concat_volume
+
+VARIANTS = ("stackhourglass", "basic")
+
+
+@dataclass
+class PSMNetConfig:
+    variant: str = "stackhourglass"
+    maxdisp: int = 192
+    blocks: tuple[int, int, int, int] = (3, 16, 3, 3)  # conv1_x .. conv4_x
+    dilations: tuple[int, int] = (1, 2)  # conv3_x, conv4_x (the paper's table: 2, 4)
+    spp_pools: tuple[int, ...] = (64, 32, 16, 8)
+    align_corners: bool = False
+
+    def __post_init__(self):
+        self.blocks = tuple(self.blocks)
+        self.dilations = tuple(self.dilations)
+        self.spp_pools = tuple(self.spp_pools)
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}")
+        if self.maxdisp < 16 or self.maxdisp % 16:
+            raise ValueError(f"maxdisp must be a positive multiple of 16, got {self.maxdisp}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+class SpatialPyramidPooling(nn.Module):
+    """Average pools at several scales -> 1x1 conv-BN-ReLU -> bilinear back to the map size."""
+
+    def __init__(self, channels: int, branch_channels: int, pools: tuple[int, ...],
+                 align_corners: bool):
+        super().__init__()
+        self.pools = pools
+        self.align_corners = align_corners
+        self.branches = nn.ModuleList(
+            nn.Sequential(convbn(channels, branch_channels, 1), nn.ReLU(inplace=True))
+            for _ in pools)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        height, width = x.shape[-2:]
+        outputs = []
+        for pool, branch in zip(self.pools, self.branches):
+            window = (min(pool, height), min(pool, width))  # clipped on small maps
+            pooled = F.avg_pool2d(x, window, window)
+            outputs.append(F.interpolate(branch(pooled), (height, width), mode="bilinear",
+                                         align_corners=self.align_corners))
+        return outputs
+
+
+class FeatureExtractor(nn.Module):
+    """(B, 3, H, W) -> (B, 32, H/4, W/4): CNN with dilated stages and SPP."""
+
+    def __init__(self, config: PSMNetConfig):
+        super().__init__()
+        b1, b2, b3, b4 = config.blocks
+        d3, d4 = config.dilations
+        self.firstconv = nn.Sequential(
+            convbn(3, 32, 3, 2, 1), nn.ReLU(inplace=True),
+            convbn(32, 32, 3, 1, 1), nn.ReLU(inplace=True),
+            convbn(32, 32, 3, 1, 1), nn.ReLU(inplace=True))
+        self.layer1 = make_stage(32, 32, b1, 1, 1)
+        self.layer2 = make_stage(32, 64, b2, 2, 1)
+        self.layer3 = make_stage(64, 128, b3, 1, d3)
+        self.layer4 = make_stage(128, 128, b4, 1, d4)
+        self.spp = SpatialPyramidPooling(128, 32, config.spp_pools, config.align_corners)
+        fused = 64 + 128 + 32 * len(config.spp_pools)  # conv2_16, conv4_3, branches = 320
+        self.lastconv = nn.Sequential(convbn(fused, 128, 3, 1, 1), nn.ReLU(inplace=True),
+                                      nn.Conv2d(128, 32, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer1(self.firstconv(x))
+        raw = self.layer2(x)
+        skip = self.layer4(self.layer3(raw))
+        branches = self.spp(skip)
+        return self.lastconv(torch.cat([raw, skip, *reversed(branches)], dim=1))
+
+
+class Hourglass(nn.Module):
+    """3-D encoder-decoder (1/4 -> 1/16 -> 1/4) with the reference's pre/post skip wiring."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        wide = channels * 2
+        self.conv1 = nn.Sequential(convbn_3d(channels, wide, 2), nn.ReLU(inplace=True))
+        self.conv2 = convbn_3d(wide, wide)
+        self.conv3 = nn.Sequential(convbn_3d(wide, wide, 2), nn.ReLU(inplace=True))
+        self.conv4 = nn.Sequential(convbn_3d(wide, wide), nn.ReLU(inplace=True))
+        self.conv5 = deconvbn_3d(wide, wide)
+        self.conv6 = deconvbn_3d(wide, channels)
+
+    def forward(self, x, presqu, postsqu):
+        pre = self.conv2(self.conv1(x))
+        pre = F.relu(pre + postsqu if postsqu is not None else pre, inplace=True)
+        out = self.conv4(self.conv3(pre))
+        post = F.relu(self.conv5(out) + (presqu if presqu is not None else pre), inplace=True)
+        return self.conv6(post), pre, post
+
+
+def _classifier() -> nn.Sequential:
+    return nn.Sequential(convbn_3d(32, 32), nn.ReLU(inplace=True),
+                         nn.Conv3d(32, 1, 3, 1, 1, bias=False))
+
+
+def _residual_3d() -> nn.Sequential:
+    return nn.Sequential(convbn_3d(32, 32), nn.ReLU(inplace=True), convbn_3d(32, 32))
+
+
+def disparity_regression(cost: torch.Tensor, maxdisp: int, size: tuple[int, int],
+                         align_corners: bool, row_chunk: int | None = None) -> torch.Tensor:
+    """(B, 1, D/4, H/4, W/4) cost -> (B, H, W): trilinear upsampling, softmax over D, soft-argmin.
+
+    The upsampling is separable, so D and W are upsampled once and the H direction row chunk by
+    row chunk: the full-resolution (B, D, H, W) volume is never held at once at inference.
+    """
+    height, width = size
+    if row_chunk is None:
+        full = F.interpolate(cost, (maxdisp, height, width), mode="trilinear",
+                             align_corners=align_corners).squeeze(1)
+        probabilities = F.softmax(full, dim=1)
+        disparities = torch.arange(maxdisp, device=cost.device, dtype=probabilities.dtype)
+        return torch.einsum("bdhw,d->bhw", probabilities, disparities)
+    b, _, _, low_h, _ = cost.shape
+    # upsample D and W: (B, 1, D/4, H/4, W/4) -> (B, D, H/4, W)
+    dw = F.interpolate(cost.squeeze(1).transpose(1, 2).reshape(b * low_h, 1, -1, cost.shape[-1]),
+                       (maxdisp, width), mode="bilinear", align_corners=align_corners)
+    dw = dw.reshape(b, low_h, maxdisp, width).transpose(1, 2)  # (B, D, H/4, W)
+    disparities = torch.arange(maxdisp, device=cost.device, dtype=cost.dtype).view(1, -1, 1, 1)
+    out = cost.new_empty(b, height, width)
+    for start in range(0, height, row_chunk):
+        stop = min(start + row_chunk, height)
+        rows = _linear_rows(dw, height, start, stop, align_corners)  # (B, D, rows, W)
+        out[:, start:stop] = (F.softmax(rows, dim=1) * disparities).sum(1)
+    return out
+
+
+def _linear_rows(volume: torch.Tensor, out_height: int, start: int, stop: int,
+                 align_corners: bool) -> torch.Tensor:
+    """Rows [start, stop) of a linear upsampling of ``volume`` (B, D, h, W) along dim 2."""
+    in_height = volume.shape[2]
+    rows = torch.arange(start, stop, device=volume.device, dtype=torch.float64)
+    if align_corners:
+        scale = (in_height - 1) / (out_height - 1) if out_height > 1 else 0.0
+        source = rows * scale
+    else:
+        source = ((rows + 0.5) * (in_height / out_height) - 0.5).clamp(min=0)
+    lower = source.floor().long().clamp(max=in_height - 1)
+    upper = (lower + 1).clamp(max=in_height - 1)
+    weight = (source - lower).to(volume.dtype).view(1, 1, -1, 1)
+    return volume[:, :, lower] * (1 - weight) + volume[:, :, upper] * weight
+
+
+class PSMNet(nn.Module):
+    """(B, 3, H, W) left, right -> (B, H, W) disparity; in training the stackhourglass variant
+    returns its three outputs (for the 0.5/0.7/1.0 loss)."""
+
+    def __init__(self, config: PSMNetConfig | None = None, **overrides):
+        super().__init__()
+        config = config or PSMNetConfig(**overrides)
+        self.config = config
+        self.maxdisp = config.maxdisp
+        self.feature_extraction = FeatureExtractor(config)
+        self.dres0 = nn.Sequential(convbn_3d(64, 32), nn.ReLU(inplace=True),
+                                   convbn_3d(32, 32), nn.ReLU(inplace=True))
+        self.dres1 = _residual_3d()
+        if config.variant == "stackhourglass":
+            self.hourglasses = nn.ModuleList(Hourglass(32) for _ in range(3))
+            self.classifiers = nn.ModuleList(_classifier() for _ in range(3))
+        else:
+            self.residuals = nn.ModuleList(_residual_3d() for _ in range(3))
+            self.classifiers = nn.ModuleList([_classifier()])
+        self.row_chunk: int | None = 64  # inference-time regression chunking (None: one go)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+                n = math.prod(module.kernel_size) * module.out_channels
+                module.weight.data.normal_(0, math.sqrt(2.0 / n))
+            elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
+                module.weight.data.fill_(1)
+                module.bias.data.zero_()
+
+    def fuse_for_inference(self) -> PSMNet:
+        """Fold every BN into its convolution (eval mode only; training undoes it)."""
+        self.eval()
+        for module in self.modules():
+            if isinstance(module, ConvBN):
+                module.fuse()
+        return self
+
+    def cost_volume(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return build_concat_volume(left, right, self.maxdisp // 4)
+
+    def _costs(self, volume: torch.Tensor) -> list[torch.Tensor]:
+        cost0 = self.dres0(volume)
+        cost0 = self.dres1(cost0) + cost0
+        if self.config.variant == "basic":
+            for residual in self.residuals:
+                cost0 = residual(cost0) + cost0
+            return [self.classifiers[0](cost0)]
+        out1, pre1, post1 = self.hourglasses[0](cost0, None, None)
+        out1 = out1 + cost0
+        out2, _, post2 = self.hourglasses[1](out1, pre1, post1)
+        out2 = out2 + cost0
+        out3, _, _ = self.hourglasses[2](out2, pre1, post2)
+        out3 = out3 + cost0
+        cost1 = self.classifiers[0](out1)
+        cost2 = self.classifiers[1](out2) + cost1
+        cost3 = self.classifiers[2](out3) + cost2
+        return [cost1, cost2, cost3]
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor):
+        if left.shape != right.shape:
+            raise ValueError(f"left {tuple(left.shape)} and right {tuple(right.shape)} differ")
+        height, width = left.shape[-2:]
+        pad_h, pad_w = (-height) % 16, (-width) % 16
+        if pad_h or pad_w:  # pad bottom/right with zeros (the mean colour after normalising)
+            left = F.pad(left, (0, pad_w, 0, pad_h))
+            right = F.pad(right, (0, pad_w, 0, pad_h))
+        padded = left.shape[-2:]
+        features_left = self.feature_extraction(left)
+        features_right = self.feature_extraction(right)
+        costs = self._costs(self.cost_volume(features_left, features_right))
+        if not self.training:
+            costs = costs[-1:]
+        chunk = None if self.training else self.row_chunk
+        predictions = [disparity_regression(c, self.maxdisp, padded, self.config.align_corners,
+                                            chunk)[:, :height, :width] for c in costs]
+        return predictions if self.training and len(predictions) > 1 else predictions[-1]
