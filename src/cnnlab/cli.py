@@ -241,11 +241,196 @@ def _add_basics(sub) -> None:
     run.set_defaults(func=cmd_basics_run)
 
 
+# ---------------------------------------------------------------- stereo
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 256x512, got {text!r}") from None
+    return height, width
+
+
+def _blocks(text: str) -> tuple[int, ...]:
+    try:
+        blocks = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        blocks = ()
+    if len(blocks) != 4 or min(blocks) < 1:
+        raise argparse.ArgumentTypeError(f"expected four positive counts like 3,16,3,3, "
+                                         f"got {text!r}")
+    return blocks
+
+
+def cmd_stereo_train(args) -> int:
+    from cnnlab.engine.device import select_device
+    from cnnlab.engine.distributed import cleanup, init_from_env
+    from cnnlab.engine.rundir import RunDir
+    from cnnlab.stereo.models import PSMNetConfig
+    from cnnlab.stereo.train import StereoConfig, train_stereo
+
+    if args.milestones == [] and args.dataset.startswith("kitti") and args.schedule == "step":
+        args.milestones = [200]  # the published fine-tuning schedule: 1e-3, then 1e-4 after 200
+    optim = _optim_config(args)
+    if args.resume:
+        config = StereoConfig.from_dict(RunDir(args.resume).read_config()["stereo"])
+        out = Path(args.resume)
+    else:
+        try:
+            model = PSMNetConfig(variant=args.variant, maxdisp=args.maxdisp, blocks=args.blocks)
+        except ValueError as exc:
+            raise ConfigError(f"--maxdisp/--variant: {exc}") from None
+        config = StereoConfig(dataset=args.dataset, data_root=args.data_root,
+                              model=model.to_dict(), crop=args.crop,
+                              samples_per_epoch=args.samples_per_epoch, val_count=args.val_count,
+                              jitter=not args.no_jitter, synthetic_size=args.synthetic_size,
+                              init=args.init)
+        out = Path(args.out or f"runs/psmnet-{args.dataset}")
+        if (out / "last.safetensors").exists():
+            raise ConfigError(f"{out}: already holds a run; use --resume {out} or another --out")
+    info = init_from_env(select_device(args.device).type)
+    try:
+        results = train_stereo(config, optim, out, bool(args.resume), args.device, info,
+                               log=print if info.is_main else (lambda _msg: None),
+                               progress=not args.no_progress, stop_after=args.stop_after)
+    finally:
+        cleanup(info)
+    if info.is_main and "val" in results:
+        print(f"Validation (last epoch): EPE {results['val']['epe']:.3f} px, "
+              f"D1 {results['val']['d1']:.2f}%")
+        print(f"Run directory: {out}")
+    return 0
+
+
+def cmd_stereo_eval(args) -> int:
+    from cnnlab.engine.atomic import atomic_write_json
+    from cnnlab.engine.device import select_device
+    from cnnlab.stereo.datasets import SyntheticStereo, open_dataset
+    from cnnlab.stereo.evaluate import (
+        evaluate_samples,
+        format_table,
+        load_psmnet,
+        psmnet_predictor,
+        sgbm_predictor,
+    )
+    from cnnlab.stereo.train import VAL_SEED
+
+    device = select_device(args.device)
+    predictors = {}
+    maxdisp = args.maxdisp
+    if args.model in ("psmnet", "both"):
+        if not args.checkpoint:
+            raise ConfigError("--checkpoint is required to evaluate PSMNet")
+        loaded = load_psmnet(args.checkpoint, device)
+        predictors["psmnet"] = psmnet_predictor(loaded.model, device)
+        maxdisp = maxdisp or loaded.model.maxdisp
+    if args.model in ("sgbm", "both"):
+        predictors["sgbm"] = sgbm_predictor(maxdisp or 192)
+    results = {}
+    for dataset in args.dataset:
+        if dataset == "synthetic":
+            height, width = args.synthetic_size
+            synthetic_max = 0.75 * (maxdisp or 192)
+            source = SyntheticStereo(args.count, height, width, synthetic_max, seed=VAL_SEED)
+        else:
+            if not args.data_root:
+                raise ConfigError(f"--data-root is required for {dataset}")
+            source = open_dataset(dataset, args.data_root, args.split)
+        samples = [source.load(i) for i in range(len(source))]
+        for method, predict in predictors.items():
+            print(f"{dataset} / {method}:")
+            results[f"{dataset}/{method}"] = evaluate_samples(predict, samples, print)
+    print(format_table(results))
+    if args.json:
+        atomic_write_json(Path(args.json), results)
+        print(f"Results: {args.json}")
+    return 0
+
+
+def cmd_stereo_predict(args) -> int:
+    from cnnlab.engine.device import select_device
+    from cnnlab.stereo.evaluate import load_psmnet
+    from cnnlab.stereo.io import Calibration
+    from cnnlab.stereo.predict import predict_pair
+
+    if (args.focal is None) != (args.baseline is None):
+        raise ConfigError("--focal and --baseline go together (or use --calib FILE)")
+    calibration = Calibration(args.focal, args.baseline) if args.focal else None
+    loaded = load_psmnet(args.checkpoint, select_device(args.device))
+    result = predict_pair(loaded, Path(args.left), Path(args.right), Path(args.out),
+                          calibration, Path(args.calib) if args.calib else None,
+                          Path(args.gt) if args.gt else None)
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    low, high = result["disparity_range"]
+    print(f"Disparity {result['size'][1]}x{result['size'][0]}: {low:.2f} to {high:.2f} px")
+    if "metrics" in result:
+        m = result["metrics"]
+        print(f"Against ground truth: EPE {m['epe']:.3f} px, D1 {m['d1']:.2f}%, "
+              f"bad-3 {m['bad3']:.2f}%")
+    if "points" in result:
+        print(f"Point cloud: {result['points']} points, median depth {result['median_depth_m']:.2f} m")
+    for name, path in result["outputs"].items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def _add_stereo(sub) -> None:
+    from cnnlab.stereo.models.psmnet import VARIANTS
+
+    stereo = sub.add_parser("stereo", help="stereo matching lab (PSMNet)")
+    ssub = stereo.add_subparsers(dest="action", required=True)
+    datasets = ("synthetic", "sceneflow", "kitti2015", "kitti2012", "middlebury")
+
+    train = ssub.add_parser("train", help="train or fine-tune PSMNet")
+    train.add_argument("--dataset", choices=datasets, default="synthetic")
+    train.add_argument("--data-root", help="the dataset's folder or the data root holding it")
+    train.add_argument("--variant", choices=VARIANTS, default="stackhourglass")
+    train.add_argument("--maxdisp", type=int, default=192)
+    train.add_argument("--blocks", type=_blocks, default=(3, 16, 3, 3),
+                       help="residual blocks of conv1_x..conv4_x (default 3,16,3,3)")
+    train.add_argument("--crop", type=_size, default=(256, 512), help="training crop HxW")
+    train.add_argument("--samples-per-epoch", type=int, default=400)
+    train.add_argument("--val-count", type=int, default=8, help="validation pairs")
+    train.add_argument("--synthetic-size", type=_size, default=(256, 512))
+    train.add_argument("--no-jitter", action="store_true")
+    train.add_argument("--init", help="checkpoint to fine-tune from")
+    train.add_argument("--out", help="run directory (default runs/psmnet-DATASET)")
+    _add_optim_args(train, epochs=10, batch_size=4, lr=1e-3, schedule="step")
+    train.set_defaults(func=cmd_stereo_train)
+
+    evaluate = ssub.add_parser("eval", help="EPE / D1 / bad-x tables, PSMNet and/or SGBM")
+    evaluate.add_argument("--checkpoint", help="run directory or .safetensors")
+    evaluate.add_argument("--model", choices=("psmnet", "sgbm", "both"), default="psmnet")
+    evaluate.add_argument("--dataset", choices=datasets, action="append", required=True)
+    evaluate.add_argument("--data-root")
+    evaluate.add_argument("--split", default="all")
+    evaluate.add_argument("--count", type=int, default=8, help="synthetic pairs")
+    evaluate.add_argument("--synthetic-size", type=_size, default=(256, 512))
+    evaluate.add_argument("--maxdisp", type=int, help="SGBM range (default: the model's or 192)")
+    evaluate.add_argument("--json", help="write all results to this JSON file")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(func=cmd_stereo_eval)
+
+    predict = ssub.add_parser("predict", help="disparity, depth and point cloud of a pair")
+    predict.add_argument("left")
+    predict.add_argument("right")
+    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("--out", default="runs/predict")
+    predict.add_argument("--focal", type=float, help="focal length in pixels")
+    predict.add_argument("--baseline", type=float, help="baseline in metres")
+    predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury calib.txt")
+    predict.add_argument("--gt", help="ground-truth disparity (KITTI PNG or PFM) for an error map")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(func=cmd_stereo_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnlab", description=__doc__)
     sub = parser.add_subparsers(dest="lab", required=True)
     _add_classify(sub)
     _add_basics(sub)
+    _add_stereo(sub)
     return parser
 
 

@@ -69,7 +69,15 @@ class SpatialPyramidPooling(nn.Module):
         for pool, branch in zip(self.pools, self.branches):
             window = (min(pool, height), min(pool, width))  # clipped on small maps
             pooled = F.avg_pool2d(x, window, window)
-            outputs.append(F.interpolate(branch(pooled), (height, width), mode="bilinear",
+            if self.training and pooled.shape[0] * pooled.shape[2] * pooled.shape[3] == 1:
+                # one value per channel (batch 1, map below the window): BN cannot compute batch
+                # statistics, so this branch normalises with its running statistics
+                branch.eval()
+                out = branch(pooled)
+                branch.train()
+            else:
+                out = branch(pooled)
+            outputs.append(F.interpolate(out, (height, width), mode="bilinear",
                                          align_corners=self.align_corners))
         return outputs
 

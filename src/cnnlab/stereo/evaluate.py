@@ -1,0 +1,121 @@
+"""Evaluate PSMNet or SGBM on stereo pairs: EPE, D1, bad-1/2/3 on all / non-occluded pixels.
+
+Per image and aggregated as KITTI does (error and pixel counts summed over the dataset). SGBM
+holes are filled by KITTI's background interpolation before scoring, so they count as errors
+where the fill is wrong, and the density of real SGBM output is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights
+from cnnlab.errors import CheckpointError
+from cnnlab.stereo.datasets import StereoSample
+from cnnlab.stereo.metrics import error_counts, fill_holes_background, rates
+from cnnlab.stereo.models import PSMNet
+from cnnlab.stereo.sgbm import sgbm_disparity
+from cnnlab.stereo.task import to_input
+from cnnlab.stereo.train import build_psmnet
+
+Predictor = Callable[[StereoSample], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class LoadedStereo:
+    model: PSMNet
+    config: dict
+    checkpoint: Path
+
+
+def resolve_stereo_checkpoint(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best", "last"):
+            if (path / f"{name}.safetensors").is_file():
+                return path / f"{name}.safetensors"
+        raise CheckpointError(f"{path}: no best.safetensors or last.safetensors in the run dir")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint")
+    return path
+
+
+def load_psmnet(path: str | Path, device: torch.device) -> LoadedStereo:
+    checkpoint = resolve_stereo_checkpoint(path)
+    ckpt = load_checkpoint(checkpoint, map_location=device)
+    config = ckpt["metadata"].get("config", {})
+    if config.get("lab") != "stereo":
+        raise CheckpointError(f"{checkpoint}: not a stereo checkpoint")
+    model = build_psmnet(config["stereo"]["model"])
+    load_model_weights(model, ckpt["model"], checkpoint)
+    model.to(device).fuse_for_inference()
+    return LoadedStereo(model, config, checkpoint)
+
+
+def psmnet_predictor(model: PSMNet, device: torch.device) -> Predictor:
+    @torch.no_grad()
+    def predict(sample: StereoSample):
+        disparity = model(to_input(sample.left, device), to_input(sample.right, device))[0]
+        disparity = disparity.float().cpu().numpy()
+        return disparity, np.ones_like(disparity, dtype=bool)
+    return predict
+
+
+def sgbm_predictor(max_disparity: int) -> Predictor:
+    def predict(sample: StereoSample):
+        return sgbm_disparity(sample.left, sample.right, max_disparity)
+    return predict
+
+
+def evaluate_samples(predict: Predictor, samples, log: Callable[[str], None] | None = None
+                     ) -> dict:
+    """Per-image and aggregated metrics over an iterable of StereoSamples."""
+    totals = {"all": {}, "noc": {}}
+    rows = []
+    density_sum = 0.0
+    for sample in samples:
+        disparity, valid_prediction = predict(sample)
+        density = float(valid_prediction.mean())
+        density_sum += density
+        filled = fill_holes_background(disparity, valid_prediction)
+        prediction = torch.from_numpy(filled)
+        target = torch.from_numpy(sample.disparity)
+        row = {"name": sample.name, "density": density}
+        masks = {"all": sample.valid}
+        if sample.noc is not None:
+            masks["noc"] = sample.noc
+        for region, mask in masks.items():
+            counts = error_counts(prediction, target, torch.from_numpy(mask))
+            for key, value in counts.items():
+                totals[region][key] = totals[region].get(key, 0.0) + value
+            row[region] = rates(counts)
+        rows.append(row)
+        if log:
+            log(f"  {sample.name}: EPE {row['all']['epe']:.3f} px, D1 {row['all']['d1']:.2f}%, "
+                f"density {100 * density:.1f}%")
+    summary = {region: rates(counts) | {"pixels": int(counts["pixels"])}
+               for region, counts in totals.items() if counts}
+    for region in list(summary):
+        per_image = [r[region] for r in rows if region in r]
+        summary[region]["mean_per_image_epe"] = float(np.mean([m["epe"] for m in per_image]))
+        summary[region]["mean_per_image_d1"] = float(np.mean([m["d1"] for m in per_image]))
+    return {"images": len(rows), "density": density_sum / max(len(rows), 1),
+            "aggregate": summary, "per_image": rows}
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """Rows = (dataset, method); columns = EPE / D1 / bad-1/2/3 on all pixels, density."""
+    lines = [f"{'dataset':<12} {'method':<10} {'pairs':>5} {'EPE':>7} {'D1%':>7} {'bad1%':>7} "
+             f"{'bad2%':>7} {'bad3%':>7} {'density':>8}"]
+    for key, result in results.items():
+        dataset, method = key.split("/", 1)
+        agg = result["aggregate"]["all"]
+        lines.append(f"{dataset:<12} {method:<10} {result['images']:>5} {agg['epe']:>7.3f} "
+                     f"{agg['d1']:>7.2f} {agg['bad1']:>7.2f} {agg['bad2']:>7.2f} "
+                     f"{agg['bad3']:>7.2f} {100 * result['density']:>7.1f}%")
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""Disparity, depth and a point cloud from any rectified stereo pair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.errors import DataError
+from cnnlab.stereo.evaluate import LoadedStereo
+from cnnlab.stereo.io import (
+    Calibration,
+    read_calibration,
+    read_image,
+    read_kitti_disparity,
+    read_pfm,
+    write_kitti_disparity,
+    write_pfm,
+)
+from cnnlab.stereo.metrics import error_counts, rates
+from cnnlab.stereo.task import to_input
+from cnnlab.stereo.visualize import (
+    colorize_disparity,
+    colorize_error,
+    point_cloud,
+    save_png,
+    write_ply,
+)
+
+
+def is_grey(image: np.ndarray) -> bool:
+    return bool(np.array_equal(image[..., 0], image[..., 1])
+                and np.array_equal(image[..., 1], image[..., 2]))
+
+
+def vertical_offset(left: np.ndarray, right: np.ndarray, search: int = 12) -> int:
+    """Row shift that best aligns the two views' horizontal-edge profiles (0 if rectified)."""
+    def profile(image):
+        grey = image.astype(np.float64).mean(axis=2)
+        edges = np.abs(np.diff(grey, axis=0)).mean(axis=1)
+        return (edges - edges.mean()) / (edges.std() + 1e-9)
+
+    a, b = profile(left), profile(right)
+    best, best_score = 0, -np.inf
+    for shift in range(-search, search + 1):
+        x = a[max(shift, 0): len(a) + min(shift, 0)]
+        y = b[max(-shift, 0): len(b) + min(-shift, 0)]
+        score = float(np.mean(x * y))
+        if score > best_score:
+            best, best_score = shift, score
+    return best
+
+
+def check_pair(left_path: Path, right_path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read both views; errors for size mismatch; notes for grey or unrectified-looking pairs."""
+    left, right = read_image(left_path), read_image(right_path)
+    if left.shape != right.shape:
+        raise DataError(f"{right_path}: size {right.shape[1]}x{right.shape[0]} differs from "
+                        f"{left_path.name} ({left.shape[1]}x{left.shape[0]}); a rectified pair "
+                        "has equal sizes")
+    notes = []
+    for path, image in ((left_path, left), (right_path, right)):
+        if is_grey(image):
+            notes.append(f"{path}: greyscale image, replicated to RGB (the model was trained "
+                         "on colour; expect lower accuracy)")
+    offset = vertical_offset(left, right)
+    if abs(offset) >= 2:
+        notes.append(f"{right_path}: rows look shifted by {offset} px against {left_path.name}; "
+                     "the pair may not be rectified (disparity assumes horizontal epipolar lines)")
+    return left, right, notes
+
+
+def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if path.suffix.lower() == ".pfm":
+        disparity = read_pfm(path)
+        valid = np.isfinite(disparity) & (disparity > 0)
+        return np.where(valid, disparity, 0).astype(np.float32), valid
+    return read_kitti_disparity(path)
+
+
+@torch.no_grad()
+def predict_pair(loaded: LoadedStereo, left_path: Path, right_path: Path, out_dir: Path,
+                 calibration: Calibration | None = None, calib_file: Path | None = None,
+                 ground_truth: Path | None = None) -> dict:
+    """Write disparity (KITTI PNG, PFM, colour PNG), error map, depth and PLY into ``out_dir``."""
+    left, right, notes = check_pair(Path(left_path), Path(right_path))
+    if calib_file is not None:
+        calibration = read_calibration(calib_file)
+    device = next(loaded.model.parameters()).device
+    disparity = loaded.model(to_input(left, device), to_input(right, device))[0].cpu().numpy()
+    out_dir = Path(out_dir)
+    stem = Path(left_path).stem
+    outputs = {
+        "disparity_png": write_kitti_disparity(out_dir / f"{stem}_disp.png", disparity),
+        "disparity_pfm": write_pfm(out_dir / f"{stem}_disp.pfm", disparity),
+        "color_png": save_png(out_dir / f"{stem}_disp_color.png",
+                              colorize_disparity(disparity, loaded.model.maxdisp * 0.75,
+                                                 np.ones_like(disparity, dtype=bool))),
+    }
+    result = {"notes": notes, "size": list(disparity.shape),
+              "disparity_range": [float(disparity.min()), float(disparity.max())]}
+    if ground_truth is not None:
+        target, valid = read_ground_truth(Path(ground_truth))
+        if target.shape != disparity.shape:
+            raise DataError(f"{ground_truth}: size {target.shape[::-1]} differs from the images "
+                            f"{disparity.shape[::-1]}")
+        result["metrics"] = rates(error_counts(torch.from_numpy(disparity),
+                                               torch.from_numpy(target), torch.from_numpy(valid)))
+        outputs["error_png"] = save_png(out_dir / f"{stem}_error.png",
+                                        colorize_error(disparity, target, valid))
+    if calibration is not None:
+        depth = calibration.depth(disparity)
+        outputs["depth_pfm"] = write_pfm(out_dir / f"{stem}_depth.pfm", depth)
+        xyz, rgb = point_cloud(depth, left, calibration.focal)
+        outputs["ply"] = write_ply(out_dir / f"{stem}.ply", xyz, rgb)
+        result["points"] = len(xyz)
+        result["median_depth_m"] = float(np.median(depth[depth > 0])) if (depth > 0).any() \
+            else None
+    result["outputs"] = {k: str(v) for k, v in outputs.items()}
+    return result

@@ -1,0 +1,115 @@
+"""Train or fine-tune PSMNet on synthetic, SceneFlow, KITTI or Middlebury data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from cnnlab.engine.atomic import atomic_write_json
+from cnnlab.engine.checkpoint import load_checkpoint
+from cnnlab.engine.device import prepare_model, seed_everything, select_device
+from cnnlab.engine.distributed import DistInfo
+from cnnlab.engine.loop import OptimConfig, evaluate, fit, optim_config_dict
+from cnnlab.engine.rundir import RunDir
+from cnnlab.errors import ConfigError
+from cnnlab.stereo.datasets import StereoDataset, SyntheticStereo, open_dataset
+from cnnlab.stereo.metrics import rates
+from cnnlab.stereo.models import PSMNet, PSMNetConfig
+from cnnlab.stereo.task import StereoTask
+
+VAL_SEED = 9_999  # held-out synthetic scenes never drawn for training (training uses seed 0+)
+
+
+@dataclass
+class StereoConfig:
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    model: dict = field(default_factory=lambda: PSMNetConfig().to_dict())
+    crop: tuple[int, int] = (256, 512)
+    samples_per_epoch: int = 400
+    val_count: int = 8
+    jitter: bool = True
+    synthetic_size: tuple[int, int] = (256, 512)
+    synthetic_max_disparity: float | None = None  # default: 3/4 of maxdisp
+    init: str | None = None  # checkpoint to fine-tune from
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["crop"], data["synthetic_size"] = list(self.crop), list(self.synthetic_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StereoConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("crop", "synthetic_size"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+def build_psmnet(model_config: dict) -> PSMNet:
+    try:
+        return PSMNet(PSMNetConfig(**model_config))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"PSMNet configuration: {exc}") from None
+
+
+def _datasets(config: StereoConfig, maxdisp: int) -> tuple[StereoDataset, list]:
+    if config.dataset == "synthetic":
+        height, width = config.synthetic_size
+        max_d = config.synthetic_max_disparity or 0.75 * maxdisp
+        train = SyntheticStereo(10**6, height, width, max_d, seed=0)
+        val = SyntheticStereo(config.val_count, height, width, max_d, seed=VAL_SEED)
+        return train, [val.load(i) for i in range(len(val))]
+    if config.data_root is None:
+        raise ConfigError(f"--data-root is required for {config.dataset}")
+    splits = {"sceneflow": ("train", "test")}.get(config.dataset, ("train", "val"))
+    train = open_dataset(config.dataset, config.data_root, splits[0])
+    try:
+        val_set = open_dataset(config.dataset, config.data_root, splits[1])
+        val = [val_set.load(i) for i in range(min(len(val_set), config.val_count))]
+    except Exception:  # noqa: BLE001 - a dataset without a val split trains without validation
+        val = []
+    return train, val
+
+
+def train_stereo(config: StereoConfig, optim: OptimConfig, out: Path, resume: bool = False,
+                 device: str = "auto", info: DistInfo = DistInfo(),
+                 log: Callable[[str], None] = print, progress: bool = True,
+                 stop_after: int | None = None) -> dict:
+    """Train, then evaluate the last weights on the validation pairs; returns the results."""
+    torch_device = select_device(device)
+    seed_everything(optim.seed + info.rank)
+    model = build_psmnet(config.model)
+    if any(c < 16 for c in config.crop):
+        raise ConfigError(f"--crop {config.crop} is too small (at least 16x16)")
+    train_set, val_samples = _datasets(config, model.maxdisp)
+    if not val_samples:
+        log(f"note: {config.dataset} has no validation pairs here; training without validation")
+    init_state = None
+    if config.init and not resume:
+        init_state = load_checkpoint(Path(config.init))["model"]
+    model = prepare_model(model, torch_device, optim.compile)
+    if info.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if torch_device.type == "cuda" else None)
+    task = StereoTask(train_set, val_samples, config.crop, optim.batch_size,
+                      config.samples_per_epoch, model.module.maxdisp if info.enabled
+                      else model.maxdisp, torch_device, info, config.jitter)
+    full_config = {"lab": "stereo", "stereo": config.to_dict(), "optim": optim_config_dict(optim),
+                   "world_size": info.world_size,
+                   "title": f"PSMNet {config.model.get('variant')} on {config.dataset}"}
+    run_dir = RunDir(out)
+    result = fit(model, task, optim, run_dir, full_config, torch_device, resume, info, log,
+                 progress, init_state=init_state, stop_after=stop_after)
+    results = {"epochs": len(result.history), "best": result.best,
+               "train_seconds": round(sum(r["seconds"] for r in result.history), 2)}
+    if val_samples:
+        sums = evaluate(model, task, task.val_batches(), torch_device, optim.amp, info)
+        results["val"] = rates(sums)
+    if info.is_main:
+        atomic_write_json(run_dir.path / "results.json", results)
+    return results

@@ -1,0 +1,125 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnlab.stereo.losses import disparity_loss, valid_mask
+from cnnlab.stereo.models import PSMNet
+from cnnlab.stereo.models.cost_volume import build_concat_volume, build_concat_volume_loop
+from cnnlab.stereo.models.psmnet import SpatialPyramidPooling, disparity_regression
+
+TINY = dict(maxdisp=16, blocks=(1, 1, 1, 1))
+
+
+def test_default_parameter_count_equals_the_reference():
+    # the published code prints "Number of model parameters: 5224768" for stackhourglass
+    assert sum(p.numel() for p in PSMNet().parameters()) == 5_224_768
+
+
+@pytest.mark.parametrize("variant", ["stackhourglass", "basic"])
+@pytest.mark.parametrize("size", [(37, 53), (16, 16), (50, 71)])
+def test_any_input_size(variant, size):
+    model = PSMNet(variant=variant, **TINY).eval()
+    left, right = torch.randn(2, 3, *size), torch.randn(2, 3, *size)
+    with torch.no_grad():
+        out = model(left, right)
+    assert out.shape == (2, *size)
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 15
+
+
+def test_training_outputs():
+    model = PSMNet(**TINY).train()
+    outputs = model(torch.randn(1, 3, 33, 40), torch.randn(1, 3, 33, 40))
+    assert isinstance(outputs, list) and len(outputs) == 3
+    assert all(o.shape == (1, 33, 40) for o in outputs)
+    basic = PSMNet(variant="basic", **TINY).train()
+    assert basic(torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)).shape == (1, 32, 32)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 2), st.integers(1, 4), st.integers(1, 6), st.integers(1, 20),
+       st.integers(1, 24), st.integers(0, 999))
+def test_vectorised_cost_volume_equals_loop(b, c, h, w, levels, seed):
+    g = torch.Generator().manual_seed(seed)
+    left, right = torch.randn(b, c, h, w, generator=g), torch.randn(b, c, h, w, generator=g)
+    assert torch.equal(build_concat_volume(left, right, levels),
+                       build_concat_volume_loop(left, right, levels))
+
+
+def test_spp_equals_fixed_pools_on_large_maps_and_works_on_small():
+    torch.manual_seed(0)
+    spp = SpatialPyramidPooling(8, 4, (64, 32, 16, 8), align_corners=False).eval()
+    x = torch.randn(1, 8, 70, 130)
+    with torch.no_grad():
+        ours = spp(x)
+        for pool, branch, out in zip((64, 32, 16, 8), spp.branches, ours):
+            reference = F.interpolate(branch(F.avg_pool2d(x, pool, pool)), (70, 130),
+                                      mode="bilinear", align_corners=False)
+            torch.testing.assert_close(out, reference)
+        small = spp(torch.randn(1, 8, 5, 9))  # below every pool: clipped windows
+    assert all(o.shape == (1, 4, 5, 9) and torch.isfinite(o).all() for o in small)
+
+
+def _calibrated(model: PSMNet, size=(32, 48)) -> PSMNet:
+    """Give BN realistic running statistics so outputs are not dominated by huge activations."""
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(2, 3, *size), torch.randn(2, 3, *size))
+    return model.eval()
+
+
+def test_fused_and_chunked_inference_match_plain():
+    torch.manual_seed(0)
+    model = _calibrated(PSMNet(maxdisp=32, blocks=(1, 2, 1, 1)))
+    left, right = torch.randn(1, 3, 45, 70), torch.randn(1, 3, 45, 70)
+    with torch.no_grad():
+        model.row_chunk = None
+        plain = model(left, right)
+        model.row_chunk = 7
+        chunked = model(left, right)
+        model.fuse_for_inference()
+        fused = model(left, right)
+    torch.testing.assert_close(chunked, plain, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fused, plain, atol=2e-3, rtol=1e-3)
+    model.train()  # training must drop the fused copies
+    assert all(m.fused is None for m in model.modules() if hasattr(m, "fused"))
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_chunked_regression_matches_full(align_corners):
+    cost = torch.randn(2, 1, 8, 9, 13)
+    full = disparity_regression(cost, 32, (36, 52), align_corners)
+    chunked = disparity_regression(cost, 32, (36, 52), align_corners, row_chunk=5)
+    torch.testing.assert_close(chunked, full, atol=1e-4, rtol=1e-4)
+
+
+def test_loss_masks_and_weights():
+    target = torch.tensor([[0.0, 5.0, 20.0, float("inf")]])
+    mask = valid_mask(target, maxdisp=16)
+    assert mask.tolist() == [[False, True, False, False]]
+    outputs = [torch.full_like(target, v) for v in (6.0, 7.0, 5.0)]
+    # smooth L1 of errors 1, 2, 0 at the one valid pixel: 0.5, 1.5, 0
+    assert disparity_loss(outputs, target, mask).item() == pytest.approx(0.5 * 0.5 + 0.7 * 1.5)
+    assert disparity_loss(outputs, target, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_one_pair_overfit_loss_falls():
+    from cnnlab.stereo.synthetic import render_pair
+
+    torch.manual_seed(0)
+    pair = render_pair(32, 64, 12.0, seed=1, noise=0.0, use_photos=False)
+    left, right = (pair.left.unsqueeze(0) - 0.5) / 0.25, (pair.right.unsqueeze(0) - 0.5) / 0.25
+    target = pair.disparity.unsqueeze(0)
+    mask = valid_mask(target, 16) & pair.noc.unsqueeze(0)
+    model = PSMNet(**TINY).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(40):
+        loss = disparity_loss(model(left, right), target, mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
