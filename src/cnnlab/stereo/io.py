@@ -96,8 +96,9 @@ def write_kitti_disparity(path: str | Path, disparity: np.ndarray,
                           valid: np.ndarray | None = None) -> Path:
     """Write disparity * 256 as 16-bit PNG; invalid pixels (and d <= 0) are stored as 0."""
     disparity = np.asarray(disparity, dtype=np.float64)
-    values = np.clip(np.round(disparity * 256.0), 0, 65535).astype(np.uint16)
     mask = np.isfinite(disparity) & (disparity > 0)
+    scaled = np.round(np.where(mask, disparity, 0.0) * 256.0)
+    values = np.clip(scaled, 0, 65535).astype(np.uint16)
     if valid is not None:
         mask &= valid
     values = np.where(mask, np.maximum(values, 1), 0).astype(np.uint16)

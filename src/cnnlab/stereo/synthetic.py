@@ -109,7 +109,7 @@ def _texture(generator: torch.Generator, h: int, w: int, use_photos: bool) -> to
     kinds = ["noise", "noise", "stripes", "checker"] + (["photo", "photo"] if photos else [])
     kind = kinds[int(torch.randint(len(kinds), (1,), generator=generator))]
     base = _smooth_noise(generator, h, w, scale=float(torch.empty(1).uniform_(
-        1.5, 6.0, generator=generator)))
+        2.5, 8.0, generator=generator)))
     if kind == "photo":
         photo = photos[int(torch.randint(len(photos), (1,), generator=generator))]
         scale = float(torch.empty(1).uniform_(0.5, 1.5, generator=generator))

@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.cli import main
+from tests.conftest import shared_path
+
+TINY = ["--maxdisp", "16", "--blocks", "1,1,1,1", "--crop", "32x64", "--synthetic-size",
+        "48x80", "--samples-per-epoch", "4", "--val-count", "2", "--batch-size", "2",
+        "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stereo") / "run"
+    assert main(["stereo", "train", "--dataset", "synthetic", "--epochs", "2", "--out",
+                 str(out), *TINY]) == 0
+    return out
+
+
+def test_train_writes_run_dir(tiny_run):
+    for name in ("config.json", "metrics.csv", "curves.png", "last.safetensors",
+                 "best.safetensors", "results.json"):
+        assert (tiny_run / name).is_file(), name
+    results = json.loads((tiny_run / "results.json").read_text())
+    assert results["epochs"] == 2 and results["val"]["epe"] > 0
+    header = (tiny_run / "metrics.csv").read_text().splitlines()[0]
+    assert header.startswith("epoch,train_loss,train_epe,train_d1,val_loss,val_epe,val_d1")
+
+
+def test_eval_psmnet_and_sgbm(tiny_run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["stereo", "eval", "--checkpoint", str(tiny_run), "--model", "both",
+                 "--dataset", "synthetic", "--count", "2", "--synthetic-size", "48x80",
+                 "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "synthetic    psmnet" in table and "synthetic    sgbm" in table
+    results = json.loads(out.read_text())
+    sgbm = results["synthetic/sgbm"]
+    assert sgbm["images"] == 2 and 0 < sgbm["density"] <= 1
+    assert results["synthetic/psmnet"]["density"] == 1.0
+
+
+def test_predict_writes_every_output(tiny_run, tmp_path, capsys):
+    left = shared_path("Middlebury", "tsukuba", "im3.png")
+    out = tmp_path / "pred"
+    gt = tmp_path / "gt.png"
+    from cnnlab.stereo.io import read_scaled_disparity, write_kitti_disparity
+
+    disparity, valid = read_scaled_disparity(left.parent / "disp3.pgm", 16.0)
+    write_kitti_disparity(gt, disparity, valid)
+    assert main(["stereo", "predict", str(left), str(left.parent / "im4.png"), "--checkpoint",
+                 str(tiny_run), "--out", str(out), "--focal", "615", "--baseline", "0.1",
+                 "--gt", str(gt)]) == 0
+    text = capsys.readouterr().out
+    assert "Against ground truth: EPE" in text and "Point cloud:" in text
+    for suffix in ("_disp.png", "_disp.pfm", "_disp_color.png", "_error.png", "_depth.pfm",
+                   ".ply"):
+        assert (out / f"im3{suffix}").is_file(), suffix
+
+
+def test_predict_errors_and_notes(tiny_run, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (60, 90), dtype=np.uint8)
+    Image.fromarray(base).save(tmp_path / "grey_l.png")
+    Image.fromarray(np.roll(base, -3, axis=1)).save(tmp_path / "grey_r.png")
+    Image.fromarray(base[:50]).save(tmp_path / "small.png")
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    cases = [
+        ([str(tmp_path / "grey_l.png"), str(tmp_path / "small.png")], "differs from"),
+        ([str(tmp_path / "junk.png"), str(tmp_path / "grey_l.png")], "not a readable image"),
+        ([str(tmp_path / "grey_l.png"), str(tmp_path / "grey_r.png"), "--focal", "500"],
+         "--focal and --baseline go together"),
+        ([str(tmp_path / "grey_l.png"), str(tmp_path / "grey_l.png"), "--checkpoint",
+          str(tmp_path)], "no best.safetensors"),
+    ]
+    for extra, expected in cases:
+        args = ["stereo", "predict", *extra]
+        if "--checkpoint" not in extra:
+            args += ["--checkpoint", str(tiny_run)]
+        assert main(args + ["--out", str(tmp_path / "o")]) == 1, extra
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, err
+    assert main(["stereo", "predict", str(tmp_path / "grey_l.png"), str(tmp_path / "grey_r.png"),
+                 "--checkpoint", str(tiny_run), "--out", str(tmp_path / "o")]) == 0
+    assert "greyscale image" in capsys.readouterr().err
+
+
+def test_bad_stereo_arguments(capsys):
+    with pytest.raises(SystemExit):
+        main(["stereo", "train", "--crop", "big"])
+    assert "expected HxW" in capsys.readouterr().err
+    assert main(["stereo", "train", "--maxdisp", "50", "--no-progress"]) == 1
+    assert "multiple of 16" in capsys.readouterr().err
+    assert main(["stereo", "eval", "--dataset", "kitti2015"]) == 1
+    assert "--checkpoint is required" in capsys.readouterr().err
