@@ -20,7 +20,7 @@ from cnnlab.basics.ops import (
     pool2d_unfold,
 )
 
-TOL = dict(atol=1e-5, rtol=1e-5)
+TOL = {"atol": 1e-5, "rtol": 1e-5}
 FAST = settings(max_examples=40, deadline=None)
 
 
@@ -33,8 +33,8 @@ def conv_case(draw, max_size=9):
     h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), max_size))
     w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), max_size))
     seed = draw(st.integers(0, 2**16))
-    return dict(h=h, w=w, kernel=(kh, kw), padding=(ph, pw), stride=(sh, sw),
-                dilation=(dh, dw), seed=seed)
+    return {"h": h, "w": w, "kernel": (kh, kw), "padding": (ph, pw), "stride": (sh, sw),
+                "dilation": (dh, dw), "seed": seed}
 
 
 @FAST
@@ -103,8 +103,8 @@ def pool_case(draw):
     sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     h = draw(st.integers(max(1, kh - 2 * ph), 10))
     w = draw(st.integers(max(1, kw - 2 * pw), 10))
-    return dict(h=h, w=w, kernel=(kh, kw), padding=(ph, pw), stride=(sh, sw),
-                seed=draw(st.integers(0, 2**16)))
+    return {"h": h, "w": w, "kernel": (kh, kw), "padding": (ph, pw), "stride": (sh, sw),
+                "seed": draw(st.integers(0, 2**16))}
 
 
 @FAST

@@ -4,11 +4,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from tests.conftest import make_tiny_mnist, shared_path, write_idx
 
 from cnnlab.data import vision
 from cnnlab.data.vision import load_split, read_cifar_batch, read_idx, write_cifar_batch
 from cnnlab.errors import DataError
-from tests.conftest import make_tiny_mnist, shared_path, write_idx
 
 
 def test_idx_roundtrip_gz_and_plain(tmp_path):

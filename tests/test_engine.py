@@ -1,4 +1,5 @@
 import os
+from itertools import pairwise
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ def test_onecycle_shape():
     lrs = [s.lr_at(i) for i in range(100)]
     assert lrs[0] == pytest.approx(0.1 / 25)
     assert max(lrs) == pytest.approx(0.1) and lrs.index(max(lrs)) == 25
-    assert lrs[-1] < 1e-3 and all(a >= b for a, b in zip(lrs[25:], lrs[26:]))
+    assert lrs[-1] < 1e-3 and all(a >= b for a, b in pairwise(lrs[25:]))
 
 
 def test_step_and_cosine():

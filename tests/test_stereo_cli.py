@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from tests.conftest import shared_path
 
 from cnnlab.cli import main
-from tests.conftest import shared_path
 
 TINY = ["--maxdisp", "16", "--blocks", "1,1,1,1", "--crop", "32x64", "--synthetic-size",
         "48x80", "--samples-per-epoch", "4", "--val-count", "2", "--batch-size", "2",
@@ -96,3 +96,19 @@ def test_bad_stereo_arguments(capsys):
     assert "multiple of 16" in capsys.readouterr().err
     assert main(["stereo", "eval", "--dataset", "kitti2015"]) == 1
     assert "--checkpoint is required" in capsys.readouterr().err
+
+
+def test_finetune_from_run_dir_and_resume(tiny_run, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ft"
+    assert main(["stereo", "train", "--dataset", "synthetic", "--epochs", "2", "--stop-after",
+                 "1", "--init", str(tiny_run), "--out", str(out), *TINY]) == 0
+    assert json.loads((out / "last.json").read_text())["epoch"] == 1
+    assert main(["stereo", "train", "--resume", str(out), "--epochs", "2", *TINY]) == 0
+    assert json.loads((out / "last.json").read_text())["epoch"] == 2
+    weights = load_file(str(out / "last.safetensors"))
+    assert any(k.startswith("model.feature_extraction") for k in weights)
+    # a run that is not a stereo run cannot seed fine-tuning
+    assert main(["stereo", "train", "--dataset", "synthetic", "--epochs", "1", "--init",
+                 str(tmp_path / "none"), "--out", str(tmp_path / "x"), *TINY]) == 1

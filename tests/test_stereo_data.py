@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.conftest import shared_path
 
 from cnnlab.errors import DataError
 from cnnlab.stereo.datasets import (
@@ -14,7 +15,6 @@ from cnnlab.stereo.datasets import (
 )
 from cnnlab.stereo.io import write_kitti_disparity, write_pfm
 from cnnlab.stereo.synthetic import render_pair, warp_right_to_left
-from tests.conftest import shared_path
 
 
 def _check(sample):

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from PIL import Image
+from tests.conftest import shared_path
 
 from cnnlab.errors import DataError
 from cnnlab.stereo.io import (
@@ -13,7 +14,6 @@ from cnnlab.stereo.io import (
     write_kitti_disparity,
     write_pfm,
 )
-from tests.conftest import shared_path
 
 
 @pytest.mark.parametrize("little_endian", [True, False])

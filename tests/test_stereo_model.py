@@ -9,7 +9,7 @@ from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.models.cost_volume import build_concat_volume, build_concat_volume_loop
 from cnnlab.stereo.models.psmnet import SpatialPyramidPooling, disparity_regression
 
-TINY = dict(maxdisp=16, blocks=(1, 1, 1, 1))
+TINY = {"maxdisp": 16, "blocks": (1, 1, 1, 1)}
 
 
 def test_default_parameter_count_equals_the_reference():

@@ -369,7 +369,8 @@ def cmd_stereo_predict(args) -> int:
         print(f"Against ground truth: EPE {m['epe']:.3f} px, D1 {m['d1']:.2f}%, "
               f"bad-3 {m['bad3']:.2f}%")
     if "points" in result:
-        print(f"Point cloud: {result['points']} points, median depth {result['median_depth_m']:.2f} m")
+        print(f"Point cloud: {result['points']} points, "
+              f"median depth {result['median_depth_m']:.2f} m")
     for name, path in result["outputs"].items():
         print(f"  {name}: {path}")
     return 0

@@ -144,8 +144,8 @@ def mlp_regression(seed: int = 0, steps: int = 2000, lr: float = 1e-2) -> Lesson
 def load_iris01() -> tuple[torch.Tensor, torch.Tensor]:
     """The 100 iris flowers of classes 0 (setosa) and 1 (versicolor): (100, 4), (100,)."""
     text = resources.files("cnnlab.basics").joinpath("data/iris01.csv").read_text()
-    rows = [r for r in csv.reader(line for line in text.splitlines()
-                                  if line and not line.startswith("#"))][1:]
+    rows = list(csv.reader(line for line in text.splitlines()
+                                  if line and not line.startswith("#")))[1:]
     features = torch.tensor([[float(v) for v in r[:4]] for r in rows])
     labels = torch.tensor([float(r[4]) for r in rows])
     return features, labels

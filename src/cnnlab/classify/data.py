@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.vision import VisionSpec, get_spec, load_split
-from cnnlab.engine.distributed import DistInfo, shard_indices
+from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo, shard_indices
 from cnnlab.errors import ConfigError
 
 
@@ -95,7 +95,7 @@ class TensorSplit:
         return len(self.labels)
 
     def batches(self, batch_size: int, preprocess: Preprocess, generator: torch.Generator | None
-                = None, augment: Augment | None = None, info: DistInfo = DistInfo(),
+                = None, augment: Augment | None = None, info: DistInfo = SINGLE_PROCESS,
                 drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled (with ``generator``) or ordered batches of (input, labels)."""
         if generator is not None:
@@ -113,7 +113,7 @@ class TensorSplit:
                     images = random_hflip(images, generator)
             yield preprocess(images), self.labels.index_select(0, index)
 
-    def num_batches(self, batch_size: int, info: DistInfo = DistInfo(),
+    def num_batches(self, batch_size: int, info: DistInfo = SINGLE_PROCESS,
                     drop_last: bool = False) -> int:
         n = len(self) // info.world_size if info.enabled else len(self)  # training shares
         return n // batch_size if drop_last else -(-n // batch_size)

@@ -12,7 +12,7 @@ from cnnlab.classify.data import Preprocess, TensorSplit
 from cnnlab.classify.train import ClassifyConfig, build_model, build_preprocess
 from cnnlab.data.vision import VisionSpec, get_spec, load_split
 from cnnlab.engine.atomic import atomic_write, atomic_write_json
-from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights
+from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, resolve_checkpoint
 from cnnlab.engine.device import select_device
 from cnnlab.errors import CheckpointError
 
@@ -24,20 +24,6 @@ class LoadedClassifier:
     spec: VisionSpec
     preprocess: Preprocess
     checkpoint: Path
-
-
-def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
-    """A run directory (its best, else last checkpoint) or a .safetensors file."""
-    path = Path(path)
-    if path.is_dir():
-        for name in (which, "last"):
-            candidate = path / f"{name}.safetensors"
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(f"{path}: no {which}.safetensors or last.safetensors in the run dir")
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such run directory or checkpoint")
-    return path
 
 
 def load_classifier(path: str | Path, device: torch.device, which: str = "best"

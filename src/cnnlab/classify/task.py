@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.classify.data import Augment, Preprocess, TensorSplit
-from cnnlab.engine.distributed import DistInfo
+from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 
 
 class ClassifyTask:
@@ -16,7 +16,7 @@ class ClassifyTask:
 
     def __init__(self, train: TensorSplit, val: TensorSplit | None, preprocess: Preprocess,
                  batch_size: int, augment: Augment | None, label_smoothing: float = 0.0,
-                 info: DistInfo = DistInfo(), eval_batch_size: int = 1000):
+                 info: DistInfo = SINGLE_PROCESS, eval_batch_size: int = 1000):
         self.train, self.val = train, val
         self.preprocess = preprocess
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size

@@ -16,7 +16,7 @@ from cnnlab.classify.task import ClassifyTask
 from cnnlab.data.vision import VisionSpec, get_spec
 from cnnlab.engine.atomic import atomic_write_json
 from cnnlab.engine.device import prepare_model, seed_everything, select_device
-from cnnlab.engine.distributed import DistInfo
+from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.loop import FitResult, OptimConfig, evaluate, fit, optim_config_dict
 from cnnlab.engine.rundir import RunDir
 from cnnlab.errors import ConfigError
@@ -56,7 +56,7 @@ def build_model(config: ClassifyConfig, spec: VisionSpec) -> nn.Module:
 
 
 def train_classifier(config: ClassifyConfig, optim: OptimConfig, out: Path, resume: bool = False,
-                     device: str = "auto", download: bool = False, info: DistInfo = DistInfo(),
+                     device: str = "auto", download: bool = False, info: DistInfo = SINGLE_PROCESS,
                      log: Callable[[str], None] = print, progress: bool = True,
                      stop_after: int | None = None) -> dict:
     """Train, then evaluate the last weights on the official test set; returns the results."""

@@ -20,7 +20,7 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def download_file(urls: list[str], dest: Path, md5: str, timeout: float = 30.0) -> Path:
-    """Fetch the first mirror that answers into ``dest``; the file appears only if its md5 matches."""
+    """Fetch the first mirror that answers into ``dest``; it appears only if its md5 matches."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and md5sum(dest) == md5:
         return dest

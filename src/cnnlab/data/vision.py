@@ -13,6 +13,7 @@ import pickle
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -176,7 +177,7 @@ def _missing_message(spec: VisionSpec, names: list[str], folders: list[Path]) ->
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles CIFAR batches without executing arbitrary code: numpy arrays and builtins only."""
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),

@@ -62,6 +62,20 @@ def save_checkpoint(path: Path, model_state: dict[str, torch.Tensor], metadata: 
     return path
 
 
+def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """A run directory (its ``which`` checkpoint, else ``last``) or a .safetensors file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (which, "last"):
+            candidate = path / f"{name}.safetensors"
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"{path}: no {which}.safetensors or last.safetensors in the run dir")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint")
+    return path
+
+
 def read_metadata(path: Path) -> dict:
     """The JSON metadata stored in a checkpoint's header."""
     path = Path(path)

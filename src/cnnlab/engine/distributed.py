@@ -24,6 +24,9 @@ class DistInfo:
         return self.rank == 0
 
 
+SINGLE_PROCESS = DistInfo()
+
+
 def init_from_env(device_type: str) -> DistInfo:
     """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); no-op otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

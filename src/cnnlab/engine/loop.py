@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from cnnlab.engine.device import autocast, make_grad_scaler
-from cnnlab.engine.distributed import DistInfo, all_reduce_sums, barrier
+from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo, all_reduce_sums, barrier
 from cnnlab.engine.optim import LRSchedule, build_optimizer, clip_gradients
 from cnnlab.engine.rundir import RunDir
 from cnnlab.errors import CheckpointError, ConfigError
@@ -101,7 +101,7 @@ def _accumulate(sums: dict[str, float], stats: dict[str, float]) -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, batches: Iterable[Any], device: torch.device,
-             amp: str = "none", info: DistInfo = DistInfo()) -> dict[str, float]:
+             amp: str = "none", info: DistInfo = SINGLE_PROCESS) -> dict[str, float]:
     """Summed statistics of a pass over ``batches`` in eval mode (all-reduced under DDP)."""
     was_training = model.training
     model.eval()
@@ -116,7 +116,7 @@ def evaluate(model: nn.Module, task: Task, batches: Iterable[Any], device: torch
 
 def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         full_config: dict, device: torch.device, resume: bool = False,
-        info: DistInfo = DistInfo(), log: Callable[[str], None] = print,
+        info: DistInfo = SINGLE_PROCESS, log: Callable[[str], None] = print,
         progress: bool = True, init_state: dict[str, torch.Tensor] | None = None,
         stop_after: int | None = None) -> FitResult:
     """Train ``model`` (already on ``device``, possibly DDP-wrapped) on ``task``.

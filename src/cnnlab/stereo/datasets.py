@@ -84,7 +84,7 @@ class StereoDataset:
         disparity, valid = self._read_disparity(entry)
         noc = None
         if entry.noc is not None and entry.noc.is_file():
-            noc_disparity, noc = self._read_disparity(_Entry(entry.name, entry.left, entry.right,
+            _, noc = self._read_disparity(_Entry(entry.name, entry.left, entry.right,
                                                              entry.noc, scale=entry.scale))
             noc = noc & valid
         calibration = read_calibration(entry.calibration) if entry.calibration else None

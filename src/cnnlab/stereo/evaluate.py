@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights
+from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, resolve_checkpoint
 from cnnlab.errors import CheckpointError
 from cnnlab.stereo.datasets import StereoSample
 from cnnlab.stereo.metrics import error_counts, fill_holes_background, rates
@@ -33,20 +33,8 @@ class LoadedStereo:
     checkpoint: Path
 
 
-def resolve_stereo_checkpoint(path: str | Path) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best", "last"):
-            if (path / f"{name}.safetensors").is_file():
-                return path / f"{name}.safetensors"
-        raise CheckpointError(f"{path}: no best.safetensors or last.safetensors in the run dir")
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such run directory or checkpoint")
-    return path
-
-
 def load_psmnet(path: str | Path, device: torch.device) -> LoadedStereo:
-    checkpoint = resolve_stereo_checkpoint(path)
+    checkpoint = resolve_checkpoint(path)
     ckpt = load_checkpoint(checkpoint, map_location=device)
     config = ckpt["metadata"].get("config", {})
     if config.get("lab") != "stereo":

@@ -96,7 +96,7 @@ def _photos() -> list[torch.Tensor]:
                      "gravel"):
             try:
                 image = torch.as_tensor(getattr(skdata, name)()).float() / 255.0
-            except Exception:  # a missing sample file must not break synthesis
+            except (OSError, ValueError, AttributeError):  # a missing sample file: skip it
                 continue
             image = image.unsqueeze(0).expand(3, -1, -1) if image.dim() == 2 \
                 else image.permute(2, 0, 1)[:3]
@@ -138,7 +138,7 @@ def _random_layers(generator: torch.Generator, h: int, w: int, max_disparity: fl
     def uniform(lo, hi):
         return float(torch.empty(1).uniform_(lo, hi, generator=generator))
 
-    margin = int(math.ceil(max_disparity)) + 8
+    margin = math.ceil(max_disparity) + 8
     tw = w + 2 * margin
     lo = 0.05 * max_disparity
     background_d = uniform(lo, 0.35 * max_disparity)
@@ -185,7 +185,7 @@ def render_pair(height: int = 256, width: int = 512, max_disparity: float = 64.0
     """One random scene, deterministic for ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     if num_objects is None:
-        num_objects = int(torch.randint(3, 9, (1,), generator=generator))
+        num_objects = int(torch.randint(3, 9, (1,), generator=generator).item())
     layers = _random_layers(generator, height, width, max_disparity, num_objects, use_photos)
     y, x = torch.meshgrid(torch.arange(height, dtype=torch.float32),
                           torch.arange(width, dtype=torch.float32), indexing="ij")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cnnlab.engine.distributed import DistInfo
+from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.stereo.datasets import StereoDataset, StereoSample
 from cnnlab.stereo.losses import disparity_loss, valid_mask
 from cnnlab.stereo.metrics import error_counts, rates
@@ -67,7 +67,7 @@ class StereoTask:
 
     def __init__(self, train_set: StereoDataset, val_samples: list[StereoSample],
                  crop: tuple[int, int], batch_size: int, samples_per_epoch: int, maxdisp: int,
-                 device: torch.device, info: DistInfo = DistInfo(), jitter: bool = True):
+                 device: torch.device, info: DistInfo = SINGLE_PROCESS, jitter: bool = True):
         self.train_set, self.val_samples = train_set, val_samples
         self.crop, self.batch_size = crop, batch_size
         self.samples_per_epoch, self.maxdisp = samples_per_epoch, maxdisp

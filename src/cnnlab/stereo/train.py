@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from cnnlab.engine.atomic import atomic_write_json
-from cnnlab.engine.checkpoint import load_checkpoint
+from cnnlab.engine.checkpoint import load_checkpoint, resolve_checkpoint
 from cnnlab.engine.device import prepare_model, seed_everything, select_device
-from cnnlab.engine.distributed import DistInfo
+from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.loop import OptimConfig, evaluate, fit, optim_config_dict
 from cnnlab.engine.rundir import RunDir
 from cnnlab.errors import ConfigError
@@ -71,13 +71,13 @@ def _datasets(config: StereoConfig, maxdisp: int) -> tuple[StereoDataset, list]:
     try:
         val_set = open_dataset(config.dataset, config.data_root, splits[1])
         val = [val_set.load(i) for i in range(min(len(val_set), config.val_count))]
-    except Exception:  # noqa: BLE001 - a dataset without a val split trains without validation
+    except Exception:
         val = []
     return train, val
 
 
 def train_stereo(config: StereoConfig, optim: OptimConfig, out: Path, resume: bool = False,
-                 device: str = "auto", info: DistInfo = DistInfo(),
+                 device: str = "auto", info: DistInfo = SINGLE_PROCESS,
                  log: Callable[[str], None] = print, progress: bool = True,
                  stop_after: int | None = None) -> dict:
     """Train, then evaluate the last weights on the validation pairs; returns the results."""
@@ -91,7 +91,7 @@ def train_stereo(config: StereoConfig, optim: OptimConfig, out: Path, resume: bo
         log(f"note: {config.dataset} has no validation pairs here; training without validation")
     init_state = None
     if config.init and not resume:
-        init_state = load_checkpoint(Path(config.init))["model"]
+        init_state = load_checkpoint(resolve_checkpoint(config.init))["model"]
     model = prepare_model(model, torch_device, optim.compile)
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(

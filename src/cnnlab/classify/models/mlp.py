@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from torch import nn
 
 
 def _mlp(sizes: list[int], activation: type[nn.Module], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:  # hidden layers only: logits stay linear
             layers.append(activation())

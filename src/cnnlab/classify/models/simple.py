@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from torch import nn
 
 
@@ -21,7 +23,7 @@ class ConvReLU(nn.Sequential):
 def classifier_head(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
     """Flatten + Linear/ReLU(/Dropout) stack whose last layer emits raw logits."""
     layers: list[nn.Module] = [nn.Flatten()]
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU(inplace=True))
@@ -42,7 +44,7 @@ def simple_cnn(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
 
 def simple_vgg(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.2
                ) -> nn.Sequential:
-    """Eight 3x3 convs 64-...-512 and five 2x2 pools; 28x28 -> 30,15,17,8,10,5,2,1 -> FC 512-100-100.
+    """Eight 3x3 convs 64..512, five 2x2 pools (28x28 -> 30,15,17,8,10,5,2,1), FC 512-100-100.
 
     Padding 2 on the first three convs and 1 on the rest, as in the course's answer key; unlike
     the key there is no ReLU after the last linear layer, so logits can be negative.
