@@ -35,7 +35,10 @@ def _add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: in
     from cnnlab.engine.optim import OPTIMIZERS, SCHEDULES
 
     group = parser.add_argument_group("optimisation")
-    group.add_argument("--epochs", type=int, default=epochs)
+    group.add_argument("--epochs", type=int, default=None,
+                       help=f"epochs to train (default {epochs}; with --resume: the run's own, "
+                            "or more to extend it)")
+    parser.set_defaults(default_epochs=epochs)
     group.add_argument("--batch-size", type=int, default=batch_size)
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=optimizer)
     group.add_argument("--lr", type=float, default=lr)
@@ -59,10 +62,18 @@ def _add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: in
     group.add_argument("--no-progress", action="store_true")
 
 
-def _optim_config(args):
+def _optim_config(args, saved: dict | None = None):
+    """Optimisation settings from the flags, or, when resuming, the run's own settings (only
+    --epochs may change, to extend a run): a resumed run must not switch optimizer silently."""
     from cnnlab.engine.loop import OptimConfig
 
-    return OptimConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+    if saved is not None:
+        settings = dict(saved, milestones=tuple(saved.get("milestones", ())))
+        if args.epochs is not None:
+            settings["epochs"] = args.epochs
+        return OptimConfig(**settings)
+    epochs = args.epochs if args.epochs is not None else args.default_epochs
+    return OptimConfig(epochs=epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                        schedule=args.schedule, milestones=tuple(args.milestones),
                        gamma=args.gamma, warmup_epochs=args.warmup_epochs,
@@ -101,14 +112,15 @@ def cmd_classify_train(args) -> int:
     from cnnlab.engine.distributed import cleanup, init_from_env
     from cnnlab.engine.rundir import RunDir
 
-    optim = _optim_config(args)
     if args.resume:
         saved = RunDir(args.resume).read_config()
+        optim = _optim_config(args, saved["optim"])
         config = ClassifyConfig.from_dict(saved["classify"])
         if args.data_root:
             config.data_root = args.data_root
         out = Path(args.resume)
     else:
+        optim = _optim_config(args)
         config = ClassifyConfig(dataset=args.dataset, model=args.model,
                                 model_kwargs=_model_kwargs(args.model_arg),
                                 image_size=args.image_size, val_size=args.val_size,
@@ -271,11 +283,13 @@ def cmd_stereo_train(args) -> int:
 
     if args.milestones == [] and args.dataset.startswith("kitti") and args.schedule == "step":
         args.milestones = [200]  # the published fine-tuning schedule: 1e-3, then 1e-4 after 200
-    optim = _optim_config(args)
     if args.resume:
-        config = StereoConfig.from_dict(RunDir(args.resume).read_config()["stereo"])
+        saved = RunDir(args.resume).read_config()
+        optim = _optim_config(args, saved["optim"])
+        config = StereoConfig.from_dict(saved["stereo"])
         out = Path(args.resume)
     else:
+        optim = _optim_config(args)
         try:
             model = PSMNetConfig(variant=args.variant, maxdisp=args.maxdisp, blocks=args.blocks)
         except ValueError as exc:
