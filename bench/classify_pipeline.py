@@ -28,6 +28,7 @@ from torchvision import transforms
 from cnnlab.classify.data import Preprocess, load_classify_data
 from cnnlab.classify.models import create_model
 from cnnlab.data.vision import get_spec
+from cnnlab.engine.device import prepare_model
 
 TORCHVISION_CLASSES = {"mnist": ("MNIST", torchvision.datasets.MNIST),
                        "fashion-mnist": ("FashionMNIST", torchvision.datasets.FashionMNIST)}
@@ -49,12 +50,15 @@ def reference_dataset(name: str, data_root: Path, scratch: Path):
     return cls(str(scratch), train=True, transform=transform, download=False)
 
 
-def train_epoch(model, optimizer, batches, max_batches: int) -> tuple[float, int]:
+def train_epoch(model, optimizer, batches, max_batches: int, channels_last: bool
+                ) -> tuple[float, int]:
     model.train()
     started, seen = time.perf_counter(), 0
     for i, (images, labels) in enumerate(batches):
         if i == max_batches:
             break
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -108,14 +112,18 @@ def main() -> None:
         ours_data = iterate_only(our_batches(), max_batches)
         reference_data = iterate_only(reference_batches(), max_batches)
 
-        # a full training epoch, same model and initial weights (warm-up step excluded)
+        # a full training epoch, same model and initial weights (warm-up steps excluded); ours
+        # runs as cnnlab trains (prepare_model: channels_last), the reference as pytorch/examples
         results = {}
         for name, batches in (("ours", our_batches), ("reference", reference_batches)):
             torch.manual_seed(0)
             model = create_model(args.model, in_channels=spec.channels)
+            ours = name == "ours"
+            if ours:
+                model = prepare_model(model, device)
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            train_epoch(model, optimizer, batches(), 2)
-            results[name] = train_epoch(model, optimizer, batches(), max_batches)
+            train_epoch(model, optimizer, batches(), 2, ours)
+            results[name] = train_epoch(model, optimizer, batches(), max_batches, ours)
 
     print(json.dumps({
         "bench": "classify_pipeline", "dataset": args.dataset, "model": args.model,

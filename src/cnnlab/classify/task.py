@@ -23,7 +23,6 @@ class ClassifyTask:
         self.augment = augment
         self.label_smoothing = label_smoothing
         self.info = info
-        self.channels_last = train.device.type == "cuda"
 
     def num_train_batches(self) -> int:
         return self.train.num_batches(self.batch_size, self.info, drop_last=True)
@@ -43,8 +42,7 @@ class ClassifyTask:
 
     def loss_and_stats(self, model: nn.Module, batch, train: bool):
         images, labels = batch
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)  # prepare_model's layout
         logits = model(images)
         loss = F.cross_entropy(logits.float(), labels,
                                label_smoothing=self.label_smoothing if train else 0.0)

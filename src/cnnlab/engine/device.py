@@ -48,10 +48,13 @@ def make_grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler("cuda", enabled=(amp == "fp16" and device.type == "cuda"))
 
 
-def prepare_model(model: nn.Module, device: torch.device, compile_model: bool = False) -> nn.Module:
-    """Move to the device; channels_last on CUDA; torch.compile only where it is supported."""
+def prepare_model(model: nn.Module, device: torch.device, compile_model: bool = False,
+                  channels_last: bool = True) -> nn.Module:
+    """Move to the device, in channels_last layout for 2-D conv nets (measured faster on CUDA and
+    on this CPU: x1.12 simple_cnn, x1.24 narrow ResNet-18 per training step); torch.compile only
+    on CUDA, where it is supported without a host compiler."""
     model = model.to(device)
-    if device.type == "cuda":
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if compile_model and device.type == "cuda":
         model = torch.compile(model)

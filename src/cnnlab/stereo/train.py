@@ -92,7 +92,8 @@ def train_stereo(config: StereoConfig, optim: OptimConfig, out: Path, resume: bo
     init_state = None
     if config.init and not resume:
         init_state = load_checkpoint(resolve_checkpoint(config.init))["model"]
-    model = prepare_model(model, torch_device, optim.compile)
+    # 3-D convolutions dominate PSMNet: keep the default layout (channels_last is 2-D only)
+    model = prepare_model(model, torch_device, optim.compile, channels_last=False)
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[info.local_rank] if torch_device.type == "cuda" else None)
