@@ -48,26 +48,20 @@ class VisionSpec:
     debian_folder: str | None = None
 
 
-_MNIST_FILES = {
-    "train": (
-        IdxFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", 60000, True),
-        IdxFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", 60000, False),
-    ),
-    "test": (
-        IdxFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", 10000, True),
-        IdxFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", 10000, False),
-    ),
-}
-_FASHION_FILES = {
-    "train": (
-        IdxFile("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d", 60000, True),
-        IdxFile("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe", 60000, False),
-    ),
-    "test": (
-        IdxFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", 10000, True),
-        IdxFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", 10000, False),
-    ),
-}
+def _idx_files(md5s: tuple[str, str, str, str]) -> dict[str, tuple[IdxFile, IdxFile]]:
+    """The four official files (train images/labels, test images/labels) and their md5s."""
+    return {split: (IdxFile(f"{prefix}-images-idx3-ubyte.gz", md5s[2 * k], count, True),
+                    IdxFile(f"{prefix}-labels-idx1-ubyte.gz", md5s[2 * k + 1], count, False))
+            for k, (split, prefix, count) in enumerate((("train", "train", 60000),
+                                                        ("test", "t10k", 10000)))}
+
+
+_MNIST_FILES = _idx_files(("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+                           "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"))
+_FASHION_FILES = _idx_files(("8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                             "25c81989df183df01b3e8a0aad5dffbe",
+                             "bef4ecab320f06d8554ea6380940ec79",
+                             "bb300cfdad3c16e7a12a480ee83cd310"))
 
 DATASETS: dict[str, VisionSpec] = {
     "mnist": VisionSpec(

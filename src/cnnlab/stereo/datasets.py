@@ -102,52 +102,46 @@ def _split_by_frame(entries: list[_Entry], split: str, first_val: int) -> list[_
     return [e for e in entries if (_frame_id(e.left) >= first_val) == (split == "val")]
 
 
-class KITTI2015(StereoDataset):
+class _KITTI(StereoDataset):
+    """KITTI's training layout: left/right image folders, GT with occluded pixels (all) and,
+    where present, without them (non-occluded), and per-frame calibration."""
+
+    title = ""
+    left_folder = right_folder = gt_folder = noc_folder = calib_folder = ""
+
+    def __init__(self, root: str | Path, split: str = "all"):
+        train = _require(Path(root) / "training", self.title)
+        left_dir = _require(train / self.left_folder, self.title)
+        right_dir = _require(train / self.right_folder, self.title)
+        gt_dir = _require(train / self.gt_folder, self.title)
+        entries = []
+        for left in sorted(left_dir.glob("*_10.png")):
+            calib = train / self.calib_folder / f"{left.stem.split('_')[0]}.txt"
+            entries.append(_Entry(left.stem, left, right_dir / left.name, gt_dir / left.name,
+                                  train / self.noc_folder / left.name,
+                                  calib if calib.is_file() else None))
+        if not entries:
+            raise DataError(f"{self.title}: no *_10.png pairs in {left_dir}")
+        super().__init__(_split_by_frame(entries, split, 160))
+
+    def _read_disparity(self, entry):
+        return read_kitti_disparity(entry.disparity)
+
+
+class KITTI2015(_KITTI):
     """training/image_2, image_3, disp_occ_0 (all), disp_noc_0 (non-occluded), calib_cam_to_cam."""
 
-    name = "kitti2015"
-
-    def __init__(self, root: str | Path, split: str = "all"):
-        train = _require(Path(root) / "training", "KITTI 2015")
-        left_dir = _require(train / "image_2", "KITTI 2015")
-        right_dir = _require(train / "image_3", "KITTI 2015")
-        gt_dir = _require(train / "disp_occ_0", "KITTI 2015")
-        entries = []
-        for left in sorted(left_dir.glob("*_10.png")):
-            calib = train / "calib_cam_to_cam" / f"{left.stem.split('_')[0]}.txt"
-            entries.append(_Entry(left.stem, left, right_dir / left.name, gt_dir / left.name,
-                                  train / "disp_noc_0" / left.name,
-                                  calib if calib.is_file() else None))
-        if not entries:
-            raise DataError(f"KITTI 2015: no *_10.png pairs in {left_dir}")
-        super().__init__(_split_by_frame(entries, split, 160))
-
-    def _read_disparity(self, entry):
-        return read_kitti_disparity(entry.disparity)
+    name, title = "kitti2015", "KITTI 2015"
+    left_folder, right_folder = "image_2", "image_3"
+    gt_folder, noc_folder, calib_folder = "disp_occ_0", "disp_noc_0", "calib_cam_to_cam"
 
 
-class KITTI2012(StereoDataset):
+class KITTI2012(_KITTI):
     """training/colored_0, colored_1, disp_occ (all), disp_noc (non-occluded), calib."""
 
-    name = "kitti2012"
-
-    def __init__(self, root: str | Path, split: str = "all"):
-        train = _require(Path(root) / "training", "KITTI 2012")
-        left_dir = _require(train / "colored_0", "KITTI 2012")
-        right_dir = _require(train / "colored_1", "KITTI 2012")
-        gt_dir = _require(train / "disp_occ", "KITTI 2012")
-        entries = []
-        for left in sorted(left_dir.glob("*_10.png")):
-            calib = train / "calib" / f"{left.stem.split('_')[0]}.txt"
-            entries.append(_Entry(left.stem, left, right_dir / left.name, gt_dir / left.name,
-                                  train / "disp_noc" / left.name,
-                                  calib if calib.is_file() else None))
-        if not entries:
-            raise DataError(f"KITTI 2012: no *_10.png pairs in {left_dir}")
-        super().__init__(_split_by_frame(entries, split, 160))
-
-    def _read_disparity(self, entry):
-        return read_kitti_disparity(entry.disparity)
+    name, title = "kitti2012", "KITTI 2012"
+    left_folder, right_folder = "colored_0", "colored_1"
+    gt_folder, noc_folder, calib_folder = "disp_occ", "disp_noc", "calib"
 
 
 SCENEFLOW_SUBSETS = ("FlyingThings3D", "Monkaa", "Driving")
