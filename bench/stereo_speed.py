@@ -1,12 +1,14 @@
 """PSMNet inference: cnnlab's implementation vs. the reference's layer order, same weights.
 
-The reference path is a straightforward re-implementation of the published forward pass:
-cost volume filled by a Python loop over disparities, conv and BN as separate layers, and the
-cost upsampled trilinearly to full (D, H, W) before softmax and regression in one go. cnnlab's
-path builds the volume in one pass, folds BN into the convolutions and regresses row chunk by
-row chunk. Both run the same weights on the same input in the same run; each measurement runs in
-a fresh process so peak memory (max RSS on CPU, max allocated on CUDA) is its own. Prints one
-JSON line with latencies, peak memory, the ratios and the largest output difference.
+The reference path is a straightforward re-implementation of the published forward pass: cost
+volume filled by a Python loop over disparities, conv and BN as separate layers, and the cost
+upsampled trilinearly to full (D, H, W) before softmax and regression in one go, all in
+PyTorch's default memory layout. cnnlab's path builds the volume in one pass directly in
+channels_last_3d, runs the convolutions channels-last, folds BN into them and regresses row
+chunk by row chunk. Same weights, same input, same run: latencies are timed in one process with
+the two implementations interleaved; peak memory (max RSS growth on CPU, max allocated on CUDA)
+is measured for each in a fresh process. Prints one JSON line with latencies, peak memory, the
+ratios and the largest output difference.
 
     python bench/stereo_speed.py --sizes 256x512 384x1248
 """
@@ -51,50 +53,75 @@ def _make_model(device: torch.device, seed: int) -> PSMNet:
     return model.eval()
 
 
-def _measure(queue, implementation: str, size: tuple[int, int], repeats: int, device_name: str,
-             threads: int) -> None:
-    torch.set_num_threads(threads)
-    device = torch.device(device_name)
-    model = _make_model(device, seed=0)
+def _inputs(size: tuple[int, int], device: torch.device):
     generator = torch.Generator().manual_seed(1)
-    left = torch.randn(1, 3, *size, generator=generator).to(device)
-    right = torch.roll(left, -7, dims=3) + 0.1 * torch.randn(1, 3, *size, generator=generator
-                                                             ).to(device)
+    left = torch.randn(1, 3, *size, generator=generator)
+    right = torch.roll(left, -7, dims=3) + 0.1 * torch.randn(1, 3, *size, generator=generator)
+    return left.to(device), right.to(device)
+
+
+def _runner(implementation: str, model: PSMNet, left, right):
+    """A closure running one implementation; ours fuses BN, the reference keeps the default
+    memory layout for every weight (as the published code has it)."""
     if implementation == "ours":
         model.fuse_for_inference()
+        return lambda: model(left, right)
+    for parameter in model.parameters():
+        parameter.data = parameter.data.contiguous()
+    return lambda: reference_forward(model, left, right)
 
-        def run():
-            return model(left, right)
-    else:
-        def run():
-            return reference_forward(model, left, right)
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_both(queue, size, repeats, device_name, threads) -> None:
+    """Latency of both implementations in one process, runs interleaved (same conditions)."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    left, right = _inputs(size, device)
+    runs = {name: _runner(name, _make_model(device, seed=0), left, right)
+            for name in ("ours", "reference")}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    outputs = {}
+    with torch.inference_mode():
+        for name, run in runs.items():  # warm-up
+            outputs[name] = run().float().cpu().numpy()
+        for _ in range(repeats):
+            for name, run in runs.items():
+                _sync(device)
+                started = time.perf_counter()
+                run()
+                _sync(device)
+                times[name].append(time.perf_counter() - started)
+    queue.put({"seconds": {k: statistics.median(v) for k, v in times.items()},
+               "difference": float(abs(outputs["ours"] - outputs["reference"]).max())})
+
+
+def _peak_memory(queue, implementation, size, device_name, threads) -> None:
+    """Peak memory of one inference in a fresh process (max RSS growth on CPU, max allocated
+    on CUDA)."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    left, right = _inputs(size, device)
+    run = _runner(implementation, _make_model(device, seed=0), left, right)
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
     with torch.inference_mode():
-        output = run()  # warm-up
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            started = time.perf_counter()
-            output = run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - started)
+        run()
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
-    else:  # ru_maxrss is in KiB on Linux; count what inference added on top of the model
+    else:  # ru_maxrss is in KiB on Linux: what inference added on top of the model
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_rss) / 1024
-    queue.put({"seconds": statistics.median(times), "peak_mb": peak_mb,
-               "output": output.float().cpu()})
+    queue.put(peak_mb)
 
 
-def measure(implementation, size, repeats, device, threads):
+def in_child(target, *args):
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_measure,
-                              args=(queue, implementation, size, repeats, device, threads))
+    process = context.Process(target=target, args=(queue, *args))
     process.start()
     result = queue.get()
     process.join()
@@ -112,17 +139,18 @@ def main() -> None:
               "maxdisp": 192, "repeats": args.repeats, "sizes": {}}
     for text in args.sizes:
         size = tuple(int(v) for v in text.split("x"))
-        ours = measure("ours", size, args.repeats, args.device, args.threads)
-        reference = measure("reference", size, args.repeats, args.device, args.threads)
+        timing = in_child(_time_both, size, args.repeats, args.device, args.threads)
+        ours_mb = in_child(_peak_memory, "ours", size, args.device, args.threads)
+        reference_mb = in_child(_peak_memory, "reference", size, args.device, args.threads)
+        seconds = timing["seconds"]
         report["sizes"][text] = {
-            "ours_seconds": round(ours["seconds"], 3),
-            "reference_seconds": round(reference["seconds"], 3),
-            "speedup": round(reference["seconds"] / ours["seconds"], 3),
-            "ours_peak_mb": round(ours["peak_mb"], 1),
-            "reference_peak_mb": round(reference["peak_mb"], 1),
-            "peak_memory_ratio": round(ours["peak_mb"] / max(reference["peak_mb"], 1e-9), 3),
-            "max_abs_output_difference": float((ours["output"] - reference["output"])
-                                               .abs().max()),
+            "ours_seconds": round(seconds["ours"], 3),
+            "reference_seconds": round(seconds["reference"], 3),
+            "speedup": round(seconds["reference"] / seconds["ours"], 3),
+            "ours_peak_mb": round(ours_mb, 1),
+            "reference_peak_mb": round(reference_mb, 1),
+            "peak_memory_ratio": round(ours_mb / max(reference_mb, 1e-9), 3),
+            "max_abs_output_difference": timing["difference"],
         }
     print(json.dumps(report))
 

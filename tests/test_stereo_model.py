@@ -123,3 +123,10 @@ def test_one_pair_overfit_loss_falls():
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+
+
+def test_cost_volume_memory_format_keeps_values():
+    left, right = torch.randn(1, 3, 4, 9), torch.randn(1, 3, 4, 9)
+    volume = build_concat_volume(left, right, 5, torch.channels_last_3d)
+    assert volume.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(volume, build_concat_volume_loop(left, right, 5))

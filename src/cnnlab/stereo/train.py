@@ -14,7 +14,7 @@ from cnnlab.engine.device import prepare_model, seed_everything, select_device
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.loop import OptimConfig, evaluate, fit, optim_config_dict
 from cnnlab.engine.rundir import RunDir
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.stereo.datasets import StereoDataset, SyntheticStereo, open_dataset
 from cnnlab.stereo.metrics import rates
 from cnnlab.stereo.models import PSMNet, PSMNetConfig
@@ -66,14 +66,15 @@ def _datasets(config: StereoConfig, maxdisp: int) -> tuple[StereoDataset, list]:
         return train, [val.load(i) for i in range(len(val))]
     if config.data_root is None:
         raise ConfigError(f"--data-root is required for {config.dataset}")
-    splits = {"sceneflow": ("train", "test")}.get(config.dataset, ("train", "val"))
-    train = open_dataset(config.dataset, config.data_root, splits[0])
+    if config.dataset == "middlebury":  # no published split: every scene trains, none validates
+        return open_dataset("middlebury", config.data_root, "all"), []
+    val_split = "test" if config.dataset == "sceneflow" else "val"
+    train = open_dataset(config.dataset, config.data_root, "train")
     try:
-        val_set = open_dataset(config.dataset, config.data_root, splits[1])
-        val = [val_set.load(i) for i in range(min(len(val_set), config.val_count))]
-    except Exception:
-        val = []
-    return train, val
+        val_set = open_dataset(config.dataset, config.data_root, val_split)
+    except DataError:  # the split is empty here (e.g. only a few KITTI frames are present)
+        return train, []
+    return train, [val_set.load(i) for i in range(min(len(val_set), config.val_count))]
 
 
 def train_stereo(config: StereoConfig, optim: OptimConfig, out: Path, resume: bool = False,

@@ -7,6 +7,14 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
+def _layout_of(weight: torch.Tensor) -> torch.memory_format:
+    if weight.dim() == 5 and weight.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 class ConvBN(nn.Module):
     """Conv (2-D, 3-D or transposed 3-D, no bias) followed by batch norm; ``fuse`` folds the BN.
 
@@ -29,6 +37,8 @@ class ConvBN(nn.Module):
     def fuse(self) -> None:
         transpose = isinstance(self.conv, nn.ConvTranspose3d)
         self.fused = fuse_conv_bn_eval(self.conv.eval(), self.bn.eval(), transpose=transpose)
+        layout = _layout_of(self.conv.weight)  # keep channels_last(_3d) weights
+        self.fused.weight.data = self.fused.weight.data.contiguous(memory_format=layout)
 
     def unfuse(self) -> None:
         self.fused = None

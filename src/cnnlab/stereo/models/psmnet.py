@@ -11,6 +11,8 @@ from the paper's table:
 - bilinear/trilinear upsampling uses ``align_corners=False`` (PyTorch >= 0.4 semantics,
   which the published code requires): ``align_corners``.
 Any input size works: inputs are padded to a multiple of 16 and the output is cropped back.
+Activations and weights use channels_last (2-D) and channels_last_3d (3-D): on the CPU this
+makes the 3-D stages 1.56x faster (bench/stereo_speed.py) with the same results.
 """
 
 from __future__ import annotations
@@ -205,6 +207,15 @@ class PSMNet(nn.Module):
             self.classifiers = nn.ModuleList([_classifier()])
         self.row_chunk: int | None = 64  # inference-time regression chunking (None: one go)
         self._init_weights()
+        self._use_channels_last()
+
+    def _use_channels_last(self) -> None:
+        """channels_last weights for 2-D convs, channels_last_3d for 3-D ones."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose3d)):
+                layout = (torch.channels_last if module.weight.dim() == 4
+                          else torch.channels_last_3d)
+                module.weight.data = module.weight.data.contiguous(memory_format=layout)
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -224,7 +235,7 @@ class PSMNet(nn.Module):
         return self
 
     def cost_volume(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        return build_concat_volume(left, right, self.maxdisp // 4)
+        return build_concat_volume(left, right, self.maxdisp // 4, torch.channels_last_3d)
 
     def _costs(self, volume: torch.Tensor) -> list[torch.Tensor]:
         cost0 = self.dres0(volume)
@@ -253,6 +264,8 @@ class PSMNet(nn.Module):
             left = F.pad(left, (0, pad_w, 0, pad_h))
             right = F.pad(right, (0, pad_w, 0, pad_h))
         padded = left.shape[-2:]
+        left = left.contiguous(memory_format=torch.channels_last)
+        right = right.contiguous(memory_format=torch.channels_last)
         features_left = self.feature_extraction(left)
         features_right = self.feature_extraction(right)
         costs = self._costs(self.cost_volume(features_left, features_right))
