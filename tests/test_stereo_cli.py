@@ -112,3 +112,25 @@ def test_finetune_from_run_dir_and_resume(tiny_run, tmp_path):
     # a run that is not a stereo run cannot seed fine-tuning
     assert main(["stereo", "train", "--dataset", "synthetic", "--epochs", "1", "--init",
                  str(tmp_path / "none"), "--out", str(tmp_path / "x"), *TINY]) == 1
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    """torchrun with gloo: ranks take their own slice of each batch; validation is summed."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", "29519", "-m", "cnnlab", "stereo", "train", "--dataset",
+               "synthetic", "--epochs", "1", "--out", str(out), *TINY]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("Epoch 1/1") == 1  # only rank 0 logs
+    assert "in 2 pairs" in proc.stdout  # both ranks' validation pairs are counted
+    # 4 samples per epoch / (batch 2 x 2 ranks) = 1 step
+    assert json.loads((out / "last.json").read_text())["step"] == 1
