@@ -170,7 +170,8 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         started = time.perf_counter()
         bar = tqdm(task.train_batches(generator), total=steps_per_epoch,
                    desc=f"Epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=not (progress and info.is_main), dynamic_ncols=True)
+                   # None: shown on a terminal only, so piped output and log files stay clean
+                   disable=None if progress and info.is_main else True, dynamic_ncols=True)
         for batch in bar:
             lr = schedule.apply(optimizer, step)
             with autocast(device, config.amp):
@@ -185,7 +186,7 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
             step += 1
             _accumulate(sums, stats)
             images += task.batch_size_of(batch)
-            if bar.disable is False:
+            if not bar.disable:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in task.summarize(sums).items()})
         train_seconds = time.perf_counter() - started
         sums = all_reduce_sums(sums, info, device)
