@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -49,6 +50,19 @@ def test_tiny_training_writes_a_complete_run_dir(tiny_mnist_root, tmp_path, caps
     # a second train into the same folder is refused rather than overwriting
     assert run_cli(*train_args(tiny_mnist_root, out)) == 1
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_results_use_the_test_set_also_with_a_carved_validation_split(tiny_mnist_root, tmp_path):
+    reused, carved = tmp_path / "reused", tmp_path / "carved"
+    assert run_cli(*train_args(tiny_mnist_root, reused, "--model", "mlp", "--epochs", "1")) == 0
+    last = read_rows(reused / "metrics.csv")[-1]
+    results = json.loads((reused / "results.json").read_text())
+    # validated on the test set: the test result is that last validation pass
+    assert results["test_count"] == 64
+    assert results["test_accuracy"] == pytest.approx(float(last["val_acc"]))
+    assert run_cli(*train_args(tiny_mnist_root, carved, "--model", "mlp", "--epochs", "1",
+                               "--val-size", "32")) == 0
+    assert json.loads((carved / "results.json").read_text())["test_count"] == 64
 
 
 def test_resume_is_exact(tiny_mnist_root, tmp_path):

@@ -97,3 +97,14 @@ def test_calibration_kitti_and_middlebury(tmp_path):
     (tmp_path / "none.txt").write_text("hello: world\n")
     with pytest.raises(DataError, match="none.txt: no KITTI"):
         read_calibration(tmp_path / "none.txt")
+
+
+def test_pfm_disparity_reader(tmp_path):
+    from cnnlab.stereo.io import read_pfm_disparity
+
+    array = np.array([[-2.5, np.inf], [0.0, 7.0]], dtype=np.float32)
+    disparity, valid = read_pfm_disparity(write_pfm(tmp_path / "d.pfm", array))
+    assert valid.tolist() == [[True, False], [False, True]]
+    assert disparity.tolist() == [[2.5, 0.0], [0.0, 7.0]]
+    rgb = np.stack([array, np.zeros_like(array), np.zeros_like(array)], axis=2)
+    assert np.array_equal(read_pfm_disparity(write_pfm(tmp_path / "c.pfm", rgb))[0], disparity)

@@ -8,7 +8,7 @@ float, normalised and resized in one go, instead of per-sample PIL transforms.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -32,15 +32,23 @@ class Preprocess:
     std: tuple[float, ...]
     size: int  # model input size (square)
     channels: int  # model input channels
+    _constants: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalisation constants on ``device``, built once (not per batch)."""
+        if device not in self._constants:
+            mean, std = torch.tensor(self.mean), torch.tensor(self.std)
+            if len(self.mean) != self.channels:  # data converted to another channel count
+                mean, std = mean.mean().expand(self.channels), std.mean().expand(self.channels)
+            self._constants[device] = (mean.view(1, -1, 1, 1).to(device),
+                                       std.view(1, -1, 1, 1).to(device))
+        return self._constants[device]
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float().div_(255.0)
         if x.shape[1] != self.channels:
             x = convert_channels(x, self.channels)
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        if mean.shape[1] != x.shape[1]:
-            mean, std = mean.mean().view(1, 1, 1, 1), std.mean().view(1, 1, 1, 1)
+        mean, std = self._mean_std(x.device)
         x = (x - mean) / std
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",

@@ -46,10 +46,9 @@ class ClassifyTask:
         logits = model(images)
         loss = F.cross_entropy(logits.float(), labels,
                                label_smoothing=self.label_smoothing if train else 0.0)
-        n = len(labels)
-        stats = {"loss_sum": loss.detach() * n, "correct": (logits.argmax(1) == labels).sum(),
-                 "count": n}
-        return loss, {k: float(v) for k, v in stats.items()}
+        n = len(labels)  # tensors stay on the device; the loop converts them once per epoch
+        return loss, {"loss_sum": loss.detach() * n,
+                      "correct": (logits.argmax(1) == labels).sum(), "count": n}
 
     @staticmethod
     def summarize(sums: dict[str, float]) -> dict[str, float]:

@@ -65,7 +65,7 @@ class Task(Protocol):
     def batch_size_of(self, batch: Any) -> int: ...
 
     def loss_and_stats(self, model: nn.Module, batch: Any, train: bool
-                       ) -> tuple[torch.Tensor, dict[str, float]]: ...
+                       ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]: ...
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]: ...
 
@@ -77,6 +77,7 @@ class FitResult:
     run_dir: Path
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
+    last_val: dict[str, float] | None = None  # validation sums of the final weights, if run
 
 
 def _rng_states(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
@@ -94,9 +95,15 @@ def _restore_rng(states: dict[str, torch.Tensor], generator: torch.Generator,
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def _accumulate(sums: dict[str, float], stats: dict[str, float]) -> None:
+def _accumulate(sums: dict, stats: dict) -> None:
+    """Add a batch's statistics; tensors stay on the device (no sync per batch)."""
     for key, value in stats.items():
-        sums[key] = sums.get(key, 0.0) + float(value)
+        sums[key] = sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value)
+
+
+def _reduced(sums: dict, info: DistInfo, device: torch.device) -> dict[str, float]:
+    """Plain floats, summed over ranks: one conversion per epoch instead of per batch."""
+    return all_reduce_sums({k: float(v) for k, v in sums.items()}, info, device)
 
 
 @torch.no_grad()
@@ -111,14 +118,13 @@ def evaluate(model: nn.Module, task: Task, batches: Iterable[Any], device: torch
             _, stats = task.loss_and_stats(model, batch, train=False)
             _accumulate(sums, stats)
     model.train(was_training)
-    return all_reduce_sums(sums, info, device)
+    return _reduced(sums, info, device)
 
 
 def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         full_config: dict, device: torch.device, resume: bool = False,
         info: DistInfo = SINGLE_PROCESS, log: Callable[[str], None] = print,
-        progress: bool = True, init_state: dict[str, torch.Tensor] | None = None,
-        stop_after: int | None = None) -> FitResult:
+        progress: bool = True, stop_after: int | None = None) -> FitResult:
     """Train ``model`` (already on ``device``, possibly DDP-wrapped) on ``task``.
 
     ``full_config`` is written to config.json and into every checkpoint so that eval and
@@ -157,12 +163,11 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
             log(f"{run_dir.path}: already trained for {start_epoch} epochs")
             return FitResult(run_dir.path, history, best)
         log(f"Resuming {run_dir.path} at epoch {start_epoch + 1}")
-    elif init_state is not None:
-        load_model_weights(bare, init_state, run_dir.path / "init")
     if info.is_main:
         run_dir.write_config(full_config)
 
     end_epoch = min(config.epochs, stop_after) if stop_after else config.epochs
+    val_sums = None
     for epoch in range(start_epoch, end_epoch):
         model.train()
         sums: dict[str, float] = {}
@@ -186,10 +191,10 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
             step += 1
             _accumulate(sums, stats)
             images += task.batch_size_of(batch)
-            if not bar.disable:
+            if not bar.disable and step % 20 == 0:  # reading device sums syncs: not every batch
                 bar.set_postfix({k: f"{v:.4g}" for k, v in task.summarize(sums).items()})
         train_seconds = time.perf_counter() - started
-        sums = all_reduce_sums(sums, info, device)
+        sums = _reduced(sums, info, device)
         images = int(all_reduce_sums({"n": images}, info, device)["n"])
         row = {"epoch": epoch + 1}
         row.update({f"train_{k}": v for k, v in task.summarize(sums).items()})
@@ -218,7 +223,7 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
                                 if k not in ("epoch",) and isinstance(v, float))
             log(f"Epoch {epoch + 1}/{config.epochs}: {summary}")
         barrier(info)
-    return FitResult(run_dir.path, history, best)
+    return FitResult(run_dir.path, history, best, val_sums or None)
 
 
 def optim_config_dict(config: OptimConfig) -> dict:

@@ -20,7 +20,7 @@ from cnnlab.stereo.io import (
     read_calibration,
     read_image,
     read_kitti_disparity,
-    read_pfm,
+    read_pfm_disparity,
     read_scaled_disparity,
 )
 from cnnlab.stereo.synthetic import render_pair
@@ -81,16 +81,19 @@ class StereoDataset:
     def load(self, index: int) -> StereoSample:
         entry = self.entries[index]
         left, right = read_image(entry.left), read_image(entry.right)
-        disparity, valid = self._read_disparity(entry)
+        if entry.disparity is None:
+            raise DataError(f"{entry.left.parent}: no ground-truth disparity for {entry.left.name}")
+        if not entry.disparity.is_file():
+            raise DataError(f"{entry.disparity}: missing disparity for {entry.left}")
+        disparity, valid = self._read_disparity(entry.disparity, entry.scale)
         noc = None
         if entry.noc is not None and entry.noc.is_file():
-            _, noc = self._read_disparity(_Entry(entry.name, entry.left, entry.right,
-                                                             entry.noc, scale=entry.scale))
-            noc = noc & valid
+            noc = self._read_disparity(entry.noc, entry.scale)[1] & valid
         calibration = read_calibration(entry.calibration) if entry.calibration else None
         return StereoSample(entry.name, left, right, disparity, valid, noc, calibration)
 
-    def _read_disparity(self, entry: _Entry) -> tuple[np.ndarray, np.ndarray]:
+    def _read_disparity(self, path: Path, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """(disparity float32 with 0 where unknown, valid mask) from one GT file."""
         raise NotImplementedError
 
 
@@ -124,8 +127,8 @@ class _KITTI(StereoDataset):
             raise DataError(f"{self.title}: no *_10.png pairs in {left_dir}")
         super().__init__(_split_by_frame(entries, split, 160))
 
-    def _read_disparity(self, entry):
-        return read_kitti_disparity(entry.disparity)
+    def _read_disparity(self, path, scale):
+        return read_kitti_disparity(path)
 
 
 class KITTI2015(_KITTI):
@@ -178,13 +181,8 @@ class SceneFlow(StereoDataset):
             raise DataError(f"SceneFlow: no {split} pairs under {root}")
         super().__init__(entries)
 
-    def _read_disparity(self, entry):
-        if not entry.disparity.is_file():
-            raise DataError(f"{entry.disparity}: missing disparity for {entry.left}")
-        disparity = read_pfm(entry.disparity)
-        disparity = np.abs(disparity[..., 0] if disparity.ndim == 3 else disparity)
-        valid = np.isfinite(disparity)
-        return np.where(valid, disparity, 0).astype(np.float32), valid
+    def _read_disparity(self, path, scale):
+        return read_pfm_disparity(path)
 
 
 # Middlebury 2001 / 2003: (left, right, ground truth, scale) per scene
@@ -222,14 +220,10 @@ class Middlebury(StereoDataset):
                             f"2001/2003 scene ({', '.join(MIDDLEBURY_CLASSIC)}) in {root}")
         super().__init__(entries)
 
-    def _read_disparity(self, entry):
-        if entry.disparity is None:
-            raise DataError(f"{entry.left.parent}: no ground truth (disp0GT.pfm)")
-        if entry.disparity.suffix == ".pfm":
-            disparity = read_pfm(entry.disparity)
-            valid = np.isfinite(disparity) & (disparity > 0)
-            return np.where(valid, disparity, 0).astype(np.float32), valid
-        return read_scaled_disparity(entry.disparity, entry.scale)
+    def _read_disparity(self, path, scale):
+        if path.suffix == ".pfm":
+            return read_pfm_disparity(path)
+        return read_scaled_disparity(path, scale)
 
 
 class SyntheticStereo(StereoDataset):

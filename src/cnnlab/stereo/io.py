@@ -43,6 +43,14 @@ def read_pfm(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(np.flipud(array.reshape(shape)))
 
 
+def read_pfm_disparity(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A PFM disparity map -> (|disparity| float32, 0 where unknown; valid = finite and > 0)."""
+    disparity = read_pfm(path)
+    disparity = np.abs(disparity[..., 0] if disparity.ndim == 3 else disparity)
+    valid = np.isfinite(disparity) & (disparity > 0)
+    return np.where(valid, disparity, 0).astype(np.float32), valid
+
+
 def write_pfm(path: str | Path, array: np.ndarray, little_endian: bool = True) -> Path:
     """Write a (H, W) or (H, W, 3) float array as PFM (bottom-to-top rows), atomically."""
     array = np.asarray(array, dtype=np.float32)

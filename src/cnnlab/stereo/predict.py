@@ -14,7 +14,7 @@ from cnnlab.stereo.io import (
     read_calibration,
     read_image,
     read_kitti_disparity,
-    read_pfm,
+    read_pfm_disparity,
     write_kitti_disparity,
     write_pfm,
 )
@@ -73,9 +73,7 @@ def check_pair(left_path: Path, right_path: Path) -> tuple[np.ndarray, np.ndarra
 
 def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if path.suffix.lower() == ".pfm":
-        disparity = read_pfm(path)
-        valid = np.isfinite(disparity) & (disparity > 0)
-        return np.where(valid, disparity, 0).astype(np.float32), valid
+        return read_pfm_disparity(path)
     return read_kitti_disparity(path)
 
 

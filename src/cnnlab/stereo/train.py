@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.engine.atomic import atomic_write_json
-from cnnlab.engine.checkpoint import load_checkpoint, resolve_checkpoint
+from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, resolve_checkpoint
 from cnnlab.engine.device import prepare_model, seed_everything, select_device
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.loop import OptimConfig, evaluate, fit, optim_config_dict
@@ -90,27 +90,29 @@ def train_stereo(config: StereoConfig, optim: OptimConfig, out: Path, resume: bo
     train_set, val_samples = _datasets(config, model.maxdisp)
     if not val_samples:
         log(f"note: {config.dataset} has no validation pairs here; training without validation")
-    init_state = None
     if config.init and not resume:
-        init_state = load_checkpoint(resolve_checkpoint(config.init))["model"]
-    # 3-D convolutions dominate PSMNet: keep the default layout (channels_last is 2-D only)
+        init = resolve_checkpoint(config.init)
+        load_model_weights(model, load_checkpoint(init)["model"], init)
+    maxdisp = model.maxdisp
+    # PSMNet sets its own layouts (channels_last for 2-D, channels_last_3d for 3-D convs)
     model = prepare_model(model, torch_device, optim.compile, channels_last=False)
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[info.local_rank] if torch_device.type == "cuda" else None)
     task = StereoTask(train_set, val_samples, config.crop, optim.batch_size,
-                      config.samples_per_epoch, model.module.maxdisp if info.enabled
-                      else model.maxdisp, torch_device, info, config.jitter)
+                      config.samples_per_epoch, maxdisp, torch_device, info, config.jitter)
     full_config = {"lab": "stereo", "stereo": config.to_dict(), "optim": optim_config_dict(optim),
                    "world_size": info.world_size,
                    "title": f"PSMNet {config.model.get('variant')} on {config.dataset}"}
     run_dir = RunDir(out)
     result = fit(model, task, optim, run_dir, full_config, torch_device, resume, info, log,
-                 progress, init_state=init_state, stop_after=stop_after)
+                 progress, stop_after=stop_after)
     results = {"epochs": len(result.history), "best": result.best,
-               "train_seconds": round(sum(r["seconds"] for r in result.history), 2)}
-    if val_samples:
-        sums = evaluate(model, task, task.val_batches(), torch_device, optim.amp, info)
+               # wall time of the epochs, per-epoch validation included
+               "epoch_seconds_total": round(sum(r["seconds"] for r in result.history), 2)}
+    if val_samples:  # the final weights' validation pass, unless a resumed run had nothing to do
+        sums = result.last_val or evaluate(model, task, task.val_batches(), torch_device,
+                                           optim.amp, info)
         results["val"] = rates(sums)
     if info.is_main:
         atomic_write_json(run_dir.path / "results.json", results)

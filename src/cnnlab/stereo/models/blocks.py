@@ -40,9 +40,6 @@ class ConvBN(nn.Module):
         layout = _layout_of(self.conv.weight)  # keep channels_last(_3d) weights
         self.fused.weight.data = self.fused.weight.data.contiguous(memory_format=layout)
 
-    def unfuse(self) -> None:
-        self.fused = None
-
     def train(self, mode: bool = True):
         if mode:
             self.fused = None  # weights will change; a stale fusion must not survive
