@@ -134,3 +134,12 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert "in 2 pairs" in proc.stdout  # both ranks' validation pairs are counted
     # 4 samples per epoch / (batch 2 x 2 ranks) = 1 step
     assert json.loads((out / "last.json").read_text())["step"] == 1
+
+
+def test_published_schedule_defaults(tiny_run):
+    from cnnlab.stereo.train import published_milestones
+
+    assert published_milestones("kitti2015") == [200] and published_milestones("kitti2012") == [200]
+    assert published_milestones("sceneflow") == []
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["optim"]["milestones"] == [] and config["optim"]["optimizer"] == "adam"

@@ -45,7 +45,7 @@ def _add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: in
     group.add_argument("--momentum", type=float, default=0.9)
     group.add_argument("--weight-decay", type=float, default=0.0)
     group.add_argument("--schedule", choices=SCHEDULES, default=schedule)
-    group.add_argument("--milestones", type=int, nargs="*", default=[],
+    group.add_argument("--milestones", type=int, nargs="*", default=None,
                        help="epochs at which the 'step' schedule multiplies the lr by --gamma")
     group.add_argument("--gamma", type=float, default=0.1)
     group.add_argument("--warmup-epochs", type=float, default=0.0)
@@ -75,7 +75,7 @@ def _optim_config(args, saved: dict | None = None):
     epochs = args.epochs if args.epochs is not None else args.default_epochs
     return OptimConfig(epochs=epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                       schedule=args.schedule, milestones=tuple(args.milestones),
+                       schedule=args.schedule, milestones=tuple(args.milestones or ()),
                        gamma=args.gamma, warmup_epochs=args.warmup_epochs,
                        grad_clip=args.grad_clip, amp=args.amp, compile=args.compile,
                        seed=args.seed)
@@ -279,10 +279,10 @@ def cmd_stereo_train(args) -> int:
     from cnnlab.engine.distributed import cleanup, init_from_env
     from cnnlab.engine.rundir import RunDir
     from cnnlab.stereo.models import PSMNetConfig
-    from cnnlab.stereo.train import StereoConfig, train_stereo
+    from cnnlab.stereo.train import StereoConfig, published_milestones, train_stereo
 
-    if args.milestones == [] and args.dataset.startswith("kitti") and args.schedule == "step":
-        args.milestones = [200]  # the published fine-tuning schedule: 1e-3, then 1e-4 after 200
+    if args.milestones is None:
+        args.milestones = published_milestones(args.dataset)
     if args.resume:
         saved = RunDir(args.resume).read_config()
         optim = _optim_config(args, saved["optim"])

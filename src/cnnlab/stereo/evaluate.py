@@ -70,7 +70,8 @@ def evaluate_samples(predict: Predictor, samples, log: Callable[[str], None] | N
         disparity, valid_prediction = predict(sample)
         density = float(valid_prediction.mean())
         density_sum += density
-        filled = fill_holes_background(disparity, valid_prediction)
+        filled = (disparity if valid_prediction.all()  # dense output: nothing to fill
+                  else fill_holes_background(disparity, valid_prediction))
         prediction = torch.from_numpy(filled)
         target = torch.from_numpy(sample.disparity)
         row = {"name": sample.name, "density": density}

@@ -50,6 +50,12 @@ class StereoConfig:
         return cls(**known)
 
 
+def published_milestones(dataset: str) -> list[int]:
+    """The published step schedule: KITTI fine-tuning drops 1e-3 to 1e-4 after epoch 200;
+    SceneFlow (and the rest) keep a constant rate."""
+    return [200] if dataset.startswith("kitti") else []
+
+
 def build_psmnet(model_config: dict) -> PSMNet:
     try:
         return PSMNet(PSMNetConfig(**model_config))
