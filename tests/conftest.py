@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_DATA = SHARED / "data"
+SHARED_WEIGHTS = SHARED / "weights"
 
 
 def shared_path(*parts: str) -> Path:
@@ -18,6 +20,25 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (the ../shared/data folder beside the repo)")
     return path
+
+
+def shared_weights(*parts: str) -> Path:
+    """A path under ../shared/weights, skipping the test with a clear reason when it is absent."""
+    path = SHARED_WEIGHTS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real weights not found at {path} (the ../shared/weights folder beside "
+                    "the repo)")
+    return path
+
+
+@pytest.fixture
+def isolated_roots(tmp_path, monkeypatch) -> Path:
+    """No $CNNLAB_DATA / $CNNLAB_WEIGHTS and an empty user cache, so only explicit roots count."""
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    monkeypatch.delenv("CNNLAB_WEIGHTS", raising=False)
+    cache = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True, mtime: int = 0) -> Path:

@@ -103,7 +103,9 @@ def test_eval_and_predict(tiny_mnist_root, tmp_path, capsys):
     capsys.readouterr()
     assert run_cli("classify", "predict", "--checkpoint", str(out), "--json", "--top-k", "2",
                    str(tmp_path / "three.png"), str(tmp_path / "three.jpg")) == 0
-    predictions = json.loads(capsys.readouterr().out)
+    output = json.loads(capsys.readouterr().out)
+    assert output["checkpoint"] == str(out / "best.safetensors") and output["weights"] is None
+    predictions = output["predictions"]
     assert [p["top"][0]["class"] for p in predictions] == ["3", "3"]
     assert len(predictions[0]["top"]) == 2
     assert predictions[0]["top"][0]["probability"] >= predictions[0]["top"][1]["probability"]

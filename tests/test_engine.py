@@ -107,3 +107,17 @@ def test_shard_indices_cover_everything_for_eval():
     train_shares = [shard_indices(indices, DistInfo(r, 3)) for r in range(3)]
     assert {len(s) for s in train_shares} == {3}
     assert len(set(torch.cat(train_shares).tolist())) == 9
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        target = atomic_write(tmp_path / "new.txt", lambda tmp: tmp.write_text("x"))
+        assert target.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0o600
+        target.chmod(0o640)
+        atomic_write(target, lambda tmp: tmp.write_text("y"))
+        assert target.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
+    finally:
+        os.umask(old)

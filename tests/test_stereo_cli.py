@@ -37,7 +37,9 @@ def test_eval_psmnet_and_sgbm(tiny_run, tmp_path, capsys):
                  "--json", str(out)]) == 0
     table = capsys.readouterr().out
     assert "synthetic    psmnet" in table and "synthetic    sgbm" in table
-    results = json.loads(out.read_text())
+    payload = json.loads(out.read_text())
+    assert payload["card"]["architecture"] == "psmnet" and payload["card"]["lab"] == "stereo"
+    results = payload["results"]
     sgbm = results["synthetic/sgbm"]
     assert sgbm["images"] == 2 and 0 < sgbm["density"] <= 1
     assert results["synthetic/psmnet"]["density"] == 1.0
@@ -95,7 +97,7 @@ def test_bad_stereo_arguments(capsys):
     assert main(["stereo", "train", "--maxdisp", "50", "--no-progress"]) == 1
     assert "multiple of 16" in capsys.readouterr().err
     assert main(["stereo", "eval", "--dataset", "kitti2015"]) == 1
-    assert "--checkpoint is required" in capsys.readouterr().err
+    assert "--checkpoint or --weights is required" in capsys.readouterr().err
 
 
 def test_finetune_from_run_dir_and_resume(tiny_run, tmp_path):

@@ -142,12 +142,27 @@ def cmd_classify_train(args) -> int:
     return 0 if results else 1
 
 
+def _print_card(card, heading: str) -> None:
+    print(heading)
+    for line in card.summary():
+        print(f"  {line}")
+
+
+def _classify_source(args) -> str:
+    """--weights NAME (checked against the registry) or --checkpoint PATH."""
+    from cnnlab.classify.weights import get_weights
+
+    return get_weights(args.weights).name if args.weights else args.checkpoint
+
+
 def cmd_classify_eval(args) -> int:
     from cnnlab.classify.evaluate import evaluate_classifier
 
-    result = evaluate_classifier(args.checkpoint, args.data_root, args.device, args.which)
-    print(f"{result['model']} on {result['dataset']} test set: {result['correct']}/"
-          f"{result['count']} ({100 * result['accuracy']:.2f}%)")
+    result = evaluate_classifier(_classify_source(args), args.data_root, args.device,
+                                 args.which, Path(args.out) if args.out else None, args.dataset)
+    print(f"{result['model']} ({result['weights'] or result['checkpoint']}) on "
+          f"{result['dataset']} test set: {result['correct']}/{result['count']} "
+          f"({100 * result['accuracy']:.2f}%)")
     for name, accuracy in result["per_class_accuracy"].items():
         print(f"  {name:<12} {100 * accuracy:6.2f}%")
     print(f"Confusion matrix: {result['confusion_png']}")
@@ -157,15 +172,60 @@ def cmd_classify_eval(args) -> int:
 def cmd_classify_predict(args) -> int:
     from cnnlab.classify.predict import predict_files
 
-    results = predict_files(args.checkpoint, [Path(p) for p in args.images], args.top_k,
-                            args.device)
+    results, card = predict_files(_classify_source(args), [Path(p) for p in args.images],
+                                  args.top_k, args.device)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"weights": card.name, "checkpoint": card.source.get("file"),
+                          "predictions": results}, indent=2))
         return 0
+    print(f"Weights: {card.name or card.source.get('file')} ({card.architecture}, "
+          f"{len(card.outputs['classes'])} classes)", file=sys.stderr)
     for item in results:
         tops = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in item["top"])
         print(f"{item['file']}: {tops}")
     return 0
+
+
+def _size_text(path: Path) -> str:
+    size = path.stat().st_size
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+
+
+def cmd_classify_weights(args) -> int:
+    from cnnlab.classify.weights import CLASSIFY_WEIGHTS, read_card
+
+    print(f"{'name':<26} {'model':<12} {'dataset':<14} {'test acc':>9} {'size':>8}  file")
+    for name, entry in CLASSIFY_WEIGHTS.items():
+        path = entry.find()
+        if path is None:
+            print(f"{name:<26} {'':<12} {'':<14} {'':>9} {'':>8}  missing ({entry.origin})")
+            continue
+        card = read_card(path)
+        accuracy = next((m["values"]["accuracy"] for m in card.metrics
+                         if "accuracy" in m.get("values", {})), None)
+        shown = f"{100 * accuracy:.2f}%" if accuracy is not None else "-"
+        print(f"{name:<26} {card.architecture:<12} {card.training.get('dataset', '?'):<14} "
+              f"{shown:>9} {_size_text(path):>8}  {path}")
+        if not args.brief:
+            for line in card.summary():
+                print(f"    {line}")
+    return 0
+
+
+def cmd_classify_weights_build(args) -> int:
+    from cnnlab.classify.release import build_weights
+
+    build_weights(args.name, args.data_root, Path(args.out), Path(args.run) if args.run else None,
+                  args.device, progress=not args.no_progress)
+    return 0
+
+
+def _add_model_source(parser: argparse.ArgumentParser, lab: str) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a run directory (its best, else last, checkpoint) "
+                                             "or a .safetensors file")
+    source.add_argument("--weights", metavar="NAME",
+                        help=f"registered weights by name (list them: cnnlab {lab} weights)")
 
 
 def _add_classify(sub) -> None:
@@ -204,19 +264,46 @@ def _add_classify(sub) -> None:
     train.set_defaults(func=cmd_classify_train)
 
     evaluate = csub.add_parser("eval", help="test accuracy, per-class accuracy, confusion matrix")
-    evaluate.add_argument("--checkpoint", required=True, help="run directory or .safetensors")
-    evaluate.add_argument("--which", choices=("best", "last"), default="best")
-    evaluate.add_argument("--data-root")
-    evaluate.add_argument("--device", default="auto")
+    _add_model_source(evaluate, "classify")
+    evaluate.add_argument("--which", choices=("best", "last"), default="best",
+                          help="checkpoint of a run directory (default best)")
+    evaluate.add_argument("--dataset", choices=list(DATASETS),
+                          help="test set to use (default: the one the model card names)")
+    evaluate.add_argument("--data-root", help="folder holding the dataset (default: the run's, "
+                                              "then $CNNLAB_DATA, then ~/.cache/cnnlab)")
+    evaluate.add_argument("--out", help="folder for eval.json and confusion.png (default: the "
+                                        "run directory; runs/eval/NAME for --weights)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N "
+                                                           "(default auto)")
     evaluate.set_defaults(func=cmd_classify_eval)
 
     predict = csub.add_parser("predict", help="top-k classes of image files")
-    predict.add_argument("--checkpoint", required=True, help="run directory or .safetensors")
-    predict.add_argument("images", nargs="+")
-    predict.add_argument("--top-k", type=int, default=3)
-    predict.add_argument("--json", action="store_true")
-    predict.add_argument("--device", default="auto")
+    _add_model_source(predict, "classify")
+    predict.add_argument("images", nargs="+", help="PNG/JPEG files")
+    predict.add_argument("--top-k", type=int, default=3, help="classes to show (default 3)")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N "
+                                                          "(default auto)")
     predict.set_defaults(func=cmd_classify_predict)
+
+    weights = csub.add_parser("weights", help="classifier weights shipped with cnnlab: list "
+                                              "them, or rebuild one from its recipe")
+    weights.add_argument("--brief", action="store_true", help="one line each, without the cards")
+    weights.set_defaults(func=cmd_classify_weights)
+    wsub = weights.add_subparsers(dest="weights_action")
+    build = wsub.add_parser("build", help="train a shipped file's recipe, measure it on the "
+                                          "official test set and write it in fp16 with its card")
+    build.add_argument("name", help="registered weights name (see cnnlab classify weights)")
+    build.add_argument("--data-root", help="folder holding MNIST/, FashionMNIST/ "
+                                           "(default: $CNNLAB_DATA, then ~/.cache/cnnlab)")
+    build.add_argument("--out", default="runs/weights",
+                       help="folder for NAME.safetensors (default runs/weights; the shipped "
+                            "copies live in src/cnnlab/classify/pretrained)")
+    build.add_argument("--run", help="run directory (default runs/weights-NAME; resumed if "
+                                     "it exists)")
+    build.add_argument("--device", default="auto", help="default auto")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.set_defaults(func=cmd_classify_weights_build)
 
 
 # ---------------------------------------------------------------- basics
@@ -274,11 +361,17 @@ def _blocks(text: str) -> tuple[int, ...]:
     return blocks
 
 
+def _bool(text: str) -> bool:
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if text.lower() not in value:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value[text.lower()]
+
+
 def cmd_stereo_train(args) -> int:
     from cnnlab.engine.device import select_device
     from cnnlab.engine.distributed import cleanup, init_from_env
     from cnnlab.engine.rundir import RunDir
-    from cnnlab.stereo.models import PSMNetConfig
     from cnnlab.stereo.train import StereoConfig, published_milestones, train_stereo
 
     if args.milestones is None:
@@ -290,15 +383,14 @@ def cmd_stereo_train(args) -> int:
         out = Path(args.resume)
     else:
         optim = _optim_config(args)
-        try:
-            model = PSMNetConfig(variant=args.variant, maxdisp=args.maxdisp, blocks=args.blocks)
-        except ValueError as exc:
-            raise ConfigError(f"--maxdisp/--variant: {exc}") from None
+        model = {"variant": args.variant, "maxdisp": args.maxdisp, "blocks": args.blocks,
+                 "align_corners": args.align_corners}
         config = StereoConfig(dataset=args.dataset, data_root=args.data_root,
-                              model=model.to_dict(), crop=args.crop,
-                              samples_per_epoch=args.samples_per_epoch, val_count=args.val_count,
-                              jitter=not args.no_jitter, synthetic_size=args.synthetic_size,
-                              init=args.init)
+                              model={k: v for k, v in model.items() if v is not None},
+                              crop=args.crop, samples_per_epoch=args.samples_per_epoch,
+                              val_count=args.val_count, jitter=not args.no_jitter,
+                              synthetic_size=args.synthetic_size, init=args.init,
+                              weights_root=args.weights_root)
         out = Path(args.out or f"runs/psmnet-{args.dataset}")
         if (out / "last.safetensors").exists():
             raise ConfigError(f"{out}: already holds a run; use --resume {out} or another --out")
@@ -316,6 +408,21 @@ def cmd_stereo_train(args) -> int:
     return 0
 
 
+def _load_stereo(args, device):
+    """The PSMNet of --weights or --checkpoint, its card printed."""
+    from cnnlab.stereo.weights import get_weights, load_model
+
+    if args.weights:
+        get_weights(args.weights)  # a name, not a path: unknown names get the list
+    model, card = load_model(args.weights or args.checkpoint, device, args.weights_root,
+                             args.download, overrides={"align_corners": args.align_corners},
+                             log=print)
+    source = card.source
+    verified = f", verified by {source['verified']}" if source.get("verified") else ""
+    _print_card(card, f"Weights: {card.name or 'checkpoint'} ({source['file']}{verified})")
+    return model, card
+
+
 def cmd_stereo_eval(args) -> int:
     from cnnlab.engine.atomic import atomic_write_json
     from cnnlab.engine.device import select_device
@@ -323,7 +430,6 @@ def cmd_stereo_eval(args) -> int:
     from cnnlab.stereo.evaluate import (
         evaluate_samples,
         format_table,
-        load_psmnet,
         psmnet_predictor,
         sgbm_predictor,
     )
@@ -332,12 +438,13 @@ def cmd_stereo_eval(args) -> int:
     device = select_device(args.device)
     predictors = {}
     maxdisp = args.maxdisp
+    card = None
     if args.model in ("psmnet", "both"):
-        if not args.checkpoint:
-            raise ConfigError("--checkpoint is required to evaluate PSMNet")
-        loaded = load_psmnet(args.checkpoint, device)
-        predictors["psmnet"] = psmnet_predictor(loaded.model, device)
-        maxdisp = maxdisp or loaded.model.maxdisp
+        if not (args.checkpoint or args.weights):
+            raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
+        model, card = _load_stereo(args, device)
+        predictors["psmnet"] = psmnet_predictor(model, card)
+        maxdisp = maxdisp or card.kwargs["maxdisp"]
     if args.model in ("sgbm", "both"):
         predictors["sgbm"] = sgbm_predictor(maxdisp or 192)
     results = {}
@@ -356,22 +463,22 @@ def cmd_stereo_eval(args) -> int:
             results[f"{dataset}/{method}"] = evaluate_samples(predict, samples, print)
     print(format_table(results))
     if args.json:
-        atomic_write_json(Path(args.json), results)
+        payload = {"results": results, "card": card.to_dict() if card else None}
+        atomic_write_json(Path(args.json), payload)
         print(f"Results: {args.json}")
     return 0
 
 
 def cmd_stereo_predict(args) -> int:
     from cnnlab.engine.device import select_device
-    from cnnlab.stereo.evaluate import load_psmnet
     from cnnlab.stereo.io import Calibration
     from cnnlab.stereo.predict import predict_pair
 
     if (args.focal is None) != (args.baseline is None):
         raise ConfigError("--focal and --baseline go together (or use --calib FILE)")
     calibration = Calibration(args.focal, args.baseline) if args.focal else None
-    loaded = load_psmnet(args.checkpoint, select_device(args.device))
-    result = predict_pair(loaded, Path(args.left), Path(args.right), Path(args.out),
+    model, card = _load_stereo(args, select_device(args.device))
+    result = predict_pair(model, card, Path(args.left), Path(args.right), Path(args.out),
                           calibration, Path(args.calib) if args.calib else None,
                           Path(args.gt) if args.gt else None)
     for note in result["notes"]:
@@ -390,6 +497,48 @@ def cmd_stereo_predict(args) -> int:
     return 0
 
 
+def cmd_stereo_weights(args) -> int:
+    from cnnlab.stereo.weights import STEREO_WEIGHTS, read_card
+
+    for name, entry in STEREO_WEIGHTS.items():
+        path = entry.find(args.weights_root)
+        where = f"found: {path}" if path else "missing"
+        print(f"{name:<22} {entry.description}")
+        print(f"{'':<22} {where}; from {entry.origin}"
+              + (f"; {entry.checksum}" if entry.checksum else "; no published checksum"))
+        if not args.brief:
+            card = read_card(path, entry) if path else entry.card
+            for line in card.summary():
+                print(f"{'':<26}{line}")
+    return 0
+
+
+def cmd_stereo_weights_download(args) -> int:
+    from cnnlab.stereo.weights import get_weights, locate
+
+    entry = get_weights(args.name)
+    path, _ = locate(entry.name, args.weights_root, download=True, log=print)
+    print(f"{entry.name}: {path} ({entry.checksum or 'structure checked'})")
+    return 0
+
+
+def cmd_stereo_weights_import(args) -> int:
+    from cnnlab.stereo.weights import import_checkpoint
+
+    path, card = import_checkpoint(args.file, Path(args.out), args.weights_root)
+    _print_card(card, f"Imported {args.file} -> {path}")
+    return 0
+
+
+def _add_weights_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights-root", metavar="DIR",
+                        help="folder holding PSMNet/<released file> or the file itself, searched "
+                             "before $CNNLAB_WEIGHTS and ~/.cache/cnnlab/weights")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch missing registered weights from their official source "
+                             "(kept only if they verify)")
+
+
 def _add_stereo(sub) -> None:
     from cnnlab.stereo.models.psmnet import VARIANTS
 
@@ -398,46 +547,95 @@ def _add_stereo(sub) -> None:
     datasets = ("synthetic", "sceneflow", "kitti2015", "kitti2012", "middlebury")
 
     train = ssub.add_parser("train", help="train or fine-tune PSMNet")
-    train.add_argument("--dataset", choices=datasets, default="synthetic")
+    train.add_argument("--dataset", choices=datasets, default="synthetic",
+                       help="training data (default synthetic)")
     train.add_argument("--data-root", help="the dataset's folder or the data root holding it")
-    train.add_argument("--variant", choices=VARIANTS, default="stackhourglass")
-    train.add_argument("--maxdisp", type=int, default=192)
-    train.add_argument("--blocks", type=_blocks, default=(3, 16, 3, 3),
-                       help="residual blocks of conv1_x..conv4_x (default 3,16,3,3)")
-    train.add_argument("--crop", type=_size, default=(256, 512), help="training crop HxW")
-    train.add_argument("--samples-per-epoch", type=int, default=400)
-    train.add_argument("--val-count", type=int, default=8, help="validation pairs")
-    train.add_argument("--synthetic-size", type=_size, default=(256, 512))
-    train.add_argument("--no-jitter", action="store_true")
-    train.add_argument("--init", help="checkpoint to fine-tune from")
+    arch = train.add_argument_group(
+        "architecture (default: from --init's model card, else the values shown)")
+    arch.add_argument("--variant", choices=VARIANTS, help="default stackhourglass")
+    arch.add_argument("--maxdisp", type=int, help="disparity range, a multiple of 16 "
+                                                  "(default 192)")
+    arch.add_argument("--blocks", type=_blocks,
+                      help="residual blocks of conv1_x..conv4_x (default 3,16,3,3)")
+    arch.add_argument("--align-corners", type=_bool, metavar="true|false",
+                      help="bilinear/trilinear upsampling convention (default true: the "
+                           "convention of the official releases; see README)")
+    train.add_argument("--crop", type=_size, default=(256, 512),
+                       help="training crop HxW (default 256x512)")
+    train.add_argument("--samples-per-epoch", type=int, default=400, help="default 400")
+    train.add_argument("--val-count", type=int, default=8, help="validation pairs (default 8)")
+    train.add_argument("--synthetic-size", type=_size, default=(256, 512),
+                       help="synthetic scene size HxW (default 256x512)")
+    train.add_argument("--no-jitter", action="store_true", help="no photometric jitter")
+    train.add_argument("--init", metavar="WEIGHTS",
+                       help="fine-tune from registered weights (e.g. psmnet-kitti2015), a run "
+                            "directory, a .safetensors checkpoint or an official .tar")
+    train.add_argument("--weights-root", metavar="DIR",
+                       help="where registered --init weights are found (see stereo weights)")
     train.add_argument("--out", help="run directory (default runs/psmnet-DATASET)")
     _add_optim_args(train, epochs=10, batch_size=4, lr=1e-3, schedule="step")
     train.set_defaults(func=cmd_stereo_train)
 
     evaluate = ssub.add_parser("eval", help="EPE / D1 / bad-x tables, PSMNet and/or SGBM")
-    evaluate.add_argument("--checkpoint", help="run directory or .safetensors")
-    evaluate.add_argument("--model", choices=("psmnet", "sgbm", "both"), default="psmnet")
-    evaluate.add_argument("--dataset", choices=datasets, action="append", required=True)
-    evaluate.add_argument("--data-root")
-    evaluate.add_argument("--split", default="all")
-    evaluate.add_argument("--count", type=int, default=8, help="synthetic pairs")
-    evaluate.add_argument("--synthetic-size", type=_size, default=(256, 512))
+    source = evaluate.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="run directory, .safetensors or official .tar")
+    source.add_argument("--weights", metavar="NAME",
+                        help="registered weights (list them: cnnlab stereo weights)")
+    _add_weights_options(evaluate)
+    evaluate.add_argument("--align-corners", type=_bool, metavar="true|false",
+                          help="override the card's upsampling convention (default: the card's)")
+    evaluate.add_argument("--model", choices=("psmnet", "sgbm", "both"), default="psmnet",
+                          help="default psmnet")
+    evaluate.add_argument("--dataset", choices=datasets, action="append", required=True,
+                          help="repeatable")
+    evaluate.add_argument("--data-root", help="the data root holding KITTI2015/, ... or a "
+                                              "dataset's own folder")
+    evaluate.add_argument("--split", default="all", help="train, val, test or all (default all)")
+    evaluate.add_argument("--count", type=int, default=8, help="synthetic pairs (default 8)")
+    evaluate.add_argument("--synthetic-size", type=_size, default=(256, 512),
+                          help="default 256x512")
     evaluate.add_argument("--maxdisp", type=int, help="SGBM range (default: the model's or 192)")
-    evaluate.add_argument("--json", help="write all results to this JSON file")
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--json", help="write all results and the model card to this file")
+    evaluate.add_argument("--device", default="auto", help="default auto")
     evaluate.set_defaults(func=cmd_stereo_eval)
 
     predict = ssub.add_parser("predict", help="disparity, depth and point cloud of a pair")
-    predict.add_argument("left")
-    predict.add_argument("right")
-    predict.add_argument("--checkpoint", required=True)
-    predict.add_argument("--out", default="runs/predict")
+    predict.add_argument("left", help="left image (any 8/16-bit PNG or JPEG)")
+    predict.add_argument("right", help="right image, same size, rectified")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="run directory, .safetensors or official .tar")
+    source.add_argument("--weights", metavar="NAME",
+                        help="registered weights (list them: cnnlab stereo weights)")
+    _add_weights_options(predict)
+    predict.add_argument("--align-corners", type=_bool, metavar="true|false",
+                         help="override the card's upsampling convention (default: the card's)")
+    predict.add_argument("--out", default="runs/predict", help="default runs/predict")
     predict.add_argument("--focal", type=float, help="focal length in pixels")
     predict.add_argument("--baseline", type=float, help="baseline in metres")
     predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury calib.txt")
     predict.add_argument("--gt", help="ground-truth disparity (KITTI PNG or PFM) for an error map")
-    predict.add_argument("--device", default="auto")
+    predict.add_argument("--device", default="auto", help="default auto")
     predict.set_defaults(func=cmd_stereo_predict)
+
+    weights = ssub.add_parser("weights", help="official PSMNet releases: where they are, their "
+                                              "cards; download or import one")
+    weights.add_argument("--weights-root", metavar="DIR", help="also search this folder")
+    weights.add_argument("--brief", action="store_true", help="without the model cards")
+    weights.set_defaults(func=cmd_stereo_weights)
+    wsub = weights.add_subparsers(dest="weights_action")
+    download = wsub.add_parser("download", help="fetch a release and keep it if it verifies")
+    download.add_argument("name")
+    download.add_argument("--weights-root", metavar="DIR",
+                          help="download into this folder (default $CNNLAB_WEIGHTS, then "
+                               "~/.cache/cnnlab/weights)")
+    download.set_defaults(func=cmd_stereo_weights_download)
+    imported = wsub.add_parser("import", help="convert an official .tar (or registered weights) "
+                                              "into a cnnlab .safetensors with its model card")
+    imported.add_argument("file", help="official .tar, or a registered name")
+    imported.add_argument("--out", required=True, help="the .safetensors file to write")
+    imported.add_argument("--weights-root", metavar="DIR",
+                          help="where a registered name is found")
+    imported.set_defaults(func=cmd_stereo_weights_import)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cnnlab.classify.card import classes_of, preprocess_of
 from cnnlab.classify.data import Preprocess, TensorSplit
-from cnnlab.classify.train import ClassifyConfig, build_model, build_preprocess
-from cnnlab.data.vision import VisionSpec, get_spec, load_split
+from cnnlab.classify.weights import load_model
+from cnnlab.data.vision import get_spec, load_split
 from cnnlab.engine.atomic import atomic_write, atomic_write_json
-from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, resolve_checkpoint
 from cnnlab.engine.device import select_device
-from cnnlab.errors import CheckpointError
-
-
-@dataclass
-class LoadedClassifier:
-    model: nn.Module
-    config: ClassifyConfig
-    spec: VisionSpec
-    preprocess: Preprocess
-    checkpoint: Path
-
-
-def load_classifier(path: str | Path, device: torch.device, which: str = "best"
-                    ) -> LoadedClassifier:
-    checkpoint = resolve_checkpoint(path, which)
-    ckpt = load_checkpoint(checkpoint, map_location=device)
-    meta_config = ckpt["metadata"].get("config", {})
-    if meta_config.get("lab") != "classify":
-        raise CheckpointError(f"{checkpoint}: not a classification checkpoint")
-    config = ClassifyConfig.from_dict(meta_config["classify"])
-    spec = get_spec(config.dataset)
-    model = build_model(config, spec)
-    load_model_weights(model, ckpt["model"], checkpoint)
-    model.to(device).eval()
-    return LoadedClassifier(model, config, spec, build_preprocess(config, spec), checkpoint)
+from cnnlab.errors import ConfigError
 
 
 @torch.no_grad()
@@ -79,27 +54,42 @@ def plot_confusion(matrix: torch.Tensor, classes: tuple[str, ...], path: Path, t
 
 
 def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "auto",
-                        which: str = "best", out_dir: Path | None = None) -> dict:
-    """Test-set accuracy, per-class accuracy and confusion matrix; writes eval.json and PNG."""
+                        which: str = "best", out_dir: Path | None = None,
+                        dataset: str | None = None) -> dict:
+    """Test-set accuracy, per-class accuracy and confusion matrix of a checkpoint or registered
+    weights; writes eval.json and confusion.png (next to a run's checkpoint by default)."""
     torch_device = select_device(device)
-    loaded = load_classifier(checkpoint, torch_device, which)
-    root = data_root if data_root is not None else loaded.config.data_root
-    images, labels = load_split(loaded.config.dataset, "test", root)
+    model, card = load_model(checkpoint, torch_device, which)
+    where = card.source["file"]
+    dataset = dataset or card.training.get("dataset")
+    if not dataset:
+        raise ConfigError(f"{where}: the model card names no dataset; pass --dataset")
+    classes = classes_of(card, where)
+    spec = get_spec(dataset)
+    if len(spec.classes) != len(classes) or spec.channels != card.preprocess["channels"]:
+        raise ConfigError(f"--dataset {dataset}: {len(spec.classes)} classes of "
+                          f"{spec.channels}-channel images, but {where} predicts "
+                          f"{len(classes)} classes from {card.preprocess['channels']} channels")
+    root = data_root if data_root is not None else card.training.get("data_root")
+    images, labels = load_split(dataset, "test", root)
     split = TensorSplit(images, labels, torch_device)
-    matrix = confusion_matrix(loaded.model, split, loaded.preprocess, len(loaded.spec.classes))
+    matrix = confusion_matrix(model, split, preprocess_of(card, where), len(classes))
     per_class = (matrix.diag().double() / matrix.sum(1).clamp(min=1)).tolist()
+    label = card.name or Path(where).parent.name
     result = {
-        "checkpoint": str(loaded.checkpoint),
-        "dataset": loaded.config.dataset, "model": loaded.config.model,
+        "checkpoint": where, "weights": card.name,
+        "dataset": dataset, "model": card.architecture,
         "accuracy": matrix.diag().sum().item() / matrix.sum().item(),
         "correct": int(matrix.diag().sum()), "count": int(matrix.sum()),
-        "per_class_accuracy": dict(zip(loaded.spec.classes, per_class)),
+        "per_class_accuracy": dict(zip(classes, per_class)),
         "confusion_matrix": matrix.tolist(),
     }
-    out = Path(out_dir) if out_dir else loaded.checkpoint.parent
+    if out_dir is None:  # registered weights live in the package or a shared folder: not there
+        out_dir = Path("runs") / "eval" / card.name if card.name else Path(where).parent
+    out = Path(out_dir)
     atomic_write_json(out / "eval.json", result)
-    plot_confusion(matrix, loaded.spec.classes, out / "confusion.png",
-                   f"{loaded.config.model} on {loaded.config.dataset}: "
+    plot_confusion(matrix, tuple(classes), out / "confusion.png",
+                   f"{card.architecture} ({label}) on {dataset}: "
                    f"{100 * result['accuracy']:.2f}%")
     result["confusion_png"] = str(out / "confusion.png")
     return result

@@ -7,8 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from torch import nn
 
-from cnnlab.classify.evaluate import LoadedClassifier, load_classifier
+from cnnlab.classify.card import classes_of, preprocess_of
+from cnnlab.classify.weights import load_model
+from cnnlab.engine.card import ModelCard
 from cnnlab.engine.device import select_device
 from cnnlab.errors import DataError
 
@@ -37,26 +40,31 @@ def load_image_for(path: Path, channels: int, size: int, light_background_invert
                 array = 255 - array
     else:
         array = array.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
+    return torch.from_numpy(np.array(array, copy=True)).unsqueeze(0)
 
 
 @torch.no_grad()
-def predict_images(loaded: LoadedClassifier, paths: list[Path], top_k: int = 3) -> list[dict]:
-    """Top-k classes with probabilities for each image file."""
-    device = next(loaded.model.parameters()).device
-    invert = loaded.spec.channels == 1
-    batch = torch.cat([load_image_for(Path(p), loaded.spec.channels, loaded.spec.size, invert)
-                       for p in paths]).to(device)
-    probabilities = torch.softmax(loaded.model(loaded.preprocess(batch)).float(), dim=1)
+def predict_images(model: nn.Module, card: ModelCard, paths: list[Path], top_k: int = 3
+                   ) -> list[dict]:
+    """Top-k classes with probabilities for each image file, preprocessed as the card says."""
+    where = card.source.get("file", "model card")
+    classes = classes_of(card, where)
+    preprocess = preprocess_of(card, where)
+    channels, size = int(card.preprocess["channels"]), int(card.preprocess["data_size"])
+    invert = card.preprocess.get("background") == "dark"
+    device = next(model.parameters()).device
+    batch = torch.cat([load_image_for(Path(p), channels, size, invert) for p in paths]).to(device)
+    probabilities = torch.softmax(model(preprocess(batch)).float(), dim=1)
     k = min(top_k, probabilities.shape[1])
     values, indices = probabilities.topk(k, dim=1)
     return [{"file": str(path),
-             "top": [{"class": loaded.spec.classes[i], "index": int(i), "probability": float(v)}
+             "top": [{"class": classes[i], "index": int(i), "probability": float(v)}
                      for v, i in zip(vals.tolist(), idx.tolist())]}
             for path, vals, idx in zip(paths, values, indices)]
 
 
 def predict_files(checkpoint: str | Path, paths: list[Path], top_k: int = 3,
-                  device: str = "auto") -> list[dict]:
-    loaded = load_classifier(checkpoint, select_device(device))
-    return predict_images(loaded, paths, top_k)
+                  device: str = "auto") -> tuple[list[dict], ModelCard]:
+    """Load a checkpoint or registered weights and predict ``paths``; returns (results, card)."""
+    model, card = load_model(checkpoint, select_device(device))
+    return predict_images(model, card, paths, top_k), card

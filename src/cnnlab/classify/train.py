@@ -7,14 +7,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from cnnlab.classify.data import Augment, Preprocess, load_classify_data
-from cnnlab.classify.models import create_model
-from cnnlab.classify.models.registry import model_input_size
+from cnnlab.classify.card import build_classifier, classifier_card, preprocess_of
+from cnnlab.classify.data import Augment, load_classify_data
 from cnnlab.classify.task import ClassifyTask
-from cnnlab.data.vision import VisionSpec, get_spec
+from cnnlab.data.vision import get_spec
 from cnnlab.engine.atomic import atomic_write_json
+from cnnlab.engine.card import ModelCard
 from cnnlab.engine.device import prepare_model, seed_everything, select_device
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.loop import FitResult, OptimConfig, evaluate, fit, optim_config_dict
@@ -45,14 +44,18 @@ class ClassifyConfig:
         return cls(**known)
 
 
-def build_preprocess(config: ClassifyConfig, spec: VisionSpec) -> Preprocess:
-    size = model_input_size(config.model, spec.size, config.image_size)
-    return Preprocess(spec.mean, spec.std, size, spec.channels)
-
-
-def build_model(config: ClassifyConfig, spec: VisionSpec) -> nn.Module:
-    return create_model(config.model, in_channels=spec.channels, num_classes=len(spec.classes),
-                        **config.model_kwargs)
+def run_card(config: ClassifyConfig, optim: OptimConfig) -> ModelCard:
+    """The card every checkpoint of this run carries (fit adds the epoch's metrics)."""
+    validation = (f"{config.val_size} images held out of the {config.dataset} training set "
+                  f"(seed {optim.seed})" if config.val_size
+                  else f"{config.dataset} official test set")
+    recipe = {"classify": {k: v for k, v in config.to_dict().items() if k != "data_root"},
+              "optim": optim_config_dict(optim)}
+    training = {"recipe": recipe, "validation": validation}
+    if config.data_root:  # where eval finds the test set by default
+        training["data_root"] = config.data_root
+    return classifier_card(config.dataset, config.model, config.model_kwargs,
+                           config.image_size, training)
 
 
 def train_classifier(config: ClassifyConfig, optim: OptimConfig, out: Path, resume: bool = False,
@@ -65,10 +68,12 @@ def train_classifier(config: ClassifyConfig, optim: OptimConfig, out: Path, resu
         raise ConfigError(f"--hflip: horizontal flips change the meaning of {spec.name} labels")
     torch_device = select_device(device)
     seed_everything(optim.seed + info.rank)
+    card = run_card(config, optim)
+    preprocess = preprocess_of(card, str(out))
+    network = build_classifier(card)  # a bad model option fails before the data is read
     data = load_classify_data(config.dataset, torch_device, config.data_root, download,
                               config.val_size, optim.seed)
-    preprocess = build_preprocess(config, spec)
-    model = prepare_model(build_model(config, spec), torch_device, optim.compile)
+    model = prepare_model(network, torch_device, optim.compile)
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[info.local_rank] if torch_device.type == "cuda" else None)
@@ -80,7 +85,7 @@ def train_classifier(config: ClassifyConfig, optim: OptimConfig, out: Path, resu
                    "optim": optim_config_dict(optim), "world_size": info.world_size,
                    "title": f"{config.model} on {config.dataset}"}
     result: FitResult = fit(model, task, optim, run_dir, full_config, torch_device, resume,
-                            info, log, progress, stop_after=stop_after)
+                            info, log, progress, stop_after=stop_after, card=card)
     if data.val is None and result.last_val:  # validation was this very test pass
         sums = result.last_val
     else:

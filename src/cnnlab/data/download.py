@@ -4,41 +4,84 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+from cnnlab.engine.atomic import new_file_mode
 from cnnlab.errors import DataError
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file (md5, sha256, ...), read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
 
 
-def download_file(urls: list[str], dest: Path, md5: str, timeout: float = 30.0) -> Path:
-    """Fetch the first mirror that answers into ``dest``; it appears only if its md5 matches."""
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    return file_digest(path, "md5", chunk)
+
+
+def fetch_url(url: str, dest: Path, timeout: float = 30.0) -> None:
+    """Stream ``url`` into ``dest`` (the caller makes it atomic and checks it)."""
+    request = urllib.request.Request(url, headers={"User-Agent": "cnnlab"})
+    with open(dest, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
+        shutil.copyfileobj(resp, out, 1 << 20)
+
+
+def extract_member(archive: Path, member: str, dest: Path) -> None:
+    """Copy one file out of a tar archive (any compression) without extracting the rest."""
+    try:
+        with tarfile.open(archive) as tar:
+            handle = tar.extractfile(member)
+            if handle is None:
+                raise DataError(f"{archive.name}: {member} is not a regular file")
+            with handle, open(dest, "wb") as out:
+                shutil.copyfileobj(handle, out, 1 << 20)
+    except KeyError:
+        raise DataError(f"{archive.name}: no member {member}") from None
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{archive.name}: not a readable tar archive ({exc})") from None
+
+
+def download_verified(dest: Path, attempts: list[tuple[str, Callable[[Path], None]]],
+                      verify: Callable[[Path], None]) -> Path:
+    """Try each ``(label, fetch(tmp))`` in turn; ``dest`` appears only once ``verify(tmp)``
+    passes (it raises DataError otherwise). Every failure is named in the final error."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and md5sum(dest) == md5:
-        return dest
     errors = []
-    for url in urls:
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
+    for label, fetch in attempts:
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        os.close(fd)
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-                while block := resp.read(1 << 20):
-                    out.write(block)
-            got = md5sum(tmp)
-            if got != md5:
-                raise DataError(f"{url}: md5 {got} does not match the expected {md5}")
+            fetch(tmp)
+            verify(tmp)
+            os.chmod(tmp, new_file_mode(dest))
             os.replace(tmp, dest)
             return dest
-        except (OSError, DataError) as exc:  # try the next mirror
-            errors.append(f"{url}: {exc}")
+        except (OSError, DataError, ValueError) as exc:  # try the next source
+            errors.append(f"{label}: {exc}")
         finally:
             tmp.unlink(missing_ok=True)
     raise DataError(f"could not download {dest.name}: " + "; ".join(errors))
+
+
+def download_file(urls: list[str], dest: Path, md5: str, timeout: float = 30.0) -> Path:
+    """Fetch the first mirror that answers into ``dest``; it appears only if its md5 matches."""
+    if dest.exists() and md5sum(dest) == md5:
+        return dest
+
+    def check(path: Path) -> None:
+        got = md5sum(path)
+        if got != md5:
+            raise DataError(f"md5 {got} does not match the expected {md5}")
+
+    attempts = [(url, lambda tmp, url=url: fetch_url(url, tmp, timeout)) for url in urls]
+    return download_verified(dest, attempts, check)

@@ -9,6 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def new_file_mode(path: Path) -> int:
+    """The replaced file's permissions, else what open() would give (0o666 less the umask);
+    mkstemp's private 0o600 would otherwise leak into every result file."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result over ``path`` only once it is complete."""
     path = Path(path)
@@ -20,6 +30,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, new_file_mode(path))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -44,8 +44,10 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
 
 def save_checkpoint(path: Path, model_state: dict[str, torch.Tensor], metadata: dict,
                     optimizer_state: dict | None = None,
-                    rng_states: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write ``path`` (.safetensors) and its ``.json`` sidecar atomically; returns the path."""
+                    rng_states: dict[str, torch.Tensor] | None = None,
+                    sidecar: bool = True) -> Path:
+    """Write ``path`` (.safetensors) and, with ``sidecar``, a ``.json`` copy of the metadata
+    for people and tools, atomically; returns the path."""
     path = Path(path)
     tensors = {f"model.{k}": v for k, v in model_state.items()}
     meta = dict(metadata)
@@ -57,8 +59,9 @@ def save_checkpoint(path: Path, model_state: dict[str, torch.Tensor], metadata: 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     header = {META_KEY: json.dumps(meta)}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
-    sidecar = {k: v for k, v in meta.items() if k != "optimizer"}
-    atomic_write_json(path.with_suffix(".json"), sidecar)
+    if sidecar:
+        atomic_write_json(path.with_suffix(".json"),
+                          {k: v for k, v in meta.items() if k != "optimizer"})
     return path
 
 

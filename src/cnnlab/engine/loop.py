@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from cnnlab.engine.card import ModelCard
 from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from cnnlab.engine.device import autocast, make_grad_scaler
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo, all_reduce_sums, barrier
@@ -124,11 +125,13 @@ def evaluate(model: nn.Module, task: Task, batches: Iterable[Any], device: torch
 def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         full_config: dict, device: torch.device, resume: bool = False,
         info: DistInfo = SINGLE_PROCESS, log: Callable[[str], None] = print,
-        progress: bool = True, stop_after: int | None = None) -> FitResult:
+        progress: bool = True, stop_after: int | None = None,
+        card: ModelCard | None = None) -> FitResult:
     """Train ``model`` (already on ``device``, possibly DDP-wrapped) on ``task``.
 
-    ``full_config`` is written to config.json and into every checkpoint so that eval and
-    predict can rebuild the model. With ``resume`` the run continues from ``last`` exactly;
+    ``full_config`` is written to config.json and into every checkpoint, which resume reads;
+    ``card`` goes into every checkpoint with the epoch's validation metrics, which eval and
+    predict read. With ``resume`` the run continues from ``last`` exactly;
     ``stop_after`` ends the session after that many epochs while the schedule keeps planning
     for ``config.epochs`` (a time-boxed run to be resumed later).
     """
@@ -213,6 +216,8 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         if info.is_main:
             meta = {"config": full_config, "epoch": epoch + 1, "step": step, "best": best,
                     "metrics": row}
+            if card is not None:
+                meta["card"] = epoch_card(card, row).to_dict()
             save_checkpoint(run_dir.checkpoint("last"), bare.state_dict(), meta,
                             optimizer.state_dict(), _rng_states(generator, device))
             if better:
@@ -224,6 +229,15 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
             log(f"Epoch {epoch + 1}/{config.epochs}: {summary}")
         barrier(info)
     return FitResult(run_dir.path, history, best, val_sums or None)
+
+
+def epoch_card(card: ModelCard, row: dict) -> ModelCard:
+    """``card`` with the validation metrics of the epoch in ``row`` (a metrics.csv row)."""
+    values = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
+    metrics = [{"data": card.training.get("validation", "validation data"), "values": values,
+                "note": f"after epoch {row['epoch']}"}] if values else []
+    return card.with_changes(metrics=metrics,
+                             training={**card.training, "epochs_trained": row["epoch"]})
 
 
 def optim_config_dict(config: OptimConfig) -> dict:

@@ -8,48 +8,33 @@ where the fill is wrong, and the density of real SGBM output is reported.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, resolve_checkpoint
-from cnnlab.errors import CheckpointError
+from cnnlab.engine.card import ModelCard
 from cnnlab.stereo.datasets import StereoSample
 from cnnlab.stereo.metrics import error_counts, fill_holes_background, rates
-from cnnlab.stereo.models import PSMNet
+from cnnlab.stereo.preprocess import to_input
 from cnnlab.stereo.sgbm import sgbm_disparity
-from cnnlab.stereo.task import to_input
-from cnnlab.stereo.train import build_psmnet
 
 Predictor = Callable[[StereoSample], tuple[np.ndarray, np.ndarray]]
 
 
-@dataclass
-class LoadedStereo:
-    model: PSMNet
-    config: dict
-    checkpoint: Path
+def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray
+                 ) -> np.ndarray:
+    """(H, W) float32 disparity of one uint8 RGB pair, normalised as the card says."""
+    device = next(model.parameters()).device
+    mean, std = card.preprocess["mean"], card.preprocess["std"]
+    with torch.no_grad():
+        disparity = model(to_input(left, device, mean, std), to_input(right, device, mean, std))
+    return disparity[0].float().cpu().numpy()
 
 
-def load_psmnet(path: str | Path, device: torch.device) -> LoadedStereo:
-    checkpoint = resolve_checkpoint(path)
-    ckpt = load_checkpoint(checkpoint, map_location=device)
-    config = ckpt["metadata"].get("config", {})
-    if config.get("lab") != "stereo":
-        raise CheckpointError(f"{checkpoint}: not a stereo checkpoint")
-    model = build_psmnet(config["stereo"]["model"])
-    load_model_weights(model, ckpt["model"], checkpoint)
-    model.to(device).fuse_for_inference()
-    return LoadedStereo(model, config, checkpoint)
-
-
-def psmnet_predictor(model: PSMNet, device: torch.device) -> Predictor:
-    @torch.no_grad()
+def psmnet_predictor(model: nn.Module, card: ModelCard) -> Predictor:
     def predict(sample: StereoSample):
-        disparity = model(to_input(sample.left, device), to_input(sample.right, device))[0]
-        disparity = disparity.float().cpu().numpy()
+        disparity = disparity_of(model, card, sample.left, sample.right)
         return disparity, np.ones_like(disparity, dtype=bool)
     return predict
 

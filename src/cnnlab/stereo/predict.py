@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
+from cnnlab.engine.card import ModelCard
 from cnnlab.errors import DataError
-from cnnlab.stereo.evaluate import LoadedStereo
+from cnnlab.stereo.evaluate import disparity_of
 from cnnlab.stereo.io import (
     Calibration,
     read_calibration,
@@ -19,7 +21,6 @@ from cnnlab.stereo.io import (
     write_pfm,
 )
 from cnnlab.stereo.metrics import error_counts, rates
-from cnnlab.stereo.task import to_input
 from cnnlab.stereo.visualize import (
     colorize_disparity,
     colorize_error,
@@ -77,23 +78,21 @@ def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return read_kitti_disparity(path)
 
 
-@torch.no_grad()
-def predict_pair(loaded: LoadedStereo, left_path: Path, right_path: Path, out_dir: Path,
-                 calibration: Calibration | None = None, calib_file: Path | None = None,
-                 ground_truth: Path | None = None) -> dict:
+def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path: Path,
+                 out_dir: Path, calibration: Calibration | None = None,
+                 calib_file: Path | None = None, ground_truth: Path | None = None) -> dict:
     """Write disparity (KITTI PNG, PFM, colour PNG), error map, depth and PLY into ``out_dir``."""
     left, right, notes = check_pair(Path(left_path), Path(right_path))
     if calib_file is not None:
         calibration = read_calibration(calib_file)
-    device = next(loaded.model.parameters()).device
-    disparity = loaded.model(to_input(left, device), to_input(right, device))[0].cpu().numpy()
+    disparity = disparity_of(model, card, left, right)
     out_dir = Path(out_dir)
     stem = Path(left_path).stem
     outputs = {
         "disparity_png": write_kitti_disparity(out_dir / f"{stem}_disp.png", disparity),
         "disparity_pfm": write_pfm(out_dir / f"{stem}_disp.pfm", disparity),
         "color_png": save_png(out_dir / f"{stem}_disp_color.png",
-                              colorize_disparity(disparity, loaded.model.maxdisp * 0.75,
+                              colorize_disparity(disparity, card.kwargs["maxdisp"] * 0.75,
                                                  np.ones_like(disparity, dtype=bool))),
     }
     result = {"notes": notes, "size": list(disparity.shape),

@@ -9,18 +9,7 @@ from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.stereo.datasets import StereoDataset, StereoSample
 from cnnlab.stereo.losses import disparity_loss, valid_mask
 from cnnlab.stereo.metrics import error_counts, rates
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def to_input(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) normalised float on ``device``."""
-    x = torch.from_numpy(np.array(image, dtype=np.uint8)).to(device).permute(2, 0, 1).float()
-    x = x / 255
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
-    return ((x - mean) / std).unsqueeze(0)
+from cnnlab.stereo.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_input
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:

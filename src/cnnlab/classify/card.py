@@ -1,0 +1,79 @@
+"""Model cards of classifiers: written by training, read by eval and predict.
+
+The card holds everything inference needs (architecture, input channels and sizes, mean/std,
+class names), so a checkpoint is usable without its dataset or its training configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from cnnlab.classify.data import Preprocess
+from cnnlab.classify.models import create_model
+from cnnlab.classify.models.registry import model_input_size
+from cnnlab.data.vision import get_spec
+from cnnlab.engine.card import ModelCard
+from cnnlab.errors import CheckpointError, CnnlabError
+
+# what each dataset's images look like, for the card's readers (and predict's inversion rule)
+DATA_DESCRIPTIONS = {
+    "mnist": "MNIST training set (60,000 handwritten digits, 28x28 grey)",
+    "fashion-mnist": "Fashion-MNIST training set (60,000 Zalando article images, 28x28 grey)",
+    "cifar10": "CIFAR-10 training set (50,000 photographs, 32x32 RGB)",
+}
+
+
+def classifier_card(dataset: str, model: str, model_kwargs: dict[str, Any],
+                    image_size: int | None = None, training: dict[str, Any] | None = None
+                    ) -> ModelCard:
+    """The card of ``model`` trained on ``dataset`` (a registered dataset name)."""
+    spec = get_spec(dataset)
+    return ModelCard(
+        lab="classify", architecture=model,
+        kwargs={"in_channels": spec.channels, "num_classes": len(spec.classes), **model_kwargs},
+        preprocess={
+            "channels": spec.channels,
+            "data_size": spec.size,  # images are brought to the training data's size first
+            "size": model_input_size(model, spec.size, image_size),  # then to the model's
+            "scale": "uint8 / 255",
+            "mean": list(spec.mean), "std": list(spec.std),
+            # MNIST-style sets are light objects on black: predict inverts light backgrounds
+            "background": "dark" if spec.channels == 1 else "any",
+        },
+        outputs={"classes": list(spec.classes)},
+        training={"data": DATA_DESCRIPTIONS.get(dataset, dataset), "dataset": dataset,
+                  **(training or {})})
+
+
+def build_classifier(card: ModelCard, where: str | None = None) -> nn.Module:
+    """The untrained network a card describes. Loading passes ``where`` (the file), which the
+    error then names; training passes None and gets the option's own error."""
+    if card.lab != "classify":
+        raise CheckpointError(f"{where}: a {card.lab} checkpoint, not a classifier")
+    try:
+        return create_model(card.architecture, **card.kwargs)
+    except CnnlabError as exc:
+        if where is None:
+            raise
+        raise CheckpointError(f"{where}: the model card does not describe a buildable "
+                              f"network ({exc})") from None
+
+
+def preprocess_of(card: ModelCard, where: str) -> Preprocess:
+    """uint8 images -> model input, as the card says."""
+    pre = card.preprocess
+    try:
+        return Preprocess(tuple(pre["mean"]), tuple(pre["std"]), int(pre["size"]),
+                          int(pre["channels"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: model card preprocessing is incomplete ({exc!r})"
+                              ) from None
+
+
+def classes_of(card: ModelCard, where: str) -> list[str]:
+    classes = card.outputs.get("classes")
+    if not isinstance(classes, list) or len(classes) != card.kwargs.get("num_classes"):
+        raise CheckpointError(f"{where}: model card class names do not match num_classes")
+    return classes

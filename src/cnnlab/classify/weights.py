@@ -1,0 +1,136 @@
+"""Classifier weights: the ones shipped inside cnnlab, and ``load_model`` for any checkpoint.
+
+Shipped files are fp16 safetensors with their model card in the header, trained by cnnlab's
+own recipes (``RECIPES``); ``cnnlab classify weights build NAME`` reproduces one. They need no
+data and no network: ``cnnlab classify predict --weights simple_cnn-mnist digit.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.classify.card import build_classifier, classifier_card
+from cnnlab.engine.card import ModelCard
+from cnnlab.engine.checkpoint import (
+    load_checkpoint,
+    load_model_weights,
+    read_metadata,
+    resolve_checkpoint,
+)
+from cnnlab.engine.weights import Weights, resolve_weights
+from cnnlab.errors import CheckpointError
+
+PACKAGE_DIR = Path(__file__).resolve().parent / "pretrained"
+
+# Recipes: the non-default settings of `cnnlab classify train` that made each shipped file.
+# Weights are the last epoch's (no selection on the test set).
+_ONECYCLE_ADAM = {"optimizer": "adam", "schedule": "onecycle", "batch_size": 128}
+_ONECYCLE_SGD = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4, "schedule": "onecycle",
+                 "batch_size": 128}
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "simple_cnn-mnist": {"classify": {"dataset": "mnist", "model": "simple_cnn", "translate": 2},
+                         "optim": {**_ONECYCLE_ADAM, "lr": 3e-3, "epochs": 10}},
+    "simple_cnn-fashion-mnist": {
+        "classify": {"dataset": "fashion-mnist", "model": "simple_cnn", "hflip": True},
+        "optim": {**_ONECYCLE_ADAM, "lr": 3e-3, "epochs": 20}},
+    "resnet18-mnist": {
+        "classify": {"dataset": "mnist", "model": "resnet18", "model_kwargs": {"width": 16},
+                     "translate": 2, "label_smoothing": 0.1},
+        "optim": {**_ONECYCLE_SGD, "epochs": 4}},
+    "resnet18-fashion-mnist": {
+        "classify": {"dataset": "fashion-mnist", "model": "resnet18",
+                     "model_kwargs": {"width": 16}, "translate": 2, "hflip": True,
+                     "label_smoothing": 0.1},
+        "optim": {**_ONECYCLE_SGD, "epochs": 8}},
+    "lenet5-mnist": {"classify": {"dataset": "mnist", "model": "lenet5", "translate": 2},
+                     "optim": {**_ONECYCLE_ADAM, "lr": 3e-3, "epochs": 10}},
+    "lenet5-fashion-mnist": {
+        "classify": {"dataset": "fashion-mnist", "model": "lenet5", "hflip": True},
+        "optim": {**_ONECYCLE_ADAM, "lr": 3e-3, "epochs": 15}},
+    "mlp-mnist": {"classify": {"dataset": "mnist", "model": "mlp"},
+                  "optim": {**_ONECYCLE_ADAM, "lr": 3e-3, "epochs": 15}},
+    "mlp-fashion-mnist": {"classify": {"dataset": "fashion-mnist", "model": "mlp"},
+                          "optim": {**_ONECYCLE_ADAM, "lr": 3e-3, "epochs": 15}},
+}
+
+# sha256 of each shipped file, as `cnnlab classify weights build` printed it
+_SHA256: dict[str, str] = {
+    "simple_cnn-mnist": "dfbc58aa5fb9b381fc25f1fd8a3bfe4a69803e573c9b9ba43250155acfe4c15c",
+    "simple_cnn-fashion-mnist": "4c84792e28266762c2b701231deef1cfe0e49a7b57e9f96e09d2487c01a6b181",
+    "resnet18-mnist": "7ecc572b9059591dfe89924ac2bf51296d0665a104ae7bd29f029b0b39351ffb",
+    "resnet18-fashion-mnist": "b3f8c914b42312d05e436fedd6876d2d591847d8c4829d8ec5b35343ef0b80b8",
+    "lenet5-mnist": "a5a7f4897527935f8e79706920a1a44f48c11013cbcf437f540fe78c5f7acc6f",
+    "lenet5-fashion-mnist": "ef4eb4362dde618763789ae260fb0c27e1b835cc5138a50f1fe9419cbed65aec",
+    "mlp-mnist": "9d4d3c71d4634ebd107bc32408088ad17580a5843e8dd9cd00576476040b0d1e",
+    "mlp-fashion-mnist": "cd22192da9119ac321ca29ce3c395d2e0828438ee34073d3b1fda5f879c4475d",
+}
+
+
+def _shipped(name: str) -> Weights:
+    recipe = RECIPES[name]["classify"]
+    return Weights(
+        name=name, lab="classify", file_name=f"{name}.safetensors",
+        description=f"{recipe['model']} trained on {recipe['dataset']} by cnnlab",
+        origin=f"shipped with cnnlab; rebuild with `cnnlab classify weights build {name}`",
+        sha256=_SHA256.get(name), packaged=PACKAGE_DIR / f"{name}.safetensors")
+
+
+CLASSIFY_WEIGHTS: dict[str, Weights] = {name: _shipped(name) for name in RECIPES}
+
+
+def get_weights(name: str) -> Weights:
+    try:
+        return CLASSIFY_WEIGHTS[name]
+    except KeyError:
+        raise CheckpointError(f"--weights {name}: unknown classifier weights; choose from "
+                              f"{', '.join(CLASSIFY_WEIGHTS)}") from None
+
+
+def card_from_metadata(metadata: dict, where: str) -> ModelCard:
+    """The checkpoint's card; runs written before cards existed get one from their config."""
+    if "card" in metadata:
+        return ModelCard.from_dict(metadata["card"], where)
+    config = metadata.get("config", {})
+    if config.get("lab") != "classify" or "classify" not in config:
+        lab = config.get("lab")
+        raise CheckpointError(f"{where}: " + (f"a {lab} checkpoint, not a classifier" if lab
+                                               else "no model card in this checkpoint"))
+    saved = config["classify"]
+    return classifier_card(saved["dataset"], saved["model"], saved.get("model_kwargs", {}),
+                           saved.get("image_size"), {"recipe": {k: config.get(k) for k in
+                                                                ("classify", "optim")}})
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """A checkpoint's card from its header, without loading the tensors."""
+    return card_from_metadata(read_metadata(Path(path)), str(path))
+
+
+def locate(name_or_path: str | Path, which: str = "best") -> tuple[Path, Weights | None]:
+    """A registered name -> its verified file; otherwise a run directory or .safetensors."""
+    if isinstance(name_or_path, str) and name_or_path in CLASSIFY_WEIGHTS:
+        entry = CLASSIFY_WEIGHTS[name_or_path]
+        return resolve_weights(entry), entry
+    path = Path(name_or_path)
+    if not path.exists() and isinstance(name_or_path, str) and "/" not in name_or_path:
+        raise CheckpointError(f"{name_or_path}: no such checkpoint, run directory or "
+                              f"registered weights ({', '.join(CLASSIFY_WEIGHTS)})")
+    return resolve_checkpoint(path, which), None
+
+
+def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
+               which: str = "best") -> tuple[nn.Module, ModelCard]:
+    """(model in eval mode on ``device``, its card) from registered weights or a checkpoint."""
+    path, entry = locate(name_or_path, which)
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    card = card_from_metadata(checkpoint["metadata"], str(path))
+    model = build_classifier(card, str(path))
+    load_model_weights(model, checkpoint["model"], path)  # fp16 files load into fp32 params
+    source = {**card.source, "file": str(path)}
+    if entry is not None:
+        source["verified"] = entry.checksum
+    return model.to(device).eval(), card.with_changes(source=source)
