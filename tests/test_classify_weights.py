@@ -123,7 +123,7 @@ def test_bad_weights_arguments_give_one_line(tmp_path, capsys):
         (["classify", "predict", "--weights", "simple_cnn-mnst", str(image)],
          "unknown classifier weights; choose from simple_cnn-mnist"),
         (["classify", "predict", "--checkpoint", str(stereo), str(image)],
-         "a stereo checkpoint, not a classifier"),
+         "holds a stereo model, not a classifier"),
         (["classify", "eval", "--weights", "mlp-mnist", "--dataset", "cifar10"],
          "--dataset cifar10: 10 classes of 3-channel images"),
     ]
@@ -147,7 +147,7 @@ def test_build_reproduces_a_shipped_file_from_its_recipe(tmp_path, tiny_mnist_ro
     path = Path(result["file"])
     assert path == tmp_path / "out" / "mlp-mnist.safetensors" and result["count"] == 64
     assert not path.with_suffix(".json").exists()  # no sidecar beside shipped files
-    model, card = load_model(str(path))
+    _, card = load_model(str(path))
     assert card.name == "mlp-mnist" and "data_root" not in card.training
     assert card.training["recipe"]["optim"]["epochs"] == 2
     assert card.metrics[0]["values"]["accuracy"] == result["accuracy"]

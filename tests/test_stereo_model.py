@@ -25,7 +25,8 @@ def test_any_input_size(variant, size):
     with torch.no_grad():
         out = model(left, right)
     assert out.shape == (2, *size)
-    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 15
+    # a convex combination of 0..15, up to float rounding of the softmax weights
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 15 + 1e-4
 
 
 def test_training_outputs():

@@ -220,10 +220,11 @@ def cmd_classify_weights_build(args) -> int:
     return 0
 
 
-def _add_model_source(parser: argparse.ArgumentParser, lab: str) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
+def _add_model_source(parser: argparse.ArgumentParser, lab: str, required: bool = True,
+                      files: str = "a .safetensors file") -> None:
+    source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--checkpoint", help="a run directory (its best, else last, checkpoint) "
-                                             "or a .safetensors file")
+                                             f"or {files}")
     source.add_argument("--weights", metavar="NAME",
                         help=f"registered weights by name (list them: cnnlab {lab} weights)")
 
@@ -514,10 +515,11 @@ def cmd_stereo_weights(args) -> int:
 
 
 def cmd_stereo_weights_download(args) -> int:
-    from cnnlab.stereo.weights import get_weights, locate
+    from cnnlab.engine.weights import resolve_weights
+    from cnnlab.stereo.weights import check_official, get_weights
 
     entry = get_weights(args.name)
-    path, _ = locate(entry.name, args.weights_root, download=True, log=print)
+    path = resolve_weights(entry, args.weights_root, True, check_official, print)
     print(f"{entry.name}: {path} ({entry.checksum or 'structure checked'})")
     return 0
 
@@ -530,6 +532,9 @@ def cmd_stereo_weights_import(args) -> int:
     return 0
 
 
+OFFICIAL_FILES = "a .safetensors or official PSMNet .tar file"
+
+
 def _add_weights_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-root", metavar="DIR",
                         help="folder holding PSMNet/<released file> or the file itself, searched "
@@ -537,6 +542,8 @@ def _add_weights_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true",
                         help="fetch missing registered weights from their official source "
                              "(kept only if they verify)")
+    parser.add_argument("--align-corners", type=_bool, metavar="true|false",
+                        help="override the card's upsampling convention (default: the card's)")
 
 
 def _add_stereo(sub) -> None:
@@ -558,8 +565,8 @@ def _add_stereo(sub) -> None:
     arch.add_argument("--blocks", type=_blocks,
                       help="residual blocks of conv1_x..conv4_x (default 3,16,3,3)")
     arch.add_argument("--align-corners", type=_bool, metavar="true|false",
-                      help="bilinear/trilinear upsampling convention (default true: the "
-                           "convention of the official releases; see README)")
+                      help="bilinear/trilinear upsampling convention (default true, the 2018 "
+                           "official releases' convention; from scratch both train alike)")
     train.add_argument("--crop", type=_size, default=(256, 512),
                        help="training crop HxW (default 256x512)")
     train.add_argument("--samples-per-epoch", type=int, default=400, help="default 400")
@@ -577,13 +584,8 @@ def _add_stereo(sub) -> None:
     train.set_defaults(func=cmd_stereo_train)
 
     evaluate = ssub.add_parser("eval", help="EPE / D1 / bad-x tables, PSMNet and/or SGBM")
-    source = evaluate.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="run directory, .safetensors or official .tar")
-    source.add_argument("--weights", metavar="NAME",
-                        help="registered weights (list them: cnnlab stereo weights)")
+    _add_model_source(evaluate, "stereo", required=False, files=OFFICIAL_FILES)
     _add_weights_options(evaluate)
-    evaluate.add_argument("--align-corners", type=_bool, metavar="true|false",
-                          help="override the card's upsampling convention (default: the card's)")
     evaluate.add_argument("--model", choices=("psmnet", "sgbm", "both"), default="psmnet",
                           help="default psmnet")
     evaluate.add_argument("--dataset", choices=datasets, action="append", required=True,
@@ -602,14 +604,10 @@ def _add_stereo(sub) -> None:
     predict = ssub.add_parser("predict", help="disparity, depth and point cloud of a pair")
     predict.add_argument("left", help="left image (any 8/16-bit PNG or JPEG)")
     predict.add_argument("right", help="right image, same size, rectified")
-    source = predict.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="run directory, .safetensors or official .tar")
-    source.add_argument("--weights", metavar="NAME",
-                        help="registered weights (list them: cnnlab stereo weights)")
+    _add_model_source(predict, "stereo", files=OFFICIAL_FILES)
     _add_weights_options(predict)
-    predict.add_argument("--align-corners", type=_bool, metavar="true|false",
-                         help="override the card's upsampling convention (default: the card's)")
-    predict.add_argument("--out", default="runs/predict", help="default runs/predict")
+    predict.add_argument("--out", default="runs/predict",
+                         help="folder for the outputs (default runs/predict)")
     predict.add_argument("--focal", type=float, help="focal length in pixels")
     predict.add_argument("--baseline", type=float, help="baseline in metres")
     predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury calib.txt")

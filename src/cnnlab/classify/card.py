@@ -14,8 +14,8 @@ from cnnlab.classify.data import Preprocess
 from cnnlab.classify.models import create_model
 from cnnlab.classify.models.registry import model_input_size
 from cnnlab.data.vision import get_spec
-from cnnlab.engine.card import ModelCard
-from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.engine.card import ModelCard, build_network
+from cnnlab.errors import CheckpointError
 
 # what each dataset's images look like, for the card's readers (and predict's inversion rule)
 DATA_DESCRIPTIONS = {
@@ -48,17 +48,8 @@ def classifier_card(dataset: str, model: str, model_kwargs: dict[str, Any],
 
 
 def build_classifier(card: ModelCard, where: str | None = None) -> nn.Module:
-    """The untrained network a card describes. Loading passes ``where`` (the file), which the
-    error then names; training passes None and gets the option's own error."""
-    if card.lab != "classify":
-        raise CheckpointError(f"{where}: a {card.lab} checkpoint, not a classifier")
-    try:
-        return create_model(card.architecture, **card.kwargs)
-    except CnnlabError as exc:
-        if where is None:
-            raise
-        raise CheckpointError(f"{where}: the model card does not describe a buildable "
-                              f"network ({exc})") from None
+    """The untrained classifier a card describes (``where``: the file, for errors)."""
+    return build_network(card, "classify", create_model, where)
 
 
 def preprocess_of(card: ModelCard, where: str) -> Preprocess:

@@ -14,15 +14,9 @@ import torch
 from torch import nn
 
 from cnnlab.classify.card import build_classifier, classifier_card
-from cnnlab.engine.card import ModelCard
-from cnnlab.engine.checkpoint import (
-    load_checkpoint,
-    load_model_weights,
-    read_metadata,
-    resolve_checkpoint,
-)
-from cnnlab.engine.weights import Weights, resolve_weights
-from cnnlab.errors import CheckpointError
+from cnnlab.engine.card import ModelCard, card_of_checkpoint
+from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, read_metadata
+from cnnlab.engine.weights import Weights, locate_weights, registered
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -83,26 +77,21 @@ CLASSIFY_WEIGHTS: dict[str, Weights] = {name: _shipped(name) for name in RECIPES
 
 
 def get_weights(name: str) -> Weights:
-    try:
-        return CLASSIFY_WEIGHTS[name]
-    except KeyError:
-        raise CheckpointError(f"--weights {name}: unknown classifier weights; choose from "
-                              f"{', '.join(CLASSIFY_WEIGHTS)}") from None
+    return registered(CLASSIFY_WEIGHTS, name, "classifier")
+
+
+def _legacy_card(config: dict) -> ModelCard:
+    """The card of a run written before cards existed, from its saved configuration."""
+    saved = config["classify"]
+    training = {"recipe": {k: config.get(k) for k in ("classify", "optim")}}
+    if saved.get("data_root"):
+        training["data_root"] = saved["data_root"]
+    return classifier_card(saved["dataset"], saved["model"], saved.get("model_kwargs", {}),
+                           saved.get("image_size"), training)
 
 
 def card_from_metadata(metadata: dict, where: str) -> ModelCard:
-    """The checkpoint's card; runs written before cards existed get one from their config."""
-    if "card" in metadata:
-        return ModelCard.from_dict(metadata["card"], where)
-    config = metadata.get("config", {})
-    if config.get("lab") != "classify" or "classify" not in config:
-        lab = config.get("lab")
-        raise CheckpointError(f"{where}: " + (f"a {lab} checkpoint, not a classifier" if lab
-                                               else "no model card in this checkpoint"))
-    saved = config["classify"]
-    return classifier_card(saved["dataset"], saved["model"], saved.get("model_kwargs", {}),
-                           saved.get("image_size"), {"recipe": {k: config.get(k) for k in
-                                                                ("classify", "optim")}})
+    return card_of_checkpoint(metadata, "classify", where, _legacy_card)
 
 
 def read_card(path: str | Path) -> ModelCard:
@@ -110,22 +99,10 @@ def read_card(path: str | Path) -> ModelCard:
     return card_from_metadata(read_metadata(Path(path)), str(path))
 
 
-def locate(name_or_path: str | Path, which: str = "best") -> tuple[Path, Weights | None]:
-    """A registered name -> its verified file; otherwise a run directory or .safetensors."""
-    if isinstance(name_or_path, str) and name_or_path in CLASSIFY_WEIGHTS:
-        entry = CLASSIFY_WEIGHTS[name_or_path]
-        return resolve_weights(entry), entry
-    path = Path(name_or_path)
-    if not path.exists() and isinstance(name_or_path, str) and "/" not in name_or_path:
-        raise CheckpointError(f"{name_or_path}: no such checkpoint, run directory or "
-                              f"registered weights ({', '.join(CLASSIFY_WEIGHTS)})")
-    return resolve_checkpoint(path, which), None
-
-
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
                which: str = "best") -> tuple[nn.Module, ModelCard]:
     """(model in eval mode on ``device``, its card) from registered weights or a checkpoint."""
-    path, entry = locate(name_or_path, which)
+    path, entry = locate_weights(name_or_path, CLASSIFY_WEIGHTS, which=which)
     checkpoint = load_checkpoint(path, map_location="cpu")
     card = card_from_metadata(checkpoint["metadata"], str(path))
     model = build_classifier(card, str(path))

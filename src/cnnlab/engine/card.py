@@ -7,13 +7,16 @@ alone, never from a dataset spec or a training config.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from cnnlab.errors import CheckpointError
+from torch import nn
+
+from cnnlab.errors import CheckpointError, CnnlabError
 
 CARD_VERSION = 1
-LABS = ("classify", "stereo")
+LABS = {"classify": "classifier", "stereo": "stereo model"}  # lab -> what its models are
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,43 @@ class ModelCard:
                              + (f" ({extra})" if extra else ""))
         lines += [f"note: {note}" for note in self.notes]
         return lines
+
+
+def build_network(card: ModelCard, lab: str, create_model: Callable[..., nn.Module],
+                  where: str | None = None) -> nn.Module:
+    """The untrained network ``card`` describes, built by the lab's ``create_model``. Loading
+    passes ``where`` (the file), which the error then names; training passes None and gets
+    the option's own error."""
+    if card.lab != lab:
+        raise CheckpointError(f"{where}: holds a {LABS[card.lab]}, not a {LABS[lab]}")
+    try:
+        return create_model(card.architecture, **card.kwargs)
+    except CnnlabError as exc:
+        if where is None:
+            raise
+        raise CheckpointError(f"{where}: the model card does not describe a buildable "
+                              f"network ({exc})") from None
+
+
+def card_of_checkpoint(metadata: dict, lab: str, where: str,
+                       legacy: Callable[[dict], ModelCard]) -> ModelCard:
+    """A checkpoint's card; a run written before cards existed gets ``legacy(config)``, the
+    lab's card derived from its saved configuration."""
+    if "card" in metadata:
+        card = ModelCard.from_dict(metadata["card"], where)
+        if card.lab != lab:
+            raise CheckpointError(f"{where}: holds a {LABS[card.lab]}, not a {LABS[lab]}")
+        return card
+    config = metadata.get("config", {})
+    if config.get("lab") != lab or lab not in config:
+        other = LABS.get(config.get("lab"))
+        raise CheckpointError(f"{where}: " + (f"holds a {other}, not a {LABS[lab]}" if other
+                                               else "no model card in this checkpoint"))
+    try:
+        return legacy(config)
+    except (KeyError, TypeError, ValueError, CnnlabError) as exc:
+        raise CheckpointError(f"{where}: cannot derive a model card from its config "
+                              f"({exc!r})") from None
 
 
 def _short(value: Any) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from cnnlab.data.download import download_verified, extract_member, fetch_url, file_digest
 from cnnlab.data.root import user_cache_dir
 from cnnlab.engine.card import ModelCard
+from cnnlab.engine.checkpoint import resolve_checkpoint
 from cnnlab.errors import CheckpointError, DataError
 
 WEIGHTS_ENV = "CNNLAB_WEIGHTS"
@@ -106,6 +107,15 @@ class Weights:
                 f"${WEIGHTS_ENV}, or rerun with --download when online")
 
 
+def registered(registry: dict[str, Weights], name: str, what: str) -> Weights:
+    """The entry called ``name``; an unknown name gets the list to choose from."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise CheckpointError(f"--weights {name}: unknown {what} weights; choose from "
+                              f"{', '.join(registry)}") from None
+
+
 def _fetcher(source: Source, timeout: float) -> Callable[[Path], None]:
     if source.member is None:
         return lambda tmp: fetch_url(source.url, tmp, timeout)
@@ -172,3 +182,20 @@ def resolve_weights(entry: Weights, weights_root: str | os.PathLike | None = Non
     if not download:
         raise CheckpointError(entry.missing_message(weights_root))
     return download_weights(entry, weights_root, check, log=log)
+
+
+def locate_weights(name_or_path: str | os.PathLike, registry: dict[str, Weights],
+                   weights_root: str | os.PathLike | None = None, download: bool = False,
+                   which: str = "best", check: Callable[[Path], None] | None = None,
+                   log: Callable[[str], None] | None = None) -> tuple[Path, Weights | None]:
+    """A name in ``registry`` -> its verified file (and entry); otherwise a run directory (its
+    ``which`` checkpoint) or a file. ``check`` vets downloads that have no checksum."""
+    if isinstance(name_or_path, str) and name_or_path in registry:
+        entry = registry[name_or_path]
+        return resolve_weights(entry, weights_root, download, check, log), entry
+    path = Path(name_or_path)
+    looks_like_name = isinstance(name_or_path, str) and not set("/" + os.sep) & set(name_or_path)
+    if not path.exists() and looks_like_name:
+        raise CheckpointError(f"{name_or_path}: no such checkpoint, run directory or "
+                              f"registered weights ({', '.join(registry)})")
+    return resolve_checkpoint(path, which), None

@@ -8,8 +8,8 @@ from typing import Any
 
 from torch import nn
 
-from cnnlab.engine.card import ModelCard
-from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.engine.card import ModelCard, build_network
+from cnnlab.errors import CheckpointError
 from cnnlab.stereo.models import PSMNetConfig, create_model
 from cnnlab.stereo.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
@@ -51,13 +51,5 @@ def with_overrides(card: ModelCard, overrides: dict[str, Any], where: str) -> Mo
 
 
 def build_stereo_model(card: ModelCard, where: str | None = None) -> nn.Module:
-    """The untrained network a card describes; loading passes ``where`` for the error."""
-    if card.lab != "stereo":
-        raise CheckpointError(f"{where}: a {card.lab} checkpoint, not a stereo model")
-    try:
-        return create_model(card.architecture, **card.kwargs)
-    except CnnlabError as exc:
-        if where is None:
-            raise
-        raise CheckpointError(f"{where}: the model card does not describe a buildable "
-                              f"network ({exc})") from None
+    """The untrained stereo network a card describes (``where``: the file, for errors)."""
+    return build_network(card, "stereo", create_model, where)

@@ -20,15 +20,14 @@ import torch
 from torch import nn
 
 from cnnlab.data.download import file_digest
-from cnnlab.engine.card import ModelCard
+from cnnlab.engine.card import ModelCard, card_of_checkpoint
 from cnnlab.engine.checkpoint import (
     load_checkpoint,
     load_model_weights,
     read_metadata,
-    resolve_checkpoint,
     save_checkpoint,
 )
-from cnnlab.engine.weights import Source, Weights, resolve_weights
+from cnnlab.engine.weights import Source, Weights, locate_weights, registered
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.stereo.card import build_stereo_model, psmnet_card, with_overrides
 from cnnlab.stereo.models import PSMNetConfig
@@ -144,11 +143,7 @@ STEREO_WEIGHTS: dict[str, Weights] = {w.name: w for w in (
 
 
 def get_weights(name: str) -> Weights:
-    try:
-        return STEREO_WEIGHTS[name]
-    except KeyError:
-        raise CheckpointError(f"--weights {name}: unknown stereo weights; choose from "
-                              f"{', '.join(STEREO_WEIGHTS)}") from None
+    return registered(STEREO_WEIGHTS, name, "stereo")
 
 
 def _release_by_checksum(path: Path) -> Weights | None:
@@ -195,36 +190,15 @@ def check_official(path: Path) -> None:
     import_official(path)
 
 
+def _legacy_card(config: dict) -> ModelCard:
+    """The card of a run written before cards existed, from its saved configuration."""
+    return psmnet_card(PSMNetConfig(**config["stereo"]["model"]),
+                       {"dataset": config["stereo"].get("dataset"),
+                        "recipe": {k: config.get(k) for k in ("stereo", "optim")}})
+
+
 def card_from_metadata(metadata: dict, where: str) -> ModelCard:
-    """A cnnlab checkpoint's card; runs written before cards existed get one from config."""
-    if "card" in metadata:
-        return ModelCard.from_dict(metadata["card"], where)
-    config = metadata.get("config", {})
-    if config.get("lab") != "stereo" or "stereo" not in config:
-        lab = config.get("lab")
-        raise CheckpointError(f"{where}: " + (f"a {lab} checkpoint, not a stereo model" if lab
-                                               else "no model card in this checkpoint"))
-    try:
-        model_config = PSMNetConfig(**config["stereo"]["model"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: PSMNet configuration: {exc}") from None
-    return psmnet_card(model_config, {"dataset": config["stereo"].get("dataset"),
-                                      "recipe": {k: config.get(k) for k in ("stereo", "optim")}})
-
-
-def locate(name_or_path: str | Path, weights_root: str | os.PathLike | None = None,
-           download: bool = False, which: str = "best",
-           log: Callable[[str], None] | None = None) -> tuple[Path, Weights | None]:
-    """A registered name -> its verified file; otherwise a run directory or a file."""
-    if isinstance(name_or_path, str) and name_or_path in STEREO_WEIGHTS:
-        entry = STEREO_WEIGHTS[name_or_path]
-        check = None if entry.checksum else check_official
-        return resolve_weights(entry, weights_root, download, check, log), entry
-    path = Path(name_or_path)
-    if not path.exists() and isinstance(name_or_path, str) and "/" not in name_or_path:
-        raise CheckpointError(f"{name_or_path}: no such checkpoint, run directory or "
-                              f"registered weights ({', '.join(STEREO_WEIGHTS)})")
-    return resolve_checkpoint(path, which), None
+    return card_of_checkpoint(metadata, "stereo", where, _legacy_card)
 
 
 def read_card(path: Path, entry: Weights | None = None) -> ModelCard:
@@ -241,7 +215,8 @@ def load_weights(name_or_path: str | Path, weights_root: str | os.PathLike | Non
                  ) -> tuple[dict[str, torch.Tensor], ModelCard]:
     """(cnnlab state dict, card) of registered weights, a run, a checkpoint or an official
     file; the card's ``source`` says which file and how it was verified."""
-    path, entry = locate(name_or_path, weights_root, download, which, log)
+    path, entry = locate_weights(name_or_path, STEREO_WEIGHTS, weights_root, download, which,
+                                 check_official, log)
     if is_torch_pickle(path):
         state, card = import_official(path, entry)
     else:
