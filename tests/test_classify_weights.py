@@ -22,6 +22,7 @@ from cnnlab.classify.weights import CLASSIFY_WEIGHTS, PACKAGE_DIR, RECIPES, load
 from cnnlab.cli import main
 from cnnlab.data.vision import load_split
 from cnnlab.engine.checkpoint import save_checkpoint
+from cnnlab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_the_package_ships_every_registered_file_within_5_mb():
     files = sorted(PACKAGE_DIR.glob("*.safetensors"))
     assert [f.stem for f in files] == sorted(CLASSIFY_WEIGHTS)
+    files.append(PACKAGE_DIR / "SHA256SUMS")
     assert sum(f.stat().st_size for f in files) <= 5_000_000
     globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"]["cnnlab.classify"]
@@ -36,7 +38,8 @@ def test_the_package_ships_every_registered_file_within_5_mb():
         relative = path.relative_to(REPO / "src" / "cnnlab" / "classify").as_posix()
         assert any(fnmatch.fnmatch(relative, g) for g in globs), relative
     for name, entry in CLASSIFY_WEIGHTS.items():
-        assert entry.sha256, f"{name}: no sha256 in the registry"
+        assert entry.sha256, f"{name}: no line in SHA256SUMS"
+        entry.verify(entry.packaged)  # the shipped bytes are the ones the manifest names
         with safe_open(str(entry.packaged), "pt") as handle:
             floats = [handle.get_tensor(k) for k in handle.keys()]  # noqa: SIM118
         assert all(t.dtype == torch.float16 for t in floats if t.is_floating_point()), name
@@ -54,7 +57,7 @@ def test_shipped_weights_reach_their_card_accuracy_on_the_real_test_set(name):
     stated = card.metrics[0]["values"]
     images, labels = load_split(dataset, "test", root)
     matrix = confusion_matrix(model, TensorSplit(images, labels, torch.device("cpu")),
-                              preprocess_of(card, name), len(card.outputs["classes"]))
+                              preprocess_of(card), len(card.outputs["classes"]))
     measured = float(matrix.diag().sum() / matrix.sum())
     assert stated["count"] == len(labels) == 10_000
     assert abs(measured - stated["accuracy"]) <= 0.005, (measured, stated)
@@ -124,8 +127,9 @@ def test_bad_weights_arguments_give_one_line(tmp_path, capsys):
          "unknown classifier weights; choose from simple_cnn-mnist"),
         (["classify", "predict", "--checkpoint", str(stereo), str(image)],
          "holds a stereo model, not a classifier"),
-        (["classify", "eval", "--weights", "mlp-mnist", "--dataset", "cifar10"],
-         "--dataset cifar10: 10 classes of 3-channel images"),
+        (["classify", "eval", "--weights", "mlp-mnist", "--dataset", "fashion-mnist"],
+         "--dataset fashion-mnist: its classes (T-shirt/top, Trouser, Pullover, ...; "
+         "1-channel images) are not those"),
     ]
     for args, expected in cases:
         assert main(args) == 1, args
@@ -154,7 +158,15 @@ def test_build_reproduces_a_shipped_file_from_its_recipe(tmp_path, tiny_mnist_ro
     with safe_open(str(path), "pt") as handle:
         assert handle.get_tensor("model.1.weight").dtype == torch.float16
     # a second build resumes the finished run: same weights, same file
+    assert (tmp_path / "out" / "SHA256SUMS").read_text() == (
+        f"{result['sha256']}  mlp-mnist.safetensors\n")
     again = build_weights("mlp-mnist", str(tiny_mnist_root), tmp_path / "out2",
                           tmp_path / "run", "cpu", logs.append, progress=False)
     assert again["sha256"] == result["sha256"]
     assert any("already trained for 2 epochs" in line for line in logs)
+    # a run made with other settings is not passed off as the recipe's
+    monkeypatch.setitem(RECIPES, "mlp-mnist", {**recipe, "optim": {**recipe["optim"],
+                                                                   "lr": 1e-3}})
+    with pytest.raises(ConfigError, match="holds a run with other settings"):
+        build_weights("mlp-mnist", str(tiny_mnist_root), tmp_path / "out3", tmp_path / "run",
+                      "cpu", logs.append, progress=False)

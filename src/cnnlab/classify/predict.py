@@ -9,7 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from cnnlab.classify.card import classes_of, preprocess_of
+from cnnlab.classify.card import preprocess_of
 from cnnlab.classify.weights import load_model
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.device import select_device
@@ -47,9 +47,8 @@ def load_image_for(path: Path, channels: int, size: int, light_background_invert
 def predict_images(model: nn.Module, card: ModelCard, paths: list[Path], top_k: int = 3
                    ) -> list[dict]:
     """Top-k classes with probabilities for each image file, preprocessed as the card says."""
-    where = card.source.get("file", "model card")
-    classes = classes_of(card, where)
-    preprocess = preprocess_of(card, where)
+    classes = card.outputs["classes"]
+    preprocess = preprocess_of(card)
     channels, size = int(card.preprocess["channels"]), int(card.preprocess["data_size"])
     invert = card.preprocess.get("background") == "dark"
     device = next(model.parameters()).device

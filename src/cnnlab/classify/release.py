@@ -4,7 +4,7 @@
 ``runs/weights-NAME`` with ``RECIPES[NAME]``, rounds the last epoch's weights to fp16 (the
 shipped format: half the size, accuracy unchanged within a few test images), measures those
 rounded weights on the full official test set and writes ``NAME.safetensors`` whose card
-states that accuracy and the command that made it.
+states that accuracy and the command that made it, and its line in ``SHA256SUMS``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from cnnlab.data.download import file_digest
 from cnnlab.data.vision import get_spec, load_split
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.engine.device import select_device
-from cnnlab.engine.loop import OptimConfig
+from cnnlab.engine.loop import OptimConfig, optim_config_dict
 from cnnlab.engine.rundir import RunDir
+from cnnlab.engine.weights import update_sha256sums
+from cnnlab.errors import ConfigError
 
 
 def recipe_configs(name: str, data_root: str | None) -> tuple[ClassifyConfig, OptimConfig]:
@@ -45,6 +47,15 @@ def build_weights(name: str, data_root: str | None, out_dir: Path, run_dir: Path
     config, optim = recipe_configs(name, data_root)
     run = Path(run_dir or Path("runs") / f"weights-{name}")
     resume = RunDir(run).checkpoint("last").is_file()
+    if resume:  # only the recipe's own run may be finished; anything else would be mislabelled
+        saved = RunDir(run).read_config()
+        recipe = {"classify": {k: v for k, v in config.to_dict().items() if k != "data_root"},
+                  "optim": optim_config_dict(optim)}
+        ran = {"classify": {k: v for k, v in saved.get("classify", {}).items()
+                            if k != "data_root"}, "optim": saved.get("optim")}
+        if ran != recipe:
+            raise ConfigError(f"{run}: holds a run with other settings than the {name} recipe; "
+                              "remove it or pass --run DIR")
     train_classifier(config, optim, run, resume=resume, device=device, log=log,
                      progress=progress)
     torch_device = select_device(device)
@@ -55,7 +66,7 @@ def build_weights(name: str, data_root: str | None, out_dir: Path, run_dir: Path
     model.to(torch_device).eval()
     images, labels = load_split(config.dataset, "test", data_root)
     matrix = confusion_matrix(model, TensorSplit(images, labels, torch_device),
-                              preprocess_of(card, name), len(get_spec(config.dataset).classes))
+                              preprocess_of(card), len(get_spec(config.dataset).classes))
     correct, count = int(matrix.diag().sum()), int(matrix.sum())
     training = {k: v for k, v in card.training.items() if k != "data_root"}
     training.update(command=f"cnnlab classify weights build {name} --data-root DATA",
@@ -68,7 +79,9 @@ def build_weights(name: str, data_root: str | None, out_dir: Path, run_dir: Path
         source={"format": "cnnlab safetensors, fp16", "origin": "shipped with cnnlab"})
     path = save_checkpoint(Path(out_dir) / f"{name}.safetensors", state,
                            {"card": card.to_dict()}, sidecar=False)
-    result = {"name": name, "file": str(path), "sha256": file_digest(path, "sha256"),
+    digest = file_digest(path, "sha256")
+    update_sha256sums(Path(out_dir) / "SHA256SUMS", path.name, digest)
+    result = {"name": name, "file": str(path), "sha256": digest,
               "bytes": path.stat().st_size, "accuracy": correct / count, "correct": correct,
               "count": count}
     log(f"{name}: test accuracy {correct}/{count} ({100 * correct / count:.2f}%) with fp16 "

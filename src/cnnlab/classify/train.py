@@ -69,7 +69,7 @@ def train_classifier(config: ClassifyConfig, optim: OptimConfig, out: Path, resu
     torch_device = select_device(device)
     seed_everything(optim.seed + info.rank)
     card = run_card(config, optim)
-    preprocess = preprocess_of(card, str(out))
+    preprocess = preprocess_of(card)
     network = build_classifier(card)  # a bad model option fails before the data is read
     data = load_classify_data(config.dataset, torch_device, config.data_root, download,
                               config.val_size, optim.seed)

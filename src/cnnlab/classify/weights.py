@@ -1,8 +1,9 @@
 """Classifier weights: the ones shipped inside cnnlab, and ``load_model`` for any checkpoint.
 
 Shipped files are fp16 safetensors with their model card in the header, trained by cnnlab's
-own recipes (``RECIPES``); ``cnnlab classify weights build NAME`` reproduces one. They need no
-data and no network: ``cnnlab classify predict --weights simple_cnn-mnist digit.png``.
+own recipes (``RECIPES``) and checked against ``pretrained/SHA256SUMS``; ``cnnlab classify
+weights build NAME`` reproduces one and updates its line there. They need no data and no
+network: ``cnnlab classify predict --weights simple_cnn-mnist digit.png``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.classify.card import build_classifier, classifier_card
+from cnnlab.classify.card import build_classifier, classifier_card, validated
 from cnnlab.engine.card import ModelCard, card_of_checkpoint
 from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, read_metadata
-from cnnlab.engine.weights import Weights, locate_weights, registered
+from cnnlab.engine.weights import (
+    Weights,
+    locate_weights,
+    read_sha256sums,
+    registered,
+    sourced,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -51,26 +58,18 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
                           "optim": {**_ONECYCLE_ADAM, "lr": 3e-3, "epochs": 15}},
 }
 
-# sha256 of each shipped file, as `cnnlab classify weights build` printed it
-_SHA256: dict[str, str] = {
-    "simple_cnn-mnist": "dfbc58aa5fb9b381fc25f1fd8a3bfe4a69803e573c9b9ba43250155acfe4c15c",
-    "simple_cnn-fashion-mnist": "4c84792e28266762c2b701231deef1cfe0e49a7b57e9f96e09d2487c01a6b181",
-    "resnet18-mnist": "7ecc572b9059591dfe89924ac2bf51296d0665a104ae7bd29f029b0b39351ffb",
-    "resnet18-fashion-mnist": "b3f8c914b42312d05e436fedd6876d2d591847d8c4829d8ec5b35343ef0b80b8",
-    "lenet5-mnist": "a5a7f4897527935f8e79706920a1a44f48c11013cbcf437f540fe78c5f7acc6f",
-    "lenet5-fashion-mnist": "ef4eb4362dde618763789ae260fb0c27e1b835cc5138a50f1fe9419cbed65aec",
-    "mlp-mnist": "9d4d3c71d4634ebd107bc32408088ad17580a5843e8dd9cd00576476040b0d1e",
-    "mlp-fashion-mnist": "cd22192da9119ac321ca29ce3c395d2e0828438ee34073d3b1fda5f879c4475d",
-}
+# sha256 of each shipped file, written by `cnnlab classify weights build` beside the files
+MANIFEST = PACKAGE_DIR / "SHA256SUMS"
+_SHA256 = read_sha256sums(MANIFEST)
 
 
 def _shipped(name: str) -> Weights:
     recipe = RECIPES[name]["classify"]
     return Weights(
-        name=name, lab="classify", file_name=f"{name}.safetensors",
+        name=name, file_name=f"{name}.safetensors",
         description=f"{recipe['model']} trained on {recipe['dataset']} by cnnlab",
         origin=f"shipped with cnnlab; rebuild with `cnnlab classify weights build {name}`",
-        sha256=_SHA256.get(name), packaged=PACKAGE_DIR / f"{name}.safetensors")
+        sha256=_SHA256.get(f"{name}.safetensors"), packaged=PACKAGE_DIR / f"{name}.safetensors")
 
 
 CLASSIFY_WEIGHTS: dict[str, Weights] = {name: _shipped(name) for name in RECIPES}
@@ -91,7 +90,7 @@ def _legacy_card(config: dict) -> ModelCard:
 
 
 def card_from_metadata(metadata: dict, where: str) -> ModelCard:
-    return card_of_checkpoint(metadata, "classify", where, _legacy_card)
+    return validated(card_of_checkpoint(metadata, "classify", where, _legacy_card), where)
 
 
 def read_card(path: str | Path) -> ModelCard:
@@ -107,7 +106,4 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
     card = card_from_metadata(checkpoint["metadata"], str(path))
     model = build_classifier(card, str(path))
     load_model_weights(model, checkpoint["model"], path)  # fp16 files load into fp32 params
-    source = {**card.source, "file": str(path)}
-    if entry is not None:
-        source["verified"] = entry.checksum
-    return model.to(device).eval(), card.with_changes(source=source)
+    return model.to(device).eval(), sourced(card, path, entry)

@@ -6,13 +6,12 @@ import hashlib
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from cnnlab.engine.atomic import new_file_mode
-from cnnlab.errors import DataError
+from cnnlab.engine.atomic import temp_beside
+from cnnlab.errors import CnnlabError, DataError
 
 
 def file_digest(path: Path, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
@@ -53,20 +52,16 @@ def extract_member(archive: Path, member: str, dest: Path) -> None:
 def download_verified(dest: Path, attempts: list[tuple[str, Callable[[Path], None]]],
                       verify: Callable[[Path], None]) -> Path:
     """Try each ``(label, fetch(tmp))`` in turn; ``dest`` appears only once ``verify(tmp)``
-    passes (it raises DataError otherwise). Every failure is named in the final error."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    passes (it raises a CnnlabError otherwise). Every failure is named in the final error."""
     errors = []
     for label, fetch in attempts:
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        os.close(fd)
-        tmp = Path(tmp_name)
+        tmp = temp_beside(dest, ".part")
         try:
             fetch(tmp)
             verify(tmp)
-            os.chmod(tmp, new_file_mode(dest))
             os.replace(tmp, dest)
             return dest
-        except (OSError, DataError, ValueError) as exc:  # try the next source
+        except (OSError, CnnlabError, ValueError) as exc:  # try the next source
             errors.append(f"{label}: {exc}")
         finally:
             tmp.unlink(missing_ok=True)

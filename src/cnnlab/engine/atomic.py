@@ -4,33 +4,36 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 
-def new_file_mode(path: Path) -> int:
-    """The replaced file's permissions, else what open() would give (0o666 less the umask);
-    mkstemp's private 0o600 would otherwise leak into every result file."""
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
+    """Create an empty, uniquely named file next to ``path`` with the permissions ``path``
+    will end up with: its current ones if it exists, else what the umask gives a new file
+    (mkstemp's private 0o600 would leak into every result otherwise)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+        except FileExistsError:
+            continue
+        os.close(fd)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        return tmp
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result over ``path`` only once it is complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_beside(path)
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, new_file_mode(path))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -79,6 +79,16 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
     return path
 
 
+def is_safetensors(path: Path) -> bool:
+    """True when ``path`` starts as a safetensors file does: an 8-byte little-endian header
+    length that fits in the file, then a JSON object."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if len(head) < 9:
+        return False
+    return head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size
+
+
 def read_metadata(path: Path) -> dict:
     """The JSON metadata stored in a checkpoint's header."""
     path = Path(path)

@@ -16,11 +16,30 @@ from pathlib import Path
 
 from cnnlab.data.download import download_verified, extract_member, fetch_url, file_digest
 from cnnlab.data.root import user_cache_dir
+from cnnlab.engine.atomic import atomic_write_text
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.checkpoint import resolve_checkpoint
 from cnnlab.errors import CheckpointError, DataError
 
 WEIGHTS_ENV = "CNNLAB_WEIGHTS"
+
+
+def read_sha256sums(path: Path) -> dict[str, str]:
+    """``file name -> sha256`` from a ``sha256sum``-style manifest (empty when absent)."""
+    if not path.is_file():
+        return {}
+    sums = {}
+    for line in path.read_text().splitlines():
+        digest, _, name = line.strip().partition("  ")
+        if digest and name:
+            sums[name] = digest
+    return sums
+
+
+def update_sha256sums(path: Path, file_name: str, digest: str) -> None:
+    """Set one file's line in the manifest (``sha256sum -c`` can check it), atomically."""
+    sums = {**read_sha256sums(path), file_name: digest}
+    atomic_write_text(path, "".join(f"{sums[name]}  {name}\n" for name in sorted(sums)))
 
 
 def weights_roots(weights_root: str | os.PathLike | None = None) -> list[Path]:
@@ -50,7 +69,6 @@ class Weights:
     """One released set of weights: file, checks, sources and (if the file has none) card."""
 
     name: str
-    lab: str
     file_name: str
     description: str
     origin: str  # who released it and where it is linked, for people
@@ -90,9 +108,23 @@ class Weights:
                             f"{self.size:,}; it is not the released file")
         for algorithm, expected in (("sha256", self.sha256), ("md5", self.md5)):
             if expected and (got := file_digest(path, algorithm)) != expected:
+                remedy = ("reinstall cnnlab, or" if self.packaged else "delete it and get it "
+                          "again:")
                 raise DataError(f"{shown}: {algorithm} {got} does not match the release's "
                                 f"{expected}; it is not the released file (corrupt or another "
-                                "version): delete it and get the file again")
+                                f"version): {remedy} {self.origin}")
+
+    def status(self, weights_root: str | os.PathLike | None = None) -> tuple[Path | None, str]:
+        """(the usable file or None, a line saying where it is and whether it verifies)."""
+        path = self.find(weights_root)
+        if path is None:
+            return None, "missing"
+        try:
+            self.verify(path)
+        except DataError as exc:
+            return None, f"found but unusable: {exc}"
+        return path, f"found: {path}" + (f" ({self.checksum} verified)" if self.checksum
+                                          else " (no published checksum)")
 
     def missing_message(self, weights_root: str | os.PathLike | None = None) -> str:
         places = " or ".join(str(p) for p in self.candidates(weights_root))
@@ -112,7 +144,7 @@ def registered(registry: dict[str, Weights], name: str, what: str) -> Weights:
     try:
         return registry[name]
     except KeyError:
-        raise CheckpointError(f"--weights {name}: unknown {what} weights; choose from "
+        raise CheckpointError(f"{name}: unknown {what} weights; choose from "
                               f"{', '.join(registry)}") from None
 
 
@@ -135,8 +167,12 @@ def _fetcher(source: Source, timeout: float) -> Callable[[Path], None]:
     return fetch_member
 
 
+# a lab's structural check of a file (path, name to show in errors); raises a CnnlabError
+Check = Callable[[Path, str], None]
+
+
 def download_weights(entry: Weights, weights_root: str | os.PathLike | None = None,
-                     check: Callable[[Path], None] | None = None, timeout: float = 60.0,
+                     check: Check | None = None, timeout: float = 60.0,
                      log: Callable[[str], None] | None = None) -> Path:
     """Fetch ``entry`` into the first weights root from each source in turn; the file is kept
     only if it verifies (checksum, else the lab's structural ``check``)."""
@@ -150,7 +186,7 @@ def download_weights(entry: Weights, weights_root: str | os.PathLike | None = No
     def verify(path: Path) -> None:
         entry.verify(path, shown="the download")
         if check is not None:
-            check(path)
+            check(path, "the download")
 
     attempts = []
     for source in entry.sources:
@@ -165,7 +201,7 @@ def download_weights(entry: Weights, weights_root: str | os.PathLike | None = No
 
 
 def resolve_weights(entry: Weights, weights_root: str | os.PathLike | None = None,
-                    download: bool = False, check: Callable[[Path], None] | None = None,
+                    download: bool = False, check: Check | None = None,
                     log: Callable[[str], None] | None = None) -> Path:
     """The verified local file of ``entry``: found, or downloaded when ``download`` is set;
     otherwise one line naming the file, where to put it and where it comes from."""
@@ -186,7 +222,7 @@ def resolve_weights(entry: Weights, weights_root: str | os.PathLike | None = Non
 
 def locate_weights(name_or_path: str | os.PathLike, registry: dict[str, Weights],
                    weights_root: str | os.PathLike | None = None, download: bool = False,
-                   which: str = "best", check: Callable[[Path], None] | None = None,
+                   which: str = "best", check: Check | None = None,
                    log: Callable[[str], None] | None = None) -> tuple[Path, Weights | None]:
     """A name in ``registry`` -> its verified file (and entry); otherwise a run directory (its
     ``which`` checkpoint) or a file. ``check`` vets downloads that have no checksum."""
@@ -199,3 +235,12 @@ def locate_weights(name_or_path: str | os.PathLike, registry: dict[str, Weights]
         raise CheckpointError(f"{name_or_path}: no such checkpoint, run directory or "
                               f"registered weights ({', '.join(registry)})")
     return resolve_checkpoint(path, which), None
+
+
+def sourced(card: ModelCard, path: Path, entry: Weights | None) -> ModelCard:
+    """``card`` noting the file it was loaded from and, for registered weights, how that file
+    was verified."""
+    source = {**card.source, "file": str(path)}
+    if entry is not None:
+        source["verified"] = entry.checksum or "structure (no published checksum)"
+    return card.with_changes(source=source)

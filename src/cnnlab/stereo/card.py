@@ -34,6 +34,30 @@ def disparity_outputs(maxdisp: int) -> dict[str, Any]:
     return {"disparity": "left view, pixels", "range": [0, maxdisp - 1]}
 
 
+def validated(card: ModelCard, where: str) -> ModelCard:
+    """``card`` with complete PSMNet arguments and input normalisation, or a one-line error
+    naming ``where``: a hand-edited or foreign card must not fail later with a traceback."""
+    if card.architecture == "psmnet":
+        missing = [k for k in ("variant", "maxdisp", "blocks", "align_corners")
+                   if card.kwargs.get(k) is None]
+        if missing:
+            raise CheckpointError(f"{where}: the model card lacks {', '.join(missing)}")
+        try:
+            kwargs = PSMNetConfig(**card.kwargs).to_dict()
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: the model card's PSMNet arguments: {exc}") from None
+        card = card.with_changes(kwargs=kwargs)
+    for key in ("mean", "std"):
+        values = card.preprocess.get(key)
+        if not (isinstance(values, list) and len(values) == 3
+                and all(isinstance(v, (int, float)) and v == v for v in values)):
+            raise CheckpointError(f"{where}: the model card's preprocess {key} is not three "
+                                  "numbers")
+    if not all(card.preprocess["std"]):
+        raise CheckpointError(f"{where}: the model card's preprocess std has a zero")
+    return card
+
+
 def with_overrides(card: ModelCard, overrides: dict[str, Any], where: str) -> ModelCard:
     """``card`` with run-time kwargs (maxdisp, align_corners) changed, and a note saying so."""
     changed = {k: v for k, v in overrides.items() if v is not None and card.kwargs.get(k) != v}

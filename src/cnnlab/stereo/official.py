@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cnnlab.engine.checkpoint import is_safetensors
 from cnnlab.errors import CheckpointError
 from cnnlab.stereo.models.blocks import ConvBN
 
@@ -34,30 +36,44 @@ _RENAMES = (
 
 
 def is_torch_pickle(path: Path) -> bool:
-    """True for a torch.save file (zip or legacy pickle), as opposed to safetensors."""
+    """True for a torch.save file (zip or legacy pickle), as opposed to safetensors (whose
+    header length may begin with the pickle opcode byte 0x80, so it is ruled out first)."""
+    if is_safetensors(path):
+        return False
     with open(path, "rb") as handle:
         head = handle.read(4)
     return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
-def read_official_state(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of an official file, ``module.`` stripped; runs no code from the file."""
+def read_official_state(path: Path, where: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of an official file, ``module.`` stripped; runs no code from the file.
+    Errors name ``where`` (default: the path)."""
+    where = where or str(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+        with warnings.catch_warnings():  # torch warns about pickle protocols it finds odd
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # on malformed input the unpickler raises almost any type
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f"it needs {found.group(1)}" if found else "it needs a global outside that set"
-        raise CheckpointError(f"{path}: refused: this pickle asks for more than tensors and "
-                              f"containers ({what}); cnnlab never runs code from a weights "
-                              "file") from None
-    except (RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch weights file ({first})") from None
+        if isinstance(exc, pickle.UnpicklingError) and found:
+            raise CheckpointError(f"{where}: refused: this pickle asks for more than tensors and "
+                                  f"containers (it needs {found.group(1)}); cnnlab never runs "
+                                  "code from a weights file") from None
+        raise CheckpointError(f"{where}: not a readable PyTorch weights file "
+                              f"({_load_error_detail(exc)})") from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise CheckpointError(f"{path}: no state_dict of named tensors inside")
+        raise CheckpointError(f"{where}: no state_dict of named tensors inside")
     return {k.removeprefix(DATA_PARALLEL_PREFIX): v for k, v in state.items()}
+
+
+def _load_error_detail(exc: Exception) -> str:
+    """The informative line of torch.load's message (not its advice to load unsafely)."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(boilerplate)]
+    return (useful[0] if useful else type(exc).__name__)[:160]
 
 
 def detect_variant(state: dict[str, torch.Tensor]) -> str:

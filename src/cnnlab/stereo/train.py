@@ -71,7 +71,8 @@ def model_config(options: dict, init_card: ModelCard | None = None) -> PSMNetCon
     try:
         return PSMNetConfig(**base)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"--maxdisp/--variant/--blocks: {exc}") from None
+        source = " and --init's model card" if init_card is not None else ""
+        raise ConfigError(f"architecture options{source}: {exc}") from None
 
 
 def run_card(config: StereoConfig, optim: OptimConfig) -> ModelCard:

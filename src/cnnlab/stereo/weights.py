@@ -22,14 +22,15 @@ from torch import nn
 from cnnlab.data.download import file_digest
 from cnnlab.engine.card import ModelCard, card_of_checkpoint
 from cnnlab.engine.checkpoint import (
+    is_safetensors,
     load_checkpoint,
     load_model_weights,
     read_metadata,
     save_checkpoint,
 )
-from cnnlab.engine.weights import Source, Weights, locate_weights, registered
+from cnnlab.engine.weights import Source, Weights, locate_weights, registered, sourced
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.stereo.card import build_stereo_model, psmnet_card, with_overrides
+from cnnlab.stereo.card import build_stereo_model, psmnet_card, validated, with_overrides
 from cnnlab.stereo.models import PSMNetConfig
 from cnnlab.stereo.official import (
     convert_official_state,
@@ -65,7 +66,7 @@ def _release(name: str, file_name: str, drive_id: str, description: str,
                                "origin": _README})
     if align_corners is None:
         card = card.with_changes(kwargs={**card.kwargs, "align_corners": None})
-    return Weights(name=name, lab="stereo", file_name=file_name, description=description,
+    return Weights(name=name, file_name=file_name, description=description,
                    origin=f"{_README}: https://drive.google.com/file/d/{drive_id}",
                    folder="PSMNet", md5=md5, size=size, card=card,
                    sources=(_drive(drive_id), *mirrors))
@@ -172,22 +173,25 @@ def _official_card(entry: Weights | None, state: dict, variant: str, path: Path)
                "weights were trained otherwise", "maxdisp 192 is the official default"])
 
 
-def import_official(path: Path, entry: Weights | None = None) -> tuple[dict, ModelCard]:
-    """(cnnlab state dict, card) of an official .tar, checked tensor by tensor."""
-    state = read_official_state(path)
+def import_official(path: Path, entry: Weights | None = None, where: str | None = None
+                    ) -> tuple[dict, ModelCard]:
+    """(cnnlab state dict, card) of an official .tar, checked tensor by tensor; errors name
+    ``where`` (default: the path)."""
+    where = where or str(path)
+    state = read_official_state(path, where)
     try:
         variant = detect_variant(state)
     except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(f"{where}: {exc}") from None
     entry = entry or _release_by_checksum(path)
     card = _official_card(entry, state, variant, path)
-    model = build_stereo_model(card, str(path))
-    return convert_official_state(state, model, variant, str(path)), card
+    model = build_stereo_model(card, where)
+    return convert_official_state(state, model, variant, where), card
 
 
-def check_official(path: Path) -> None:
+def check_official(path: Path, shown: str) -> None:
     """Structural check for downloads without a published checksum: it must import exactly."""
-    import_official(path)
+    import_official(path, where=shown)
 
 
 def _legacy_card(config: dict) -> ModelCard:
@@ -199,6 +203,17 @@ def _legacy_card(config: dict) -> ModelCard:
 
 def card_from_metadata(metadata: dict, where: str) -> ModelCard:
     return card_of_checkpoint(metadata, "stereo", where, _legacy_card)
+
+
+def listing_card(entry: Weights, path: Path | None) -> ModelCard:
+    """The card to show for a release: its own, completed from the file when the file decides
+    align_corners (and is usable)."""
+    if path is None or entry.card.kwargs.get("align_corners") is not None:
+        return entry.card
+    try:
+        return import_official(path, entry)[1]
+    except CheckpointError as exc:
+        return entry.card.with_changes(notes=[*entry.card.notes, f"unusable file: {exc}"])
 
 
 def read_card(path: Path, entry: Weights | None = None) -> ModelCard:
@@ -219,14 +234,14 @@ def load_weights(name_or_path: str | Path, weights_root: str | os.PathLike | Non
                                  check_official, log)
     if is_torch_pickle(path):
         state, card = import_official(path, entry)
-    else:
+    elif is_safetensors(path):
         checkpoint = load_checkpoint(path, map_location="cpu")
         state, card = checkpoint["model"], card_from_metadata(checkpoint["metadata"], str(path))
-    card = with_overrides(card, overrides or {}, str(path))
-    source = {**card.source, "file": str(path)}
-    if entry is not None:
-        source["verified"] = entry.checksum or "structure (no published checksum)"
-    return state, card.with_changes(source=source)
+    else:
+        raise CheckpointError(f"{path}: neither a cnnlab .safetensors checkpoint nor a PyTorch "
+                              "weights file (.tar/.pth)")
+    card = with_overrides(validated(card, str(path)), overrides or {}, str(path))
+    return state, sourced(card, path, entry)
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
