@@ -615,7 +615,9 @@ def _add_stereo(sub) -> None:
 
     weights = ssub.add_parser("weights", help="official PSMNet releases: where they are, their "
                                               "cards; download or import one")
-    weights.add_argument("--weights-root", metavar="DIR", help="also search this folder")
+    weights.add_argument("--weights-root", metavar="DIR",
+                         help="search this folder first, then $CNNLAB_WEIGHTS and "
+                              "~/.cache/cnnlab/weights")
     weights.add_argument("--brief", action="store_true", help="without the model cards")
     weights.set_defaults(func=cmd_stereo_weights)
     wsub = weights.add_subparsers(dest="weights_action")
