@@ -197,9 +197,9 @@ def cmd_classify_weights(args) -> int:
 
     print(f"{'name':<26} {'model':<12} {'dataset':<14} {'test acc':>9} {'size':>8}  file")
     for name, entry in CLASSIFY_WEIGHTS.items():
-        path = entry.find()
+        path, status = entry.status()
         if path is None:
-            print(f"{name:<26} {'':<12} {'':<14} {'':>9} {'':>8}  missing ({entry.origin})")
+            print(f"{name:<26} {'':<12} {'':<14} {'':>9} {'':>8}  {status}")
             continue
         card = read_card(path)
         accuracy = next((m["values"]["accuracy"] for m in card.metrics

@@ -17,13 +17,13 @@ import torch
 from cnnlab.classify.card import build_classifier, preprocess_of
 from cnnlab.classify.data import TensorSplit
 from cnnlab.classify.evaluate import confusion_matrix
-from cnnlab.classify.train import ClassifyConfig, run_card, train_classifier
+from cnnlab.classify.train import ClassifyConfig, run_card, run_recipe, train_classifier
 from cnnlab.classify.weights import RECIPES, get_weights
 from cnnlab.data.download import file_digest
-from cnnlab.data.vision import get_spec, load_split
+from cnnlab.data.vision import load_split
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.engine.device import select_device
-from cnnlab.engine.loop import OptimConfig, optim_config_dict
+from cnnlab.engine.loop import OptimConfig
 from cnnlab.engine.rundir import RunDir
 from cnnlab.engine.weights import update_sha256sums
 from cnnlab.errors import ConfigError
@@ -47,26 +47,22 @@ def build_weights(name: str, data_root: str | None, out_dir: Path, run_dir: Path
     config, optim = recipe_configs(name, data_root)
     run = Path(run_dir or Path("runs") / f"weights-{name}")
     resume = RunDir(run).checkpoint("last").is_file()
+    card = run_card(config, optim)
     if resume:  # only the recipe's own run may be finished; anything else would be mislabelled
         saved = RunDir(run).read_config()
-        recipe = {"classify": {k: v for k, v in config.to_dict().items() if k != "data_root"},
-                  "optim": optim_config_dict(optim)}
-        ran = {"classify": {k: v for k, v in saved.get("classify", {}).items()
-                            if k != "data_root"}, "optim": saved.get("optim")}
-        if ran != recipe:
+        if run_recipe(saved.get("classify", {}), saved.get("optim")) != card.training["recipe"]:
             raise ConfigError(f"{run}: holds a run with other settings than the {name} recipe; "
                               "remove it or pass --run DIR")
     train_classifier(config, optim, run, resume=resume, device=device, log=log,
                      progress=progress)
     torch_device = select_device(device)
     state = to_fp16(load_checkpoint(RunDir(run).checkpoint("last"))["model"])
-    card = run_card(config, optim)
     model = build_classifier(card)
     model.load_state_dict(state)
     model.to(torch_device).eval()
     images, labels = load_split(config.dataset, "test", data_root)
     matrix = confusion_matrix(model, TensorSplit(images, labels, torch_device),
-                              preprocess_of(card), len(get_spec(config.dataset).classes))
+                              preprocess_of(card), len(card.outputs["classes"]))
     correct, count = int(matrix.diag().sum()), int(matrix.sum())
     training = {k: v for k, v in card.training.items() if k != "data_root"}
     training.update(command=f"cnnlab classify weights build {name} --data-root DATA",

@@ -44,14 +44,18 @@ class ClassifyConfig:
         return cls(**known)
 
 
+def run_recipe(classify: dict, optim: dict) -> dict:
+    """A run's settings as its card records them: the machine's data folder left out."""
+    return {"classify": {k: v for k, v in classify.items() if k != "data_root"}, "optim": optim}
+
+
 def run_card(config: ClassifyConfig, optim: OptimConfig) -> ModelCard:
     """The card every checkpoint of this run carries (fit adds the epoch's metrics)."""
     validation = (f"{config.val_size} images held out of the {config.dataset} training set "
                   f"(seed {optim.seed})" if config.val_size
                   else f"{config.dataset} official test set")
-    recipe = {"classify": {k: v for k, v in config.to_dict().items() if k != "data_root"},
-              "optim": optim_config_dict(optim)}
-    training = {"recipe": recipe, "validation": validation}
+    training = {"recipe": run_recipe(config.to_dict(), optim_config_dict(optim)),
+                "validation": validation}
     if config.data_root:  # where eval finds the test set by default
         training["data_root"] = config.data_root
     return classifier_card(config.dataset, config.model, config.model_kwargs,

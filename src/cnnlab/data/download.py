@@ -23,10 +23,6 @@ def file_digest(path: Path, algorithm: str = "md5", chunk: int = 1 << 20) -> str
     return digest.hexdigest()
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    return file_digest(path, "md5", chunk)
-
-
 def fetch_url(url: str, dest: Path, timeout: float = 30.0) -> None:
     """Stream ``url`` into ``dest`` (the caller makes it atomic and checks it)."""
     request = urllib.request.Request(url, headers={"User-Agent": "cnnlab"})
@@ -70,11 +66,11 @@ def download_verified(dest: Path, attempts: list[tuple[str, Callable[[Path], Non
 
 def download_file(urls: list[str], dest: Path, md5: str, timeout: float = 30.0) -> Path:
     """Fetch the first mirror that answers into ``dest``; it appears only if its md5 matches."""
-    if dest.exists() and md5sum(dest) == md5:
+    if dest.exists() and file_digest(dest) == md5:
         return dest
 
     def check(path: Path) -> None:
-        got = md5sum(path)
+        got = file_digest(path)
         if got != md5:
             raise DataError(f"md5 {got} does not match the expected {md5}")
 

@@ -108,11 +108,11 @@ class Weights:
                             f"{self.size:,}; it is not the released file")
         for algorithm, expected in (("sha256", self.sha256), ("md5", self.md5)):
             if expected and (got := file_digest(path, algorithm)) != expected:
-                remedy = ("reinstall cnnlab, or" if self.packaged else "delete it and get it "
-                          "again:")
+                remedy = (f"reinstall cnnlab ({self.origin})" if self.packaged
+                          else f"delete it and get it again: {self.origin}")
                 raise DataError(f"{shown}: {algorithm} {got} does not match the release's "
                                 f"{expected}; it is not the released file (corrupt or another "
-                                f"version): {remedy} {self.origin}")
+                                f"version): {remedy}")
 
     def status(self, weights_root: str | os.PathLike | None = None) -> tuple[Path | None, str]:
         """(the usable file or None, a line saying where it is and whether it verifies)."""

@@ -56,16 +56,13 @@ def _release(name: str, file_name: str, drive_id: str, description: str,
              metrics: list[dict] | None = None, notes: list[str] | None = None,
              md5: str | None = None, size: int | None = None,
              mirrors: tuple[Source, ...] = ()) -> Weights:
-    # align_corners None: read from the file when it is loaded (see infer_align_corners)
-    config = PSMNetConfig(variant="stackhourglass", maxdisp=192,
-                          align_corners=bool(align_corners))
-    card = psmnet_card(config, training, name=name, published=published, metrics=metrics or [],
-                       notes=notes or [],
+    card = psmnet_card(PSMNetConfig(variant="stackhourglass", maxdisp=192), training,
+                       name=name, published=published, metrics=metrics or [], notes=notes or [],
                        source={"format": "official PSMNet .tar (torch pickle, imported with "
                                          "weights_only)", "file": file_name,
                                "origin": _README})
-    if align_corners is None:
-        card = card.with_changes(kwargs={**card.kwargs, "align_corners": None})
+    # None: read from the file when it is loaded (infer_align_corners)
+    card = card.with_changes(kwargs={**card.kwargs, "align_corners": align_corners})
     return Weights(name=name, file_name=file_name, description=description,
                    origin=f"{_README}: https://drive.google.com/file/d/{drive_id}",
                    folder="PSMNet", md5=md5, size=size, card=card,
