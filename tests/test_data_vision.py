@@ -4,10 +4,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers import write_cifar_batch
 from tests.conftest import make_tiny_mnist, shared_path, write_idx
 
 from cnnlab.data import vision
-from cnnlab.data.vision import load_split, read_cifar_batch, read_idx, write_cifar_batch
+from cnnlab.data.vision import load_split, read_cifar_batch, read_idx
 from cnnlab.errors import DataError
 
 

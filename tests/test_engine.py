@@ -94,8 +94,6 @@ def test_rundir_metrics_and_curves(tmp_path):
     assert run.read_metrics() == rows
     run.plot_curves(rows, "t")
     assert run.curves_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(CheckpointError, match="not a run directory"):
-        RunDir(tmp_path / "nope").read_config()
 
 
 def test_shard_indices_cover_everything_for_eval():
@@ -122,3 +120,28 @@ def test_atomic_write_gives_ordinary_permissions(tmp_path):
         assert target.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
     finally:
         os.umask(old)
+
+
+def test_compiled_and_ddp_wrappers_are_unwrapped_for_saving():
+    """torch.compile wraps the module (keys gain '_orig_mod.'); checkpoints must hold the plain
+    names that eval, predict and --init load (compilation itself is lazy: nothing runs here)."""
+    from cnnlab.engine.device import prepare_model, unwrap_model
+
+    network = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    model = prepare_model(network, torch.device("cpu"), compile_model=True, channels_last=False)
+    assert model is not network and all(k.startswith("_orig_mod.") for k in model.state_dict())
+    assert unwrap_model(model) is network and list(network.state_dict()) == ["0.weight", "0.bias"]
+
+
+@pytest.mark.slow
+def test_compiled_training_writes_loadable_checkpoints(tiny_mnist_root, tmp_path):
+    """End to end on the CPU (inductor compiles C++ here, ~20 s)."""
+    from cnnlab.classify.weights import load_model
+    from cnnlab.cli import main
+
+    out = tmp_path / "run"
+    assert main(["classify", "train", "--dataset", "mnist", "--model", "mlp", "--epochs", "1",
+                 "--compile", "--data-root", str(tiny_mnist_root), "--out", str(out),
+                 "--no-progress"]) == 0
+    model, card = load_model(str(out))
+    assert card.architecture == "mlp" and not any("_orig_mod" in k for k in model.state_dict())

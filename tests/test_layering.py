@@ -5,9 +5,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TRAINING = ("cnnlab.engine.loop", "cnnlab.engine.optim", "cnnlab.classify.train",
-            "cnnlab.classify.task", "cnnlab.classify.release", "cnnlab.stereo.train",
-            "cnnlab.stereo.task", "cnnlab.stereo.losses")
+TRAINING = ("cnnlab.engine.loop", "cnnlab.engine.optim", "cnnlab.engine.lab",
+            "cnnlab.classify.train", "cnnlab.classify.task", "cnnlab.classify.release",
+            "cnnlab.stereo.train", "cnnlab.stereo.task", "cnnlab.stereo.losses",
+            "cnnlab.stereo.pipeline")
 
 
 def test_eval_and_predict_import_no_training_module():

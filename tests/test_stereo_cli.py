@@ -110,7 +110,7 @@ def test_finetune_from_run_dir_and_resume(tiny_run, tmp_path):
     assert main(["stereo", "train", "--resume", str(out), "--epochs", "2", *TINY]) == 0
     assert json.loads((out / "last.json").read_text())["epoch"] == 2
     weights = load_file(str(out / "last.safetensors"))
-    assert any(k.startswith("model.feature_extraction") for k in weights)
+    assert any(k.startswith("model.features.") for k in weights)
     # a run that is not a stereo run cannot seed fine-tuning
     assert main(["stereo", "train", "--dataset", "synthetic", "--epochs", "1", "--init",
                  str(tmp_path / "none"), "--out", str(tmp_path / "x"), *TINY]) == 1

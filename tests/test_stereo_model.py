@@ -9,7 +9,7 @@ from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.models.cost_volume import build_concat_volume, build_concat_volume_loop
 from cnnlab.stereo.models.psmnet import SpatialPyramidPooling, disparity_regression
 
-TINY = {"maxdisp": 16, "blocks": (1, 1, 1, 1)}
+TINY = {"max_disparity": 16, "blocks": (1, 1, 1, 1)}
 
 
 def test_default_parameter_count_equals_the_reference():
@@ -23,19 +23,22 @@ def test_any_input_size(variant, size):
     model = PSMNet(variant=variant, **TINY).eval()
     left, right = torch.randn(2, 3, *size), torch.randn(2, 3, *size)
     with torch.no_grad():
-        out = model(left, right)
-    assert out.shape == (2, *size)
+        output = model(left, right)
+    out = output["disparity"]
+    assert output["disparities"] == [out] and out.shape == (2, *size)
     # a convex combination of 0..15, up to float rounding of the softmax weights
     assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 15 + 1e-4
 
 
 def test_training_outputs():
     model = PSMNet(**TINY).train()
-    outputs = model(torch.randn(1, 3, 33, 40), torch.randn(1, 3, 33, 40))
-    assert isinstance(outputs, list) and len(outputs) == 3
+    output = model(torch.randn(1, 3, 33, 40), torch.randn(1, 3, 33, 40))
+    outputs = output["disparities"]
+    assert len(outputs) == 3 and outputs[-1] is output["disparity"]
     assert all(o.shape == (1, 33, 40) for o in outputs)
     basic = PSMNet(variant="basic", **TINY).train()
-    assert basic(torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)).shape == (1, 32, 32)
+    output = basic(torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32))
+    assert len(output["disparities"]) == 1 and output["disparity"].shape == (1, 32, 32)
 
 
 @settings(max_examples=30, deadline=None)
@@ -73,15 +76,15 @@ def _calibrated(model: PSMNet, size=(32, 48)) -> PSMNet:
 
 def test_fused_and_chunked_inference_match_plain():
     torch.manual_seed(0)
-    model = _calibrated(PSMNet(maxdisp=32, blocks=(1, 2, 1, 1)))
+    model = _calibrated(PSMNet(max_disparity=32, blocks=(1, 2, 1, 1)))
     left, right = torch.randn(1, 3, 45, 70), torch.randn(1, 3, 45, 70)
     with torch.no_grad():
         model.row_chunk = None
-        plain = model(left, right)
+        plain = model(left, right)["disparity"]
         model.row_chunk = 7
-        chunked = model(left, right)
+        chunked = model(left, right)["disparity"]
         model.fuse_for_inference()
-        fused = model(left, right)
+        fused = model(left, right)["disparity"]
     torch.testing.assert_close(chunked, plain, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(fused, plain, atol=2e-3, rtol=1e-3)
     model.train()  # training must drop the fused copies
@@ -98,7 +101,7 @@ def test_chunked_regression_matches_full(align_corners):
 
 def test_loss_masks_and_weights():
     target = torch.tensor([[0.0, 5.0, 20.0, float("inf")]])
-    mask = valid_mask(target, maxdisp=16)
+    mask = valid_mask(target, max_disparity=16)
     assert mask.tolist() == [[False, True, False, False]]
     outputs = [torch.full_like(target, v) for v in (6.0, 7.0, 5.0)]
     # smooth L1 of errors 1, 2, 0 at the one valid pixel: 0.5, 1.5, 0
@@ -118,7 +121,7 @@ def test_one_pair_overfit_loss_falls():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(40):
-        loss = disparity_loss(model(left, right), target, mask)
+        loss = disparity_loss(model(left, right)["disparities"], target, mask)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

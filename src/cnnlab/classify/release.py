@@ -17,22 +17,26 @@ import torch
 from cnnlab.classify.card import build_classifier, preprocess_of
 from cnnlab.classify.data import TensorSplit
 from cnnlab.classify.evaluate import confusion_matrix
-from cnnlab.classify.train import ClassifyConfig, run_card, run_recipe, train_classifier
+from cnnlab.classify.train import CLASSIFY, ClassifyConfig
 from cnnlab.classify.weights import RECIPES, get_weights
 from cnnlab.data.download import file_digest
 from cnnlab.data.vision import load_split
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.engine.config import RunConfig
 from cnnlab.engine.device import select_device
-from cnnlab.engine.loop import OptimConfig
+from cnnlab.engine.lab import read_run_config, recipe_of, train_run
 from cnnlab.engine.rundir import RunDir
 from cnnlab.engine.weights import update_sha256sums
 from cnnlab.errors import ConfigError
 
 
-def recipe_configs(name: str, data_root: str | None) -> tuple[ClassifyConfig, OptimConfig]:
+def recipe_run(name: str, data_root: str | None) -> RunConfig:
+    """The run that makes shipped file ``name``, reading its data from ``data_root``."""
     recipe = RECIPES[get_weights(name).name]
-    return (ClassifyConfig(**recipe["classify"], data_root=data_root),
-            OptimConfig(**recipe["optim"]))
+    run = RunConfig.from_dict({"lab": "classify", **recipe}, "classify", ClassifyConfig,
+                              f"recipe {name}")
+    run.task.data_root = data_root
+    return run
 
 
 def to_fp16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -44,17 +48,21 @@ def build_weights(name: str, data_root: str | None, out_dir: Path, run_dir: Path
                   device: str = "auto", log: Callable[[str], None] = print,
                   progress: bool = True) -> dict:
     """Train ``name``'s recipe (resuming its run dir if present), then write the shipped file."""
-    config, optim = recipe_configs(name, data_root)
+    recipe = recipe_run(name, data_root)
+    config, optim = recipe.task, recipe.optim
     run = Path(run_dir or Path("runs") / f"weights-{name}")
     resume = RunDir(run).checkpoint("last").is_file()
-    card = run_card(config, optim)
+    card = CLASSIFY.card(recipe)
     if resume:  # only the recipe's own run may be finished; anything else would be mislabelled
-        saved = RunDir(run).read_config()
-        if run_recipe(saved.get("classify", {}), saved.get("optim")) != card.training["recipe"]:
+        try:
+            same = recipe_of(read_run_config(run, CLASSIFY), CLASSIFY) == recipe_of(recipe,
+                                                                                  CLASSIFY)
+        except ConfigError:
+            same = False
+        if not same:
             raise ConfigError(f"{run}: holds a run with other settings than the {name} recipe; "
                               "remove it or pass --run DIR")
-    train_classifier(config, optim, run, resume=resume, device=device, log=log,
-                     progress=progress)
+    train_run(recipe, CLASSIFY, run, resume=resume, device=device, log=log, progress=progress)
     torch_device = select_device(device)
     state = to_fp16(load_checkpoint(RunDir(run).checkpoint("last"))["model"])
     model = build_classifier(card)

@@ -14,10 +14,12 @@ class ClassifyTask:
     best_metric = "acc"
     best_mode = "max"
 
-    def __init__(self, train: TensorSplit, val: TensorSplit | None, preprocess: Preprocess,
-                 batch_size: int, augment: Augment | None, label_smoothing: float = 0.0,
-                 info: DistInfo = SINGLE_PROCESS, eval_batch_size: int = 1000):
-        self.train, self.val = train, val
+    def __init__(self, train: TensorSplit, val: TensorSplit | None, test: TensorSplit,
+                 preprocess: Preprocess, batch_size: int, augment: Augment | None,
+                 label_smoothing: float = 0.0, info: DistInfo = SINGLE_PROCESS,
+                 eval_batch_size: int = 1000):
+        """``val`` None: validate on ``test``, as the course does."""
+        self.train, self.val, self.test = train, val, test
         self.preprocess = preprocess
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.augment = augment
@@ -27,14 +29,20 @@ class ClassifyTask:
     def num_train_batches(self) -> int:
         return self.train.num_batches(self.batch_size, self.info, drop_last=True)
 
-    def train_batches(self, generator: torch.Generator):
+    @property
+    def validates_on_test(self) -> bool:
+        return self.val is None
+
+    def train_batches(self, epoch: int, generator: torch.Generator):
         return self.train.batches(self.batch_size, self.preprocess, generator, self.augment,
                                   self.info, drop_last=True)
 
     def val_batches(self):
-        if self.val is None:
-            return iter(())
-        return self.val.batches(self.eval_batch_size, self.preprocess, info=self.info)
+        return (self.val or self.test).batches(self.eval_batch_size, self.preprocess,
+                                               info=self.info)
+
+    def test_batches(self):
+        return self.test.batches(self.eval_batch_size, self.preprocess, info=self.info)
 
     @staticmethod
     def batch_size_of(batch) -> int:

@@ -7,7 +7,6 @@ Debian's re-headered Fashion-MNIST gz files load; md5s are checked only on downl
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import pickle
 import tarfile
@@ -261,12 +260,3 @@ def _load_cifar(spec: VisionSpec, split: str, data_root, download: bool):
     labels = np.concatenate([p[1] for p in parts])
     return torch.from_numpy(images), torch.from_numpy(labels)
 
-
-def write_cifar_batch(path: Path, images: np.ndarray, labels: list[int]) -> None:
-    """Write a batch in the official CIFAR-10 python format (used by tests and tools)."""
-    payload = {b"batch_label": b"batch", b"labels": list(labels),
-               b"data": images.reshape(len(images), -1).astype(np.uint8),
-               b"filenames": [f"{i}.png".encode() for i in range(len(images))]}
-    buffer = io.BytesIO()
-    pickle.dump(payload, buffer, protocol=2)
-    path.write_bytes(buffer.getvalue())

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -18,37 +17,12 @@ from tqdm import tqdm
 
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
-from cnnlab.engine.device import autocast, make_grad_scaler
+from cnnlab.engine.config import OptimConfig
+from cnnlab.engine.device import autocast, make_grad_scaler, unwrap_model
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo, all_reduce_sums, barrier
 from cnnlab.engine.optim import LRSchedule, build_optimizer, clip_gradients
 from cnnlab.engine.rundir import RunDir
 from cnnlab.errors import CheckpointError, ConfigError
-
-
-@dataclass
-class OptimConfig:
-    """Optimisation settings shared by the labs."""
-
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    grad_clip: float | None = None
-    amp: str = "none"
-    compile: bool = False
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
 
 
 class Task(Protocol):
@@ -59,7 +33,10 @@ class Task(Protocol):
 
     def num_train_batches(self) -> int: ...
 
-    def train_batches(self, generator: torch.Generator) -> Iterable[Any]: ...
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Iterable[Any]:
+        """The epoch's batches; ``generator`` is the loop's (saved for exact resume), ``epoch``
+        lets a task seed per epoch instead (workers cannot share one generator)."""
+        ...
 
     def val_batches(self) -> Iterable[Any]: ...
 
@@ -75,7 +52,6 @@ class Task(Protocol):
 
 @dataclass
 class FitResult:
-    run_dir: Path
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
     last_val: dict[str, float] | None = None  # validation sums of the final weights, if run
@@ -136,7 +112,7 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
     for ``config.epochs`` (a time-boxed run to be resumed later).
     """
     config.validate()
-    bare = model.module if hasattr(model, "module") else model
+    bare = unwrap_model(model)  # DDP and torch.compile wrappers add prefixes to state keys
     optimizer = build_optimizer(model.parameters(), config.optimizer, config.lr,
                                 config.momentum, config.weight_decay)
     steps_per_epoch = task.num_train_batches()
@@ -164,7 +140,7 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         history = run_dir.read_metrics()[:start_epoch]
         if start_epoch >= config.epochs:
             log(f"{run_dir.path}: already trained for {start_epoch} epochs")
-            return FitResult(run_dir.path, history, best)
+            return FitResult(history, best)
         log(f"Resuming {run_dir.path} at epoch {start_epoch + 1}")
     if info.is_main:
         run_dir.write_config(full_config)
@@ -176,7 +152,7 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         sums: dict[str, float] = {}
         images = 0
         started = time.perf_counter()
-        bar = tqdm(task.train_batches(generator), total=steps_per_epoch,
+        bar = tqdm(task.train_batches(epoch, generator), total=steps_per_epoch,
                    desc=f"Epoch {epoch + 1}/{config.epochs}", leave=False,
                    # None: shown on a terminal only, so piped output and log files stay clean
                    disable=None if progress and info.is_main else True, dynamic_ncols=True)
@@ -228,7 +204,7 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
                                 if k not in ("epoch",) and isinstance(v, float))
             log(f"Epoch {epoch + 1}/{config.epochs}: {summary}")
         barrier(info)
-    return FitResult(run_dir.path, history, best, val_sums or None)
+    return FitResult(history, best, val_sums or None)
 
 
 def epoch_card(card: ModelCard, row: dict) -> ModelCard:
@@ -239,8 +215,3 @@ def epoch_card(card: ModelCard, row: dict) -> ModelCard:
     return card.with_changes(metrics=metrics,
                              training={**card.training, "epochs_trained": row["epoch"]})
 
-
-def optim_config_dict(config: OptimConfig) -> dict:
-    data = asdict(config)
-    data["milestones"] = list(config.milestones)
-    return data

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 from cnnlab.engine.atomic import atomic_write, atomic_write_json, atomic_write_text
-from cnnlab.errors import CheckpointError
 
 
 class RunDir:
@@ -34,14 +32,6 @@ class RunDir:
 
     def write_config(self, config: dict) -> None:
         atomic_write_json(self.config_path, config)
-
-    def read_config(self) -> dict:
-        if not self.config_path.is_file():
-            raise CheckpointError(f"{self.path}: not a run directory (no config.json)")
-        try:
-            return json.loads(self.config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{self.config_path}: invalid JSON ({exc})") from None
 
     def write_metrics(self, rows: list[dict]) -> None:
         if not rows:

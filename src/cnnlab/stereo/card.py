@@ -10,35 +10,35 @@ from torch import nn
 
 from cnnlab.engine.card import ModelCard, build_network
 from cnnlab.errors import CheckpointError
-from cnnlab.stereo.models import PSMNetConfig, create_model
-from cnnlab.stereo.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from cnnlab.stereo.models import PSMNetConfig, create_model, get_entry
 
-PREPROCESS = {
-    "channels": 3, "order": "RGB", "scale": "uint8 / 255",
-    "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-    "padding": "bottom/right zeros to a multiple of 16, output cropped back",
-}
 # kwargs that change no parameter shape, so a user may override them at load time
-RUNTIME_KWARGS = ("maxdisp", "align_corners")
+RUNTIME_KWARGS = ("max_disparity", "align_corners")
+# card kwargs renamed since they were first written
+LEGACY_KWARGS = {"maxdisp": "max_disparity"}
 
 
 def psmnet_card(config: PSMNetConfig, training: dict[str, Any] | None = None,
                 **fields: Any) -> ModelCard:
     """The card of a PSMNet with ``config``; ``fields`` fill the other card fields."""
     return ModelCard(lab="stereo", architecture="psmnet", kwargs=config.to_dict(),
-                     preprocess=dict(PREPROCESS), outputs=disparity_outputs(config.maxdisp),
+                     preprocess=dict(get_entry("psmnet").preprocess),
+                     outputs=disparity_outputs(config.max_disparity),
                      training=training or {}, **fields)
 
 
-def disparity_outputs(maxdisp: int) -> dict[str, Any]:
-    return {"disparity": "left view, pixels", "range": [0, maxdisp - 1]}
+def disparity_outputs(max_disparity: int) -> dict[str, Any]:
+    return {"disparity": "left view, pixels", "range": [0, max_disparity - 1]}
 
 
 def validated(card: ModelCard, where: str) -> ModelCard:
     """``card`` with complete PSMNet arguments and input normalisation, or a one-line error
     naming ``where``: a hand-edited or foreign card must not fail later with a traceback."""
+    if any(old in card.kwargs for old in LEGACY_KWARGS):
+        card = card.with_changes(kwargs={LEGACY_KWARGS.get(k, k): v
+                                         for k, v in card.kwargs.items()})
     if card.architecture == "psmnet":
-        missing = [k for k in ("variant", "maxdisp", "blocks", "align_corners")
+        missing = [k for k in ("variant", "max_disparity", "blocks", "align_corners")
                    if card.kwargs.get(k) is None]
         if missing:
             raise CheckpointError(f"{where}: the model card lacks {', '.join(missing)}")
@@ -59,7 +59,8 @@ def validated(card: ModelCard, where: str) -> ModelCard:
 
 
 def with_overrides(card: ModelCard, overrides: dict[str, Any], where: str) -> ModelCard:
-    """``card`` with run-time kwargs (maxdisp, align_corners) changed, and a note saying so."""
+    """``card`` with run-time kwargs (max_disparity, align_corners) changed, and a note saying
+    so."""
     changed = {k: v for k, v in overrides.items() if v is not None and card.kwargs.get(k) != v}
     unknown = sorted(set(changed) - set(RUNTIME_KWARGS))
     if unknown:
@@ -70,7 +71,7 @@ def with_overrides(card: ModelCard, overrides: dict[str, Any], where: str) -> Mo
     kwargs = {**card.kwargs, **changed}
     notes = [*card.notes, "overridden at load time: " + ", ".join(
         f"{k}={v} (the weights' card says {card.kwargs.get(k)})" for k, v in changed.items())]
-    return card.with_changes(kwargs=kwargs, outputs=disparity_outputs(kwargs["maxdisp"]),
+    return card.with_changes(kwargs=kwargs, outputs=disparity_outputs(kwargs["max_disparity"]),
                              notes=notes)
 
 

@@ -8,22 +8,26 @@ one, the non-occluded mask. Splits follow the published PSMNet code: KITTI frame
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from cnnlab.errors import DataError
 from cnnlab.stereo.io import (
-    Calibration,
-    read_calibration,
     read_image,
     read_kitti_disparity,
     read_pfm_disparity,
     read_scaled_disparity,
 )
 from cnnlab.stereo.synthetic import render_pair
+
+VAL_SEED = 9_999  # held-out synthetic scenes, never drawn for training (training uses 0+)
+# (path, scale) -> (disparity float32 with 0 where unknown, valid mask)
+DisparityReader = Callable[[Path, float], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -34,7 +38,6 @@ class StereoSample:
     disparity: np.ndarray  # (H, W) float32, 0 where unknown
     valid: np.ndarray  # (H, W) bool
     noc: np.ndarray | None = None  # non-occluded pixels, where the dataset says
-    calibration: Calibration | None = None
 
     def __post_init__(self):
         if self.left.shape != self.right.shape:
@@ -52,7 +55,6 @@ class _Entry:
     right: Path
     disparity: Path | None
     noc: Path | None = None
-    calibration: Path | None = None
     scale: float = 1.0  # Middlebury 2001/2003 8-bit GT scale
 
 
@@ -67,13 +69,27 @@ def _frame_id(path: Path) -> int:
     return int(digits) if digits else 0
 
 
-class StereoDataset:
-    """Base: a list of entries and a loader for one."""
+class StereoDataset(Dataset):
+    """Pairs with ground truth: ``load(i)`` (also ``dataset[i]``) reads pair ``i``."""
 
     name = "stereo"
 
-    def __init__(self, entries: list[_Entry]):
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int) -> StereoSample:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> StereoSample:
+        return self.load(index)
+
+
+class FileStereoDataset(StereoDataset):
+    """Pairs listed as files, with the dataset's disparity format injected as ``read``."""
+
+    def __init__(self, entries: list[_Entry], read: DisparityReader):
         self.entries = entries
+        self.read_disparity = read
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -85,16 +101,11 @@ class StereoDataset:
             raise DataError(f"{entry.left.parent}: no ground-truth disparity for {entry.left.name}")
         if not entry.disparity.is_file():
             raise DataError(f"{entry.disparity}: missing disparity for {entry.left}")
-        disparity, valid = self._read_disparity(entry.disparity, entry.scale)
+        disparity, valid = self.read_disparity(entry.disparity, entry.scale)
         noc = None
         if entry.noc is not None and entry.noc.is_file():
-            noc = self._read_disparity(entry.noc, entry.scale)[1] & valid
-        calibration = read_calibration(entry.calibration) if entry.calibration else None
-        return StereoSample(entry.name, left, right, disparity, valid, noc, calibration)
-
-    def _read_disparity(self, path: Path, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """(disparity float32 with 0 where unknown, valid mask) from one GT file."""
-        raise NotImplementedError
+            noc = self.read_disparity(entry.noc, entry.scale)[1] & valid
+        return StereoSample(entry.name, left, right, disparity, valid, noc)
 
 
 def _split_by_frame(entries: list[_Entry], split: str, first_val: int) -> list[_Entry]:
@@ -105,12 +116,25 @@ def _split_by_frame(entries: list[_Entry], split: str, first_val: int) -> list[_
     return [e for e in entries if (_frame_id(e.left) >= first_val) == (split == "val")]
 
 
-class _KITTI(StereoDataset):
+def _read_kitti(path: Path, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    return read_kitti_disparity(path)
+
+
+def _read_pfm(path: Path, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    return read_pfm_disparity(path)
+
+
+def _read_middlebury(path: Path, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    return read_pfm_disparity(path) if path.suffix == ".pfm" else read_scaled_disparity(path,
+                                                                                        scale)
+
+
+class _KITTI(FileStereoDataset):
     """KITTI's training layout: left/right image folders, GT with occluded pixels (all) and,
-    where present, without them (non-occluded), and per-frame calibration."""
+    where present, without them (non-occluded)."""
 
     title = ""
-    left_folder = right_folder = gt_folder = noc_folder = calib_folder = ""
+    left_folder = right_folder = gt_folder = noc_folder = ""
 
     def __init__(self, root: str | Path, split: str = "all"):
         train = _require(Path(root) / "training", self.title)
@@ -119,38 +143,33 @@ class _KITTI(StereoDataset):
         gt_dir = _require(train / self.gt_folder, self.title)
         entries = []
         for left in sorted(left_dir.glob("*_10.png")):
-            calib = train / self.calib_folder / f"{left.stem.split('_')[0]}.txt"
             entries.append(_Entry(left.stem, left, right_dir / left.name, gt_dir / left.name,
-                                  train / self.noc_folder / left.name,
-                                  calib if calib.is_file() else None))
+                                  train / self.noc_folder / left.name))
         if not entries:
             raise DataError(f"{self.title}: no *_10.png pairs in {left_dir}")
-        super().__init__(_split_by_frame(entries, split, 160))
-
-    def _read_disparity(self, path, scale):
-        return read_kitti_disparity(path)
+        super().__init__(_split_by_frame(entries, split, 160), _read_kitti)
 
 
 class KITTI2015(_KITTI):
-    """training/image_2, image_3, disp_occ_0 (all), disp_noc_0 (non-occluded), calib_cam_to_cam."""
+    """training/image_2, image_3, disp_occ_0 (all), disp_noc_0 (non-occluded)."""
 
     name, title = "kitti2015", "KITTI 2015"
     left_folder, right_folder = "image_2", "image_3"
-    gt_folder, noc_folder, calib_folder = "disp_occ_0", "disp_noc_0", "calib_cam_to_cam"
+    gt_folder, noc_folder = "disp_occ_0", "disp_noc_0"
 
 
 class KITTI2012(_KITTI):
-    """training/colored_0, colored_1, disp_occ (all), disp_noc (non-occluded), calib."""
+    """training/colored_0, colored_1, disp_occ (all), disp_noc (non-occluded)."""
 
     name, title = "kitti2012", "KITTI 2012"
     left_folder, right_folder = "colored_0", "colored_1"
-    gt_folder, noc_folder, calib_folder = "disp_occ", "disp_noc", "calib"
+    gt_folder, noc_folder = "disp_occ", "disp_noc"
 
 
 SCENEFLOW_SUBSETS = ("FlyingThings3D", "Monkaa", "Driving")
 
 
-class SceneFlow(StereoDataset):
+class SceneFlow(FileStereoDataset):
     """<subset>/frames_{cleanpass,finalpass}/.../left/*.png and <subset>/disparity/.../left/*.pfm
     for FlyingThings3D, Monkaa and Driving; FlyingThings3D/.../TEST/... is the test split."""
 
@@ -179,10 +198,7 @@ class SceneFlow(StereoDataset):
                 entries.append(_Entry(name, left, right, disparity))
         if not entries:
             raise DataError(f"SceneFlow: no {split} pairs under {root}")
-        super().__init__(entries)
-
-    def _read_disparity(self, path, scale):
-        return read_pfm_disparity(path)
+        super().__init__(entries, _read_pfm)
 
 
 # Middlebury 2001 / 2003: (left, right, ground truth, scale) per scene
@@ -195,7 +211,7 @@ MIDDLEBURY_CLASSIC = {
 }
 
 
-class Middlebury(StereoDataset):
+class Middlebury(FileStereoDataset):
     """Scene folders: 2014/2021 (im0, im1, disp0GT.pfm, calib.txt) or 2001/2003 (im2/im6 with
     8-bit GT and a scale factor per scene; tsukuba im3/im4, disp3.pgm)."""
 
@@ -207,10 +223,8 @@ class Middlebury(StereoDataset):
         for scene in sorted(p for p in root.iterdir() if p.is_dir()):
             if (scene / "im0.png").is_file():
                 gt = scene / "disp0GT.pfm"
-                calib = scene / "calib.txt"
                 entries.append(_Entry(scene.name, scene / "im0.png", scene / "im1.png",
-                                      gt if gt.is_file() else None,
-                                      calibration=calib if calib.is_file() else None))
+                                      gt if gt.is_file() else None))
             elif scene.name.lower() in MIDDLEBURY_CLASSIC:
                 left, right, gt, scale = MIDDLEBURY_CLASSIC[scene.name.lower()]
                 entries.append(_Entry(scene.name, scene / left, scene / right, scene / gt,
@@ -218,12 +232,7 @@ class Middlebury(StereoDataset):
         if not entries:
             raise DataError(f"Middlebury: no scene folders with im0.png/im1.png or a known "
                             f"2001/2003 scene ({', '.join(MIDDLEBURY_CLASSIC)}) in {root}")
-        super().__init__(entries)
-
-    def _read_disparity(self, path, scale):
-        if path.suffix == ".pfm":
-            return read_pfm_disparity(path)
-        return read_scaled_disparity(path, scale)
+        super().__init__(entries, _read_middlebury)
 
 
 class SyntheticStereo(StereoDataset):
@@ -233,7 +242,6 @@ class SyntheticStereo(StereoDataset):
 
     def __init__(self, count: int = 200, height: int = 256, width: int = 512,
                  max_disparity: float = 64.0, seed: int = 0, noise: float = 0.01):
-        super().__init__([])
         self.count, self.height, self.width = count, height, width
         self.max_disparity, self.seed, self.noise = max_disparity, seed, noise
 

@@ -14,10 +14,19 @@ import torch
 from torch import nn
 
 from cnnlab.engine.card import ModelCard
-from cnnlab.stereo.datasets import StereoSample
+from cnnlab.errors import ConfigError
+from cnnlab.stereo.datasets import (
+    VAL_SEED,
+    StereoDataset,
+    StereoSample,
+    SyntheticStereo,
+    open_dataset,
+)
 from cnnlab.stereo.metrics import error_counts, fill_holes_background, rates
+from cnnlab.stereo.models.psmnet import DEFAULT_MAX_DISPARITY
 from cnnlab.stereo.preprocess import to_input
 from cnnlab.stereo.sgbm import sgbm_disparity
+from cnnlab.stereo.synthetic import scene_max_disparity
 
 Predictor = Callable[[StereoSample], tuple[np.ndarray, np.ndarray]]
 
@@ -28,8 +37,8 @@ def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.
     device = next(model.parameters()).device
     mean, std = card.preprocess["mean"], card.preprocess["std"]
     with torch.no_grad():
-        disparity = model(to_input(left, device, mean, std), to_input(right, device, mean, std))
-    return disparity[0].float().cpu().numpy()
+        output = model(to_input(left, device, mean, std), to_input(right, device, mean, std))
+    return output["disparity"][0].float().cpu().numpy()
 
 
 def psmnet_predictor(model: nn.Module, card: ModelCard) -> Predictor:
@@ -43,6 +52,43 @@ def sgbm_predictor(max_disparity: int) -> Predictor:
     def predict(sample: StereoSample):
         return sgbm_disparity(sample.left, sample.right, max_disparity)
     return predict
+
+
+def predictors(method: str, model: nn.Module | None = None, card: ModelCard | None = None,
+               max_disparity: int | None = None) -> dict[str, Predictor]:
+    """The methods ``method`` names ("psmnet", "sgbm" or "both"): PSMNet needs ``model`` and
+    its ``card``; SGBM searches ``max_disparity`` (default: the model's range, else 192)."""
+    chosen = {}
+    if method in ("psmnet", "both"):
+        if model is None or card is None:
+            raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
+        chosen["psmnet"] = psmnet_predictor(model, card)
+    if method in ("sgbm", "both"):
+        chosen["sgbm"] = sgbm_predictor(eval_max_disparity(card, max_disparity))
+    if not chosen:
+        raise ConfigError(f"--model: choose psmnet, sgbm or both, not {method!r}")
+    return chosen
+
+
+def eval_max_disparity(card: ModelCard | None, max_disparity: int | None) -> int:
+    """The disparity range of an evaluation: explicit, else the model card's, else PSMNet's
+    published default."""
+    if max_disparity is not None:
+        return max_disparity
+    return card.kwargs["max_disparity"] if card is not None else DEFAULT_MAX_DISPARITY
+
+
+def open_eval_dataset(dataset: str, data_root: str | None, split: str, count: int,
+                      synthetic_size: tuple[int, int], max_disparity: int) -> StereoDataset:
+    """The pairs ``stereo eval`` scores: a real dataset's split, or ``count`` held-out
+    synthetic scenes within the network's range."""
+    if dataset == "synthetic":
+        height, width = synthetic_size
+        return SyntheticStereo(count, height, width, scene_max_disparity(max_disparity),
+                               seed=VAL_SEED)
+    if not data_root:
+        raise ConfigError(f"--data-root is required for {dataset}")
+    return open_dataset(dataset, data_root, split)
 
 
 def evaluate_samples(predict: Predictor, samples, log: Callable[[str], None] | None = None
@@ -64,7 +110,8 @@ def evaluate_samples(predict: Predictor, samples, log: Callable[[str], None] | N
         if sample.noc is not None:
             masks["noc"] = sample.noc
         for region, mask in masks.items():
-            counts = error_counts(prediction, target, torch.from_numpy(mask))
+            counts = {k: float(v) for k, v in
+                      error_counts(prediction, target, torch.from_numpy(mask)).items()}
             for key, value in counts.items():
                 totals[region][key] = totals[region].get(key, 0.0) + value
             row[region] = rates(counts)

@@ -14,24 +14,26 @@ THRESHOLDS = (1.0, 2.0, 3.0)
 
 
 def error_counts(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
-                 ) -> dict[str, float]:
-    """Sums over ``mask``: abs error, D1 and bad-t counts, and the pixel count."""
+                 ) -> dict[str, torch.Tensor]:
+    """Sums over ``mask``: abs error, D1 and bad-t counts, and the pixel count, as float64
+    0-d tensors on the device (no host sync: training sums them per epoch; convert with
+    ``float`` when a number is needed)."""
     mask = mask & torch.isfinite(target)
-    error = (prediction[mask] - target[mask]).abs().double()
-    gt = target[mask].double()
-    counts = {"pixels": float(mask.sum()), "abs_error": float(error.sum()),
-              "d1": float(((error > 3.0) & (error > 0.05 * gt)).sum())}
+    error = torch.where(mask, (prediction - target).abs().double(), 0.0)
+    gt = target.double()
+    counts = {"pixels": mask.sum(dtype=torch.float64), "abs_error": error.sum(),
+              "d1": (mask & (error > 3.0) & (error > 0.05 * gt)).sum(dtype=torch.float64)}
     for t in THRESHOLDS:
-        counts[f"bad{t:g}"] = float((error > t).sum())
+        counts[f"bad{t:g}"] = (mask & (error > t)).sum(dtype=torch.float64)
     return counts
 
 
-def rates(counts: dict[str, float]) -> dict[str, float]:
+def rates(counts: dict[str, float | torch.Tensor]) -> dict[str, float]:
     """Counts -> EPE (px) and percentages."""
-    pixels = max(counts.get("pixels", 0.0), 1.0)
-    out = {"epe": counts["abs_error"] / pixels, "d1": 100.0 * counts["d1"] / pixels}
+    pixels = max(float(counts.get("pixels", 0.0)), 1.0)
+    out = {"epe": float(counts["abs_error"]) / pixels, "d1": 100.0 * float(counts["d1"]) / pixels}
     for t in THRESHOLDS:
-        out[f"bad{t:g}"] = 100.0 * counts[f"bad{t:g}"] / pixels
+        out[f"bad{t:g}"] = 100.0 * float(counts[f"bad{t:g}"]) / pixels
     return out
 
 

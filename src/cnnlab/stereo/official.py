@@ -28,8 +28,13 @@ COUNTER = "num_batches_tracked"
 # cnnlab module path prefix -> official one (indices shift: the official names count from 1
 # or 2, and its SPP branches start with a parameter-free AvgPool at index 0)
 _RENAMES = (
-    (re.compile(r"^feature_extraction\.spp\.branches\.(\d+)\.0\."),
+    (re.compile(r"^features\.spp\.branches\.(\d+)\.0\."),
      lambda m: f"feature_extraction.branch{int(m.group(1)) + 1}.1."),
+    (re.compile(r"^features\.stem\."), lambda m: "feature_extraction.firstconv."),
+    (re.compile(r"^features\.fusion\."), lambda m: "feature_extraction.lastconv."),
+    (re.compile(r"^features\."), lambda m: "feature_extraction."),
+    (re.compile(r"^cost_stem\."), lambda m: "dres0."),
+    (re.compile(r"^cost_residual\."), lambda m: "dres1."),
     (re.compile(r"^hourglasses\.(\d+)\."), lambda m: f"dres{int(m.group(1)) + 2}."),
     (re.compile(r"^residuals\.(\d+)\."), lambda m: f"dres{int(m.group(1)) + 2}."),
 )

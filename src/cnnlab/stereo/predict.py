@@ -92,7 +92,7 @@ def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path:
         "disparity_png": write_kitti_disparity(out_dir / f"{stem}_disp.png", disparity),
         "disparity_pfm": write_pfm(out_dir / f"{stem}_disp.pfm", disparity),
         "color_png": save_png(out_dir / f"{stem}_disp_color.png",
-                              colorize_disparity(disparity, card.kwargs["maxdisp"] * 0.75,
+                              colorize_disparity(disparity, card.kwargs["max_disparity"] * 0.75,
                                                  np.ones_like(disparity, dtype=bool))),
     }
     result = {"notes": notes, "size": list(disparity.shape),

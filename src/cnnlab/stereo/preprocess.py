@@ -10,6 +10,12 @@ import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# as model cards record it
+IMAGENET_PREPROCESS = {
+    "channels": 3, "order": "RGB", "scale": "uint8 / 255",
+    "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+    "padding": "bottom/right zeros to a multiple of 16, output cropped back",
+}
 
 
 def to_input(image: np.ndarray, device: torch.device, mean: Sequence[float] = IMAGENET_MEAN,
@@ -20,3 +26,19 @@ def to_input(image: np.ndarray, device: torch.device, mean: Sequence[float] = IM
     mean_t = torch.tensor(tuple(mean), device=device).view(3, 1, 1)
     std_t = torch.tensor(tuple(std), device=device).view(3, 1, 1)
     return ((x - mean_t) / std_t).unsqueeze(0)
+
+
+class Normalize:
+    """uint8 (H, W, 3) or [0, 1] (3, H, W) images -> the network's normalised input."""
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD):
+        self.mean = torch.tensor(tuple(mean)).view(3, 1, 1)
+        self.std = torch.tensor(tuple(std)).view(3, 1, 1)
+
+    @staticmethod
+    def unit(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
+
+    def __call__(self, unit_image: torch.Tensor) -> torch.Tensor:
+        return (unit_image - self.mean) / self.std

@@ -206,14 +206,8 @@ def render_pair(height: int = 256, width: int = 512, max_disparity: float = 64.0
                              noc & valid)
 
 
-def warp_right_to_left(right: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
-    """(3, H, W), (H, W) -> the right image sampled at x - d (bilinear): the left view's colours
-    wherever the GT is right and the pixel is not occluded."""
-    _, h, w = right.shape
-    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32),
-                          torch.arange(w, dtype=torch.float32), indexing="ij")
-    gx = (x - disparity + 0.5) / w * 2 - 1
-    gy = (y + 0.5) / h * 2 - 1
-    grid = torch.stack([gx, gy], -1).unsqueeze(0)
-    return F.grid_sample(right.unsqueeze(0), grid, mode="bilinear", padding_mode="border",
-                         align_corners=False)[0]
+
+def scene_max_disparity(max_disparity: int) -> float:
+    """The largest disparity of synthetic scenes for a network of range ``max_disparity``:
+    3/4 of it, so that every scene's ground truth lies well inside what the network outputs."""
+    return 0.75 * max_disparity

@@ -1,58 +1,70 @@
-"""Train or fine-tune PSMNet on synthetic, SceneFlow, KITTI or Middlebury data."""
+"""Train or fine-tune PSMNet: the stereo lab's parts for the engine's ``train_run``."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
-from cnnlab.engine.atomic import atomic_write_json
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.checkpoint import load_model_weights
-from cnnlab.engine.device import prepare_model, seed_everything, select_device
+from cnnlab.engine.config import OptimConfig, RunConfig
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
-from cnnlab.engine.loop import OptimConfig, evaluate, fit, optim_config_dict
-from cnnlab.engine.rundir import RunDir
+from cnnlab.engine.lab import recipe_of, train_run
+from cnnlab.engine.loop import FitResult, evaluate
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.card import build_stereo_model, psmnet_card
-from cnnlab.stereo.datasets import StereoDataset, SyntheticStereo, open_dataset
+from cnnlab.stereo.card import LEGACY_KWARGS, build_stereo_model, psmnet_card
+from cnnlab.stereo.datasets import VAL_SEED, StereoDataset, SyntheticStereo, open_dataset
 from cnnlab.stereo.metrics import rates
 from cnnlab.stereo.models import PSMNetConfig
+from cnnlab.stereo.pipeline import (
+    Augmentor,
+    TrainingPairs,
+    ValidationPairs,
+    read_validation,
+    train_loader,
+)
+from cnnlab.stereo.preprocess import Normalize
+from cnnlab.stereo.synthetic import scene_max_disparity
 from cnnlab.stereo.task import StereoTask
 from cnnlab.stereo.weights import load_weights
 
-VAL_SEED = 9_999  # held-out synthetic scenes never drawn for training (training uses seed 0+)
+ARCHITECTURE = ("variant", "max_disparity", "blocks", "align_corners")
+
+
+def default_workers() -> int:
+    """Data-loading worker processes: none on a machine of 2 cores or fewer, where a worker
+    takes a core from the network (bench/stereo_train_step.py), else half the cores, up to 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 0 if (cores or 1) <= 2 else min(4, (cores or 1) // 2)
 
 
 @dataclass
 class StereoConfig:
     dataset: str = "synthetic"
     data_root: str | None = None
-    # PSMNetConfig options; those absent (or None) come from --init's card, else the defaults
-    model: dict = field(default_factory=dict)
+    # architecture: None takes --init's card, else PSMNetConfig's default; resolved runs save
+    # every value
+    variant: str | None = None
+    max_disparity: int | None = None
+    blocks: tuple[int, ...] | None = None
+    align_corners: bool | None = None
     crop: tuple[int, int] = (256, 512)
     samples_per_epoch: int = 400
     val_count: int = 8
     jitter: bool = True
     synthetic_size: tuple[int, int] = (256, 512)
-    synthetic_max_disparity: float | None = None  # default: 3/4 of maxdisp
     init: str | None = None  # weights to fine-tune from: registered name, run, file
     weights_root: str | None = None  # where registered --init weights are looked up
+    workers: int | None = None  # data-loading processes (None: default_workers())
 
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["crop"], data["synthetic_size"] = list(self.crop), list(self.synthetic_size)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> StereoConfig:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        for key in ("crop", "synthetic_size"):
-            if key in known:
-                known[key] = tuple(known[key])
-        return cls(**known)
+    def architecture(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ARCHITECTURE if getattr(self, k) is not None}
 
 
 def published_milestones(dataset: str) -> list[int]:
@@ -75,89 +87,140 @@ def model_config(options: dict, init_card: ModelCard | None = None) -> PSMNetCon
         raise ConfigError(f"architecture options{source}: {exc}") from None
 
 
-def run_card(config: StereoConfig, optim: OptimConfig) -> ModelCard:
-    """The card every checkpoint of this run carries (fit adds the epoch's metrics)."""
-    if config.dataset == "synthetic":
-        data = f"cnnlab's synthetic stereo scenes ({config.synthetic_size[0]}x" \
-               f"{config.synthetic_size[1]})"
-    else:
-        data = f"{config.dataset} training split"
-    if config.init:
-        data += f", starting from {config.init}"
-    recipe = {"stereo": {k: v for k, v in config.to_dict().items()
-                         if k not in ("data_root", "weights_root")},
-              "optim": optim_config_dict(optim)}
-    validation = (f"{config.val_count} held-out synthetic scenes" if config.dataset == "synthetic"
-                  else f"{config.dataset} validation pairs")
-    return psmnet_card(PSMNetConfig(**config.model),
-                       {"data": data, "dataset": config.dataset, "recipe": recipe,
-                        "validation": validation})
-
-
-def _datasets(config: StereoConfig, maxdisp: int) -> tuple[StereoDataset, list]:
+def _datasets(config: StereoConfig, max_disparity: int
+              ) -> tuple[StereoDataset, StereoDataset | None]:
+    """(training pairs, validation pairs or None) of the configured dataset."""
     if config.dataset == "synthetic":
         height, width = config.synthetic_size
-        max_d = config.synthetic_max_disparity or 0.75 * maxdisp
-        train = SyntheticStereo(10**6, height, width, max_d, seed=0)
-        val = SyntheticStereo(config.val_count, height, width, max_d, seed=VAL_SEED)
-        return train, [val.load(i) for i in range(len(val))]
+        largest = scene_max_disparity(max_disparity)
+        return (SyntheticStereo(10**6, height, width, largest, seed=0),
+                SyntheticStereo(config.val_count, height, width, largest, seed=VAL_SEED))
     if config.data_root is None:
         raise ConfigError(f"--data-root is required for {config.dataset}")
     if config.dataset == "middlebury":  # no published split: every scene trains, none validates
-        return open_dataset("middlebury", config.data_root, "all"), []
+        return open_dataset("middlebury", config.data_root, "all"), None
     val_split = "test" if config.dataset == "sceneflow" else "val"
     train = open_dataset(config.dataset, config.data_root, "train")
     try:
-        val_set = open_dataset(config.dataset, config.data_root, val_split)
+        return train, open_dataset(config.dataset, config.data_root, val_split)
     except DataError:  # the split is empty here (e.g. only a few KITTI frames are present)
-        return train, []
-    return train, [val_set.load(i) for i in range(min(len(val_set), config.val_count))]
+        return train, None
 
 
-def train_stereo(config: StereoConfig, optim: OptimConfig, out: Path, resume: bool = False,
+class StereoLab:
+    """PSMNet on synthetic, SceneFlow, KITTI or Middlebury pairs, from scratch or --init."""
+
+    name = "stereo"
+    config_class = StereoConfig
+    channels_last = False  # PSMNet sets its own layouts (channels_last 2-D, _3d for 3-D convs)
+    machine_settings = ("data_root", "weights_root", "workers")
+
+    @staticmethod
+    def upgrade(section: dict[str, Any]) -> dict[str, Any]:
+        """Runs before the redesign kept the architecture as a ``model`` dict (``maxdisp``)
+        and an unused ``synthetic_max_disparity``."""
+        model = section.pop("model", None) or {}
+        section.update({LEGACY_KWARGS.get(k, k): v for k, v in model.items()
+                        if LEGACY_KWARGS.get(k, k) in ARCHITECTURE})
+        section.pop("synthetic_max_disparity", None)
+        return section
+
+    @staticmethod
+    def resolve(run: RunConfig, resume: bool, log: Callable[[str], None]
+                ) -> tuple[RunConfig, tuple[dict, ModelCard] | None]:
+        """Every architecture value set (from the options, --init's card, the defaults), and
+        the --init weights to start from (none when resuming: the run has its own)."""
+        config = run.task
+        if any(c < 16 for c in config.crop):
+            raise ConfigError(f"--crop {config.crop} is too small (at least 16x16)")
+        if config.samples_per_epoch < 1 or config.val_count < 0:
+            raise ConfigError("--samples-per-epoch must be at least 1 and --val-count at least 0")
+        start = None
+        if config.init and not resume:
+            start = load_weights(config.init, config.weights_root, log=log)
+        architecture = model_config(config.architecture(), start[1] if start else None)
+        values = {k: v for k, v in architecture.to_dict().items() if k in ARCHITECTURE}
+        values["blocks"] = tuple(values["blocks"])
+        workers = default_workers() if config.workers is None else config.workers
+        if workers < 0:
+            raise ConfigError(f"--workers must be at least 0, got {workers}")
+        return replace(run, task=replace(config, workers=workers, **values)), start
+
+    @staticmethod
+    def card(run: RunConfig) -> ModelCard:
+        """The card every checkpoint of this run carries (fit adds the epoch's metrics)."""
+        config = run.task
+        if config.dataset == "synthetic":
+            data = (f"cnnlab's synthetic stereo scenes ({config.synthetic_size[0]}x"
+                    f"{config.synthetic_size[1]})")
+        else:
+            data = f"{config.dataset} training split"
+        if config.init:
+            data += f", starting from {config.init}"
+        recipe = recipe_of(run, STEREO)
+        validation = (f"{config.val_count} held-out synthetic scenes"
+                      if config.dataset == "synthetic" else f"{config.dataset} validation pairs")
+        return psmnet_card(model_config(config.architecture()),
+                           {"data": data, "dataset": config.dataset, "recipe": recipe,
+                            "validation": validation})
+
+    @staticmethod
+    def build_model(card: ModelCard, start: tuple[dict, ModelCard] | None,
+                    log: Callable[[str], None]) -> nn.Module:
+        model = build_stereo_model(card)
+        if start is not None:
+            state, init_card = start
+            load_model_weights(model, state, init_card.source["file"])
+            log(f"Fine-tuning from {init_card.name or init_card.source['file']} "
+                f"(align_corners={card.kwargs['align_corners']})")
+        return model
+
+    @staticmethod
+    def build_task(run: RunConfig, card: ModelCard, device: torch.device, info: DistInfo,
+                   download: bool, log: Callable[[str], None]) -> StereoTask:
+        config = run.task
+        max_disparity = card.kwargs["max_disparity"]
+        normalize = Normalize(card.preprocess["mean"], card.preprocess["std"])
+        train_set, val_set = _datasets(config, max_disparity)
+        pairs = TrainingPairs(train_set, Augmentor(tuple(config.crop), config.jitter),
+                              config.samples_per_epoch, max_disparity, run.optim.seed, normalize)
+        loader, sampler = train_loader(pairs, run.optim.batch_size, info, config.workers,
+                                       pin_memory=device.type == "cuda")
+        val_pairs = None
+        if val_set is not None and config.val_count:
+            val_pairs = read_validation(ValidationPairs(val_set, config.val_count, max_disparity,
+                                                        normalize), info, config.workers)
+        else:
+            log(f"note: {config.dataset} has no validation pairs here; training without "
+                "validation")
+        return StereoTask(loader, sampler, val_pairs, device)
+
+    @staticmethod
+    def title(run: RunConfig) -> str:
+        return f"PSMNet {run.task.variant} on {run.task.dataset}"
+
+    @staticmethod
+    def results(run: RunConfig, fitted: FitResult, task: StereoTask, model: nn.Module,
+                device: torch.device, info: DistInfo, log: Callable[[str], None]) -> dict:
+        """The final weights on the validation pairs (where there are any)."""
+        if task.val_pairs is None:
+            return {}
+        sums = fitted.last_val or evaluate(model, task, task.val_batches(), device,
+                                           run.optim.amp, info)
+        return {"val": rates(sums)} if sums.get("pixels") else {}
+
+
+STEREO = StereoLab()
+
+
+def stereo_run(config: StereoConfig, optim: OptimConfig) -> RunConfig:
+    return RunConfig("stereo", config, optim)
+
+
+def train_stereo(config: StereoConfig, optim: OptimConfig, out: str | Path, resume: bool = False,
                  device: str = "auto", info: DistInfo = SINGLE_PROCESS,
                  log: Callable[[str], None] = print, progress: bool = True,
                  stop_after: int | None = None) -> dict:
     """Train, then evaluate the last weights on the validation pairs; returns the results."""
-    torch_device = select_device(device)
-    seed_everything(optim.seed + info.rank)
-    if any(c < 16 for c in config.crop):
-        raise ConfigError(f"--crop {config.crop} is too small (at least 16x16)")
-    init_state = init_card = None
-    if config.init and not resume:
-        init_state, init_card = load_weights(config.init, config.weights_root, log=log)
-    if not resume:  # unset architecture options come from --init's card, else the defaults
-        config = replace(config, model=model_config(config.model, init_card).to_dict())
-    card = run_card(config, optim)
-    model = build_stereo_model(card)
-    if init_state is not None:
-        load_model_weights(model, init_state, init_card.source["file"])
-        log(f"Fine-tuning from {init_card.name or init_card.source['file']} "
-            f"(align_corners={card.kwargs['align_corners']})")
-    train_set, val_samples = _datasets(config, model.maxdisp)
-    if not val_samples:
-        log(f"note: {config.dataset} has no validation pairs here; training without validation")
-    maxdisp = model.maxdisp
-    # PSMNet sets its own layouts (channels_last for 2-D, channels_last_3d for 3-D convs)
-    model = prepare_model(model, torch_device, optim.compile, channels_last=False)
-    if info.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.local_rank] if torch_device.type == "cuda" else None)
-    task = StereoTask(train_set, val_samples, config.crop, optim.batch_size,
-                      config.samples_per_epoch, maxdisp, torch_device, info, config.jitter)
-    full_config = {"lab": "stereo", "stereo": config.to_dict(), "optim": optim_config_dict(optim),
-                   "world_size": info.world_size,
-                   "title": f"PSMNet {config.model.get('variant')} on {config.dataset}"}
-    run_dir = RunDir(out)
-    result = fit(model, task, optim, run_dir, full_config, torch_device, resume, info, log,
-                 progress, stop_after=stop_after, card=card)
-    results = {"epochs": len(result.history), "best": result.best,
-               # wall time of the epochs, per-epoch validation included
-               "epoch_seconds_total": round(sum(r["seconds"] for r in result.history), 2)}
-    if val_samples:  # the final weights' validation pass, unless a resumed run had nothing to do
-        sums = result.last_val or evaluate(model, task, task.val_batches(), torch_device,
-                                           optim.amp, info)
-        results["val"] = rates(sums)
-    if info.is_main:
-        atomic_write_json(run_dir.path / "results.json", results)
-    return results
+    return train_run(stereo_run(config, optim), STEREO, out, resume, device, info, log,
+                     progress, stop_after)

@@ -30,7 +30,13 @@ from cnnlab.engine.checkpoint import (
 )
 from cnnlab.engine.weights import Source, Weights, locate_weights, registered, sourced
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.stereo.card import build_stereo_model, psmnet_card, validated, with_overrides
+from cnnlab.stereo.card import (
+    LEGACY_KWARGS,
+    build_stereo_model,
+    psmnet_card,
+    validated,
+    with_overrides,
+)
 from cnnlab.stereo.models import PSMNetConfig
 from cnnlab.stereo.official import (
     convert_official_state,
@@ -56,7 +62,7 @@ def _release(name: str, file_name: str, drive_id: str, description: str,
              metrics: list[dict] | None = None, notes: list[str] | None = None,
              md5: str | None = None, size: int | None = None,
              mirrors: tuple[Source, ...] = ()) -> Weights:
-    card = psmnet_card(PSMNetConfig(variant="stackhourglass", maxdisp=192), training,
+    card = psmnet_card(PSMNetConfig(variant="stackhourglass"), training,
                        name=name, published=published, metrics=metrics or [], notes=notes or [],
                        source={"format": "official PSMNet .tar (torch pickle, imported with "
                                          "weights_only)", "file": file_name,
@@ -162,12 +168,12 @@ def _official_card(entry: Weights | None, state: dict, variant: str, path: Path)
                                      notes=[*card.notes, f"align_corners={inferred}: {reason}"])
         return card
     return psmnet_card(
-        PSMNetConfig(variant=variant, maxdisp=192, align_corners=inferred),
+        PSMNetConfig(variant=variant, align_corners=inferred),
         {"data": "unknown: an official-format PSMNet file that is not a registered release"},
         source={"format": "official PSMNet torch pickle, imported with weights_only",
                 "file": path.name},
         notes=[f"align_corners={inferred}: {reason}; override with --align-corners if the "
-               "weights were trained otherwise", "maxdisp 192 is the official default"])
+               "weights were trained otherwise", "max_disparity 192 is the official default"])
 
 
 def import_official(path: Path, entry: Weights | None = None, where: str | None = None
@@ -193,7 +199,8 @@ def check_official(path: Path, shown: str) -> None:
 
 def _legacy_card(config: dict) -> ModelCard:
     """The card of a run written before cards existed, from its saved configuration."""
-    return psmnet_card(PSMNetConfig(**config["stereo"]["model"]),
+    model = {LEGACY_KWARGS.get(k, k): v for k, v in config["stereo"]["model"].items()}
+    return psmnet_card(PSMNetConfig(**model),
                        {"dataset": config["stereo"].get("dataset"),
                         "recipe": {k: config.get(k) for k in ("stereo", "optim")}})
 
@@ -246,7 +253,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
                which: str = "best", overrides: dict[str, Any] | None = None,
                log: Callable[[str], None] | None = None) -> tuple[nn.Module, ModelCard]:
     """(PSMNet in eval mode on ``device`` with BN folded, its card). ``overrides`` may change
-    maxdisp and align_corners, which no parameter depends on; the card then says so."""
+    max_disparity and align_corners, which no parameter depends on; the card then says so."""
     state, card = load_weights(name_or_path, weights_root, download, which, overrides, log)
     model = build_stereo_model(card, card.source["file"])
     load_model_weights(model, state, Path(card.source["file"]))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,14 +30,19 @@ from torch import nn
 
 from cnnlab.stereo.models.blocks import ConvBN, convbn, convbn_3d, deconvbn_3d, make_stage
 from cnnlab.stereo.models.cost_volume import build_concat_volume
+from cnnlab.stereo.models.registry import register_model
+from cnnlab.stereo.preprocess import IMAGENET_PREPROCESS
 
 VARIANTS = ("stackhourglass", "basic")
+DEFAULT_MAX_DISPARITY = 192  # the published setting
 
 
 @dataclass
 class PSMNetConfig:
+    """PSMNet's architecture; saved in every model card as the builder's keyword arguments."""
+
     variant: str = "stackhourglass"
-    maxdisp: int = 192
+    max_disparity: int = DEFAULT_MAX_DISPARITY
     blocks: tuple[int, int, int, int] = (3, 16, 3, 3)  # conv1_x .. conv4_x
     dilations: tuple[int, int] = (1, 2)  # conv3_x, conv4_x (the paper's table: 2, 4)
     spp_pools: tuple[int, ...] = (64, 32, 16, 8)
@@ -48,8 +54,9 @@ class PSMNetConfig:
         self.spp_pools = tuple(self.spp_pools)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}")
-        if self.maxdisp < 16 or self.maxdisp % 16:
-            raise ValueError(f"maxdisp must be a positive multiple of 16, got {self.maxdisp}")
+        if self.max_disparity < 16 or self.max_disparity % 16:
+            raise ValueError("max_disparity must be a positive multiple of 16, got "
+                             f"{self.max_disparity}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -92,27 +99,27 @@ class FeatureExtractor(nn.Module):
 
     def __init__(self, config: PSMNetConfig):
         super().__init__()
-        b1, b2, b3, b4 = config.blocks
-        d3, d4 = config.dilations
-        self.firstconv = nn.Sequential(
+        blocks = config.blocks
+        dilation3, dilation4 = config.dilations
+        self.stem = nn.Sequential(
             convbn(3, 32, 3, 2, 1), nn.ReLU(inplace=True),
             convbn(32, 32, 3, 1, 1), nn.ReLU(inplace=True),
             convbn(32, 32, 3, 1, 1), nn.ReLU(inplace=True))
-        self.layer1 = make_stage(32, 32, b1, 1, 1)
-        self.layer2 = make_stage(32, 64, b2, 2, 1)
-        self.layer3 = make_stage(64, 128, b3, 1, d3)
-        self.layer4 = make_stage(128, 128, b4, 1, d4)
+        self.layer1 = make_stage(32, 32, blocks[0], 1, 1)
+        self.layer2 = make_stage(32, 64, blocks[1], 2, 1)
+        self.layer3 = make_stage(64, 128, blocks[2], 1, dilation3)
+        self.layer4 = make_stage(128, 128, blocks[3], 1, dilation4)
         self.spp = SpatialPyramidPooling(128, 32, config.spp_pools, config.align_corners)
         fused = 64 + 128 + 32 * len(config.spp_pools)  # conv2_16, conv4_3, branches = 320
-        self.lastconv = nn.Sequential(convbn(fused, 128, 3, 1, 1), nn.ReLU(inplace=True),
-                                      nn.Conv2d(128, 32, 1, bias=False))
+        self.fusion = nn.Sequential(convbn(fused, 128, 3, 1, 1), nn.ReLU(inplace=True),
+                                    nn.Conv2d(128, 32, 1, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer1(self.firstconv(x))
+        x = self.layer1(self.stem(x))
         raw = self.layer2(x)
         skip = self.layer4(self.layer3(raw))
         branches = self.spp(skip)
-        return self.lastconv(torch.cat([raw, skip, *reversed(branches)], dim=1))
+        return self.fusion(torch.cat([raw, skip, *reversed(branches)], dim=1))
 
 
 class Hourglass(nn.Module):
@@ -145,7 +152,7 @@ def _residual_3d() -> nn.Sequential:
     return nn.Sequential(convbn_3d(32, 32), nn.ReLU(inplace=True), convbn_3d(32, 32))
 
 
-def disparity_regression(cost: torch.Tensor, maxdisp: int, size: tuple[int, int],
+def disparity_regression(cost: torch.Tensor, max_disparity: int, size: tuple[int, int],
                          align_corners: bool, row_chunk: int | None = None) -> torch.Tensor:
     """(B, 1, D/4, H/4, W/4) cost -> (B, H, W): trilinear upsampling, softmax over D, soft-argmin.
 
@@ -154,17 +161,18 @@ def disparity_regression(cost: torch.Tensor, maxdisp: int, size: tuple[int, int]
     """
     height, width = size
     if row_chunk is None:
-        full = F.interpolate(cost, (maxdisp, height, width), mode="trilinear",
+        full = F.interpolate(cost, (max_disparity, height, width), mode="trilinear",
                              align_corners=align_corners).squeeze(1)
         probabilities = F.softmax(full, dim=1)
-        disparities = torch.arange(maxdisp, device=cost.device, dtype=probabilities.dtype)
+        disparities = torch.arange(max_disparity, device=cost.device, dtype=probabilities.dtype)
         return torch.einsum("bdhw,d->bhw", probabilities, disparities)
     b, _, _, low_h, _ = cost.shape
     # upsample D and W: (B, 1, D/4, H/4, W/4) -> (B, D, H/4, W)
     dw = F.interpolate(cost.squeeze(1).transpose(1, 2).reshape(b * low_h, 1, -1, cost.shape[-1]),
-                       (maxdisp, width), mode="bilinear", align_corners=align_corners)
-    dw = dw.reshape(b, low_h, maxdisp, width).transpose(1, 2)  # (B, D, H/4, W)
-    disparities = torch.arange(maxdisp, device=cost.device, dtype=cost.dtype).view(1, -1, 1, 1)
+                       (max_disparity, width), mode="bilinear", align_corners=align_corners)
+    dw = dw.reshape(b, low_h, max_disparity, width).transpose(1, 2)  # (B, D, H/4, W)
+    disparities = torch.arange(max_disparity, device=cost.device,
+                               dtype=cost.dtype).view(1, -1, 1, 1)
     out = cost.new_empty(b, height, width)
     for start in range(0, height, row_chunk):
         stop = min(start + row_chunk, height)
@@ -189,19 +197,47 @@ def _linear_rows(volume: torch.Tensor, out_height: int, start: int, stop: int,
     return volume[:, :, lower] * (1 - weight) + volume[:, :, upper] * weight
 
 
+# module paths of checkpoints written before the modules were renamed (cnnlab <= 0.1.0)
+LEGACY_PREFIXES = (("feature_extraction.firstconv.", "features.stem."),
+                   ("feature_extraction.lastconv.", "features.fusion."),
+                   ("feature_extraction.", "features."),
+                   ("dres0.", "cost_stem."), ("dres1.", "cost_residual."))
+
+
+def upgrade_state_keys(state: dict, prefix: str = "") -> None:
+    """Rename, in place, the keys of an older cnnlab PSMNet checkpoint to today's modules."""
+    for key in list(state):
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        for old, new in LEGACY_PREFIXES:
+            if name.startswith(old):
+                state[prefix + new + name[len(old):]] = state.pop(key)
+                break
+
+
+def _upgrade_hook(module: nn.Module, state: dict, prefix: str, *args: Any) -> None:
+    upgrade_state_keys(state, prefix)
+
+
 class PSMNet(nn.Module):
-    """(B, 3, H, W) left, right -> (B, H, W) disparity; in training the stackhourglass variant
-    returns its three outputs (for the 0.5/0.7/1.0 loss)."""
+    """(B, 3, H, W) left, right -> {"disparity": (B, H, W), "disparities": [...]}.
+
+    One output contract in every mode and variant: ``disparity`` is the final estimate and
+    ``disparities`` every supervised output, last = final (in training the stacked hourglass
+    gives three, for the 0.5/0.7/1.0 loss; otherwise one). The stages are separate methods:
+    features -> cost volume -> 3-D aggregation -> soft-argmin regression.
+    """
 
     def __init__(self, config: PSMNetConfig | None = None, **overrides):
         super().__init__()
         config = config or PSMNetConfig(**overrides)
         self.config = config
-        self.maxdisp = config.maxdisp
-        self.feature_extraction = FeatureExtractor(config)
-        self.dres0 = nn.Sequential(convbn_3d(64, 32), nn.ReLU(inplace=True),
-                                   convbn_3d(32, 32), nn.ReLU(inplace=True))
-        self.dres1 = _residual_3d()
+        self.max_disparity = config.max_disparity
+        self.features = FeatureExtractor(config)
+        self.cost_stem = nn.Sequential(convbn_3d(64, 32), nn.ReLU(inplace=True),
+                                       convbn_3d(32, 32), nn.ReLU(inplace=True))
+        self.cost_residual = _residual_3d()
         if config.variant == "stackhourglass":
             self.hourglasses = nn.ModuleList(Hourglass(32) for _ in range(3))
             self.classifiers = nn.ModuleList(_classifier() for _ in range(3))
@@ -211,7 +247,7 @@ class PSMNet(nn.Module):
         self.row_chunk: int | None = 64  # inference-time regression chunking (None: one go)
         self._init_weights()
         self._use_channels_last()
-
+        self.register_load_state_dict_pre_hook(_upgrade_hook)
     def _use_channels_last(self) -> None:
         """channels_last weights for 2-D convs, channels_last_3d for 3-D ones."""
         for module in self.modules():
@@ -237,12 +273,14 @@ class PSMNet(nn.Module):
                 module.fuse()
         return self
 
-    def cost_volume(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        return build_concat_volume(left, right, self.maxdisp // 4, torch.channels_last_3d)
+    def build_cost_volume(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """(B, 32, H/4, W/4) x2 -> (B, 64, D/4, H/4, W/4) concatenation volume."""
+        return build_concat_volume(left, right, self.max_disparity // 4, torch.channels_last_3d)
 
-    def _costs(self, volume: torch.Tensor) -> list[torch.Tensor]:
-        cost0 = self.dres0(volume)
-        cost0 = self.dres1(cost0) + cost0
+    def aggregate_costs(self, volume: torch.Tensor) -> list[torch.Tensor]:
+        """3-D CNN: the volume -> one (B, 1, D/4, H/4, W/4) cost per supervised output."""
+        cost0 = self.cost_stem(volume)
+        cost0 = self.cost_residual(cost0) + cost0
         if self.config.variant == "basic":
             for residual in self.residuals:
                 cost0 = residual(cost0) + cost0
@@ -258,7 +296,7 @@ class PSMNet(nn.Module):
         cost3 = self.classifiers[2](out3) + cost2
         return [cost1, cost2, cost3]
 
-    def forward(self, left: torch.Tensor, right: torch.Tensor):
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, Any]:
         if left.shape != right.shape:
             raise ValueError(f"left {tuple(left.shape)} and right {tuple(right.shape)} differ")
         height, width = left.shape[-2:]
@@ -269,12 +307,20 @@ class PSMNet(nn.Module):
         padded = left.shape[-2:]
         left = left.contiguous(memory_format=torch.channels_last)
         right = right.contiguous(memory_format=torch.channels_last)
-        features_left = self.feature_extraction(left)
-        features_right = self.feature_extraction(right)
-        costs = self._costs(self.cost_volume(features_left, features_right))
-        if not self.training:
+        costs = self.aggregate_costs(self.build_cost_volume(self.features(left),
+                                                            self.features(right)))
+        if not self.training:  # only the final output is used: skip the others' regression
             costs = costs[-1:]
         chunk = None if self.training else self.row_chunk
-        predictions = [disparity_regression(c, self.maxdisp, padded, self.config.align_corners,
-                                            chunk)[:, :height, :width] for c in costs]
-        return predictions if self.training and len(predictions) > 1 else predictions[-1]
+        disparities = [disparity_regression(c, self.max_disparity, padded,
+                                            self.config.align_corners, chunk)[:, :height, :width]
+                       for c in costs]
+        return {"disparity": disparities[-1], "disparities": disparities}
+
+
+@register_model("psmnet", preprocess=IMAGENET_PREPROCESS,
+                description="PSMNet (Chang & Chen, CVPR 2018): variant stackhourglass or basic, "
+                            "any max_disparity that is a multiple of 16")
+def psmnet(**kwargs: Any) -> PSMNet:
+    """PSMNet with ``PSMNetConfig(**kwargs)``."""
+    return PSMNet(PSMNetConfig(**kwargs))

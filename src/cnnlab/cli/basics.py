@@ -1,0 +1,40 @@
+"""``cnnlab basics``: from-scratch operators and autograd lessons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnlab.errors import ConfigError
+
+
+def cmd_list(args) -> int:
+    from cnnlab.basics.lessons import LESSONS
+
+    for name, (_, description) in LESSONS.items():
+        print(f"{name:<26} {description}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from cnnlab.basics.lessons import LESSONS, plot_lesson
+
+    if args.name not in LESSONS:
+        raise ConfigError(f"unknown lesson {args.name!r}; choose from {', '.join(LESSONS)}")
+    result = LESSONS[args.name][0](seed=args.seed)
+    print("\n".join(result.lines()))
+    path = Path(args.out) / f"{args.name}.png"
+    plot_lesson(result, path)
+    print(f"Plot: {path}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    basics = sub.add_parser("basics", help="from-scratch operators and autograd lessons")
+    bsub = basics.add_subparsers(dest="action", required=True)
+    bsub.add_parser("list", help="list the lessons").set_defaults(func=cmd_list)
+    run = bsub.add_parser("run", help="run one lesson, print its result, write its plot")
+    run.add_argument("name", help="a lesson of `cnnlab basics list`")
+    run.add_argument("--seed", type=int, default=0, help="default 0")
+    run.add_argument("--out", default="runs/basics",
+                     help="folder for the PNG (default runs/basics)")
+    run.set_defaults(func=cmd_run)

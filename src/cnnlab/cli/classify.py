@@ -1,0 +1,205 @@
+"""``cnnlab classify``: models, summary, train, eval, predict, weights."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cnnlab.cli.common import (
+    absolute,
+    add_device,
+    add_model_source,
+    add_optim_args,
+    model_kwargs,
+    run_training,
+    settings_from_args,
+    size_text,
+)
+
+
+def cmd_models(args) -> int:
+    from cnnlab.classify.models import MODELS, create_model
+
+    print(f"{'model':<14} {'input':>7} {'params':>13}  description")
+    for name, entry in MODELS.items():
+        params = sum(p.numel() for p in create_model(name).parameters())
+        shown = f"{entry.input_size}px" if entry.input_size else "native"
+        print(f"{name:<14} {shown:>7} {params:>13,}  {entry.description}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from cnnlab.classify.models import create_model, get_entry
+    from cnnlab.classify.summary import format_summary, layer_summary
+
+    model = create_model(args.model, in_channels=args.channels, **model_kwargs(args.model_arg))
+    side = args.image_size or get_entry(args.model).input_size or 28
+    rows = layer_summary(model, (1, args.channels, side, side))
+    print(f"{args.model}, input 1x{args.channels}x{side}x{side}")
+    print(format_summary(rows, sum(p.numel() for p in model.parameters())))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from cnnlab.classify.train import CLASSIFY, ClassifyConfig
+
+    def settings() -> ClassifyConfig:
+        return settings_from_args(ClassifyConfig, args, model_kwargs=model_kwargs(args.model_arg),
+                                  data_root=absolute(args.data_root))
+
+    results, out, is_main = run_training(args, CLASSIFY, settings,
+                                         f"runs/{args.model}-{args.dataset}")
+    if is_main:
+        print(f"Run directory: {out}")
+    return 0 if results else 1
+
+
+def _source(args) -> str:
+    """--weights NAME (checked against the registry) or --checkpoint PATH."""
+    from cnnlab.classify.weights import get_weights
+
+    return get_weights(args.weights).name if args.weights else args.checkpoint
+
+
+def cmd_eval(args) -> int:
+    from cnnlab.classify.evaluate import evaluate_classifier
+
+    result = evaluate_classifier(_source(args), args.data_root, args.device,
+                                 args.which, Path(args.out) if args.out else None, args.dataset)
+    print(f"{result['model']} ({result['weights'] or result['checkpoint']}) on "
+          f"{result['dataset']} test set: {result['correct']}/{result['count']} "
+          f"({100 * result['accuracy']:.2f}%)")
+    for name, accuracy in result["per_class_accuracy"].items():
+        print(f"  {name:<12} {100 * accuracy:6.2f}%")
+    print(f"Confusion matrix: {result['confusion_png']}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from cnnlab.classify.predict import predict_files
+
+    results, card = predict_files(_source(args), [Path(p) for p in args.images], args.top_k,
+                                  args.device)
+    if args.json:
+        print(json.dumps({"weights": card.name, "checkpoint": card.source.get("file"),
+                          "predictions": results}, indent=2))
+        return 0
+    print(f"Weights: {card.name or card.source.get('file')} ({card.architecture}, "
+          f"{len(card.outputs['classes'])} classes)", file=sys.stderr)
+    for item in results:
+        tops = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in item["top"])
+        print(f"{item['file']}: {tops}")
+    return 0
+
+
+def cmd_weights(args) -> int:
+    from cnnlab.classify.weights import CLASSIFY_WEIGHTS, read_card
+
+    print(f"{'name':<26} {'model':<12} {'dataset':<14} {'test acc':>9} {'size':>8}  file")
+    for name, entry in CLASSIFY_WEIGHTS.items():
+        path, status = entry.status()
+        if path is None:
+            print(f"{name:<26} {'':<12} {'':<14} {'':>9} {'':>8}  {status}")
+            continue
+        card = read_card(path)
+        accuracy = next((m["values"]["accuracy"] for m in card.metrics
+                         if "accuracy" in m.get("values", {})), None)
+        shown = f"{100 * accuracy:.2f}%" if accuracy is not None else "-"
+        print(f"{name:<26} {card.architecture:<12} {card.training.get('dataset', '?'):<14} "
+              f"{shown:>9} {size_text(path):>8}  {path}")
+        if not args.brief:
+            for line in card.summary():
+                print(f"    {line}")
+    return 0
+
+
+def cmd_weights_build(args) -> int:
+    from cnnlab.classify.release import build_weights
+
+    build_weights(args.name, args.data_root, Path(args.out), Path(args.run) if args.run else None,
+                  args.device, progress=not args.no_progress)
+    return 0
+
+
+def add_parser(sub) -> None:
+    from cnnlab.data.vision import DATASETS
+
+    classify = sub.add_parser("classify", help="image classification lab")
+    csub = classify.add_subparsers(dest="action", required=True)
+
+    models = csub.add_parser("models", help="list the model zoo with parameter counts")
+    models.set_defaults(func=cmd_models)
+
+    summary = csub.add_parser("summary", help="per-layer output shapes and parameters")
+    summary.add_argument("--model", required=True, help="a model of `cnnlab classify models`")
+    summary.add_argument("--channels", type=int, default=1, help="input channels (default 1)")
+    summary.add_argument("--image-size", type=int,
+                         help="input side (default: the model's, else 28)")
+    summary.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                         help="model option, e.g. width=16 (repeatable)")
+    summary.set_defaults(func=cmd_summary)
+
+    train = csub.add_parser("train", help="train a classifier")
+    train.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist",
+                       help="default fashion-mnist")
+    train.add_argument("--model", default="simple_cnn",
+                       help="a model of `cnnlab classify models` (default simple_cnn)")
+    train.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                       help="model option, e.g. width=16 (repeatable)")
+    train.add_argument("--image-size", type=int,
+                       help="override the model's input size (default: the model's)")
+    train.add_argument("--val-size", type=int, default=0,
+                       help="carve a seeded validation split of this size from train "
+                            "(default 0: validate on the test set)")
+    train.add_argument("--translate", type=int, default=0,
+                       help="random shift in pixels (default 0: off)")
+    train.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    train.add_argument("--label-smoothing", type=float, default=0.0, help="default 0")
+    train.add_argument("--data-root", help="folder holding MNIST/, FashionMNIST/, ... "
+                                           "(default: $CNNLAB_DATA, then ~/.cache/cnnlab)")
+    train.add_argument("--download", action="store_true", help="download missing files")
+    train.add_argument("--out", help="run directory (default runs/MODEL-DATASET)")
+    add_optim_args(train, epochs=3, batch_size=128, lr=1e-3)
+    train.set_defaults(func=cmd_train, command_parser=train)
+
+    evaluate = csub.add_parser("eval", help="test accuracy, per-class accuracy, confusion matrix")
+    add_model_source(evaluate, "classify")
+    evaluate.add_argument("--which", choices=("best", "last"), default="best",
+                          help="checkpoint of a run directory (default best)")
+    evaluate.add_argument("--dataset", choices=list(DATASETS),
+                          help="test set to use (default: the one the model card names)")
+    evaluate.add_argument("--data-root", help="folder holding the dataset (default: the run's, "
+                                              "then $CNNLAB_DATA, then ~/.cache/cnnlab)")
+    evaluate.add_argument("--out", help="folder for eval.json and confusion.png (default: the "
+                                        "run directory; runs/eval/NAME for --weights)")
+    add_device(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
+
+    predict = csub.add_parser("predict", help="top-k classes of image files")
+    add_model_source(predict, "classify")
+    predict.add_argument("images", nargs="+", help="PNG/JPEG files")
+    predict.add_argument("--top-k", type=int, default=3, help="classes to show (default 3)")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    add_device(predict)
+    predict.set_defaults(func=cmd_predict)
+
+    weights = csub.add_parser("weights", help="classifier weights shipped with cnnlab: list "
+                                              "them, or rebuild one from its recipe")
+    weights.add_argument("--brief", action="store_true", help="one line each, without the cards")
+    weights.set_defaults(func=cmd_weights)
+    wsub = weights.add_subparsers(dest="weights_action")
+    build = wsub.add_parser("build", help="train a shipped file's recipe, measure it on the "
+                                          "official test set and write it in fp16 with its card")
+    build.add_argument("name", help="registered weights name (see cnnlab classify weights)")
+    build.add_argument("--data-root", help="folder holding MNIST/, FashionMNIST/ "
+                                           "(default: $CNNLAB_DATA, then ~/.cache/cnnlab)")
+    build.add_argument("--out", default="runs/weights",
+                       help="folder for NAME.safetensors (default runs/weights; the shipped "
+                            "copies live in src/cnnlab/classify/pretrained)")
+    build.add_argument("--run", help="run directory (default runs/weights-NAME; resumed if "
+                                     "it exists)")
+    add_device(build)
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.set_defaults(func=cmd_weights_build)
+

@@ -1,0 +1,272 @@
+"""``cnnlab stereo``: train, eval, predict, weights (PSMNet and SGBM)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cnnlab.cli.common import (
+    absolute,
+    add_device,
+    add_model_source,
+    add_optim_args,
+    boolean,
+    print_card,
+    run_training,
+    settings_from_args,
+    size,
+)
+from cnnlab.errors import ConfigError
+
+DATASETS = ("synthetic", "sceneflow", "kitti2015", "kitti2012", "middlebury")
+OFFICIAL_FILES = "a .safetensors or official PSMNet .tar file"
+
+
+def blocks(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        counts = ()
+    if len(counts) != 4 or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected four positive counts like 3,16,3,3, "
+                                         f"got {text!r}")
+    return counts
+
+
+def cmd_train(args) -> int:
+    from cnnlab.stereo.train import STEREO, StereoConfig, published_milestones
+
+    if args.milestones is None:
+        args.milestones = published_milestones(args.dataset)
+
+    def settings() -> StereoConfig:
+        return settings_from_args(StereoConfig, args, data_root=absolute(args.data_root),
+                                  weights_root=absolute(args.weights_root))
+
+    results, out, is_main = run_training(args, STEREO, settings, f"runs/psmnet-{args.dataset}")
+    if is_main and "val" in results:
+        print(f"Validation (last epoch): EPE {results['val']['epe']:.3f} px, "
+              f"D1 {results['val']['d1']:.2f}%")
+    if is_main:
+        print(f"Run directory: {out}")
+    return 0
+
+
+def _load(args, device):
+    """The PSMNet of --weights or --checkpoint, its card printed."""
+    from cnnlab.stereo.weights import get_weights, load_model
+
+    if args.weights:
+        get_weights(args.weights)  # a name, not a path: unknown names get the list
+    model, card = load_model(args.weights or args.checkpoint, device, args.weights_root,
+                             args.download, overrides={"align_corners": args.align_corners},
+                             log=print)
+    source = card.source
+    verified = f", verified by {source['verified']}" if source.get("verified") else ""
+    print_card(card, f"Weights: {card.name or 'checkpoint'} ({source['file']}{verified})")
+    return model, card
+
+
+def cmd_eval(args) -> int:
+    from cnnlab.engine.atomic import atomic_write_json
+    from cnnlab.engine.device import select_device
+    from cnnlab.stereo.evaluate import (
+        eval_max_disparity,
+        evaluate_samples,
+        format_table,
+        open_eval_dataset,
+        predictors,
+    )
+
+    model = card = None
+    if args.model in ("psmnet", "both"):
+        if not (args.checkpoint or args.weights):
+            raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
+        model, card = _load(args, select_device(args.device))
+    methods = predictors(args.model, model, card, args.max_disparity)
+    max_disparity = eval_max_disparity(card, args.max_disparity)
+    results = {}
+    for dataset in args.dataset:
+        source = open_eval_dataset(dataset, args.data_root, args.split, args.count,
+                                   args.synthetic_size, max_disparity)
+        for method, predict in methods.items():
+            print(f"{dataset} / {method}:")
+            pairs = (source.load(i) for i in range(len(source)))  # one pair in memory at a time
+            results[f"{dataset}/{method}"] = evaluate_samples(predict, pairs, print)
+    print(format_table(results))
+    if args.json:
+        payload = {"results": results, "card": card.to_dict() if card else None}
+        atomic_write_json(Path(args.json), payload)
+        print(f"Results: {args.json}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from cnnlab.engine.device import select_device
+    from cnnlab.stereo.io import Calibration
+    from cnnlab.stereo.predict import predict_pair
+
+    if (args.focal is None) != (args.baseline is None):
+        raise ConfigError("--focal and --baseline go together (or use --calib FILE)")
+    calibration = Calibration(args.focal, args.baseline) if args.focal else None
+    model, card = _load(args, select_device(args.device))
+    result = predict_pair(model, card, Path(args.left), Path(args.right), Path(args.out),
+                          calibration, Path(args.calib) if args.calib else None,
+                          Path(args.gt) if args.gt else None)
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    low, high = result["disparity_range"]
+    print(f"Disparity {result['size'][1]}x{result['size'][0]}: {low:.2f} to {high:.2f} px")
+    if "metrics" in result:
+        m = result["metrics"]
+        print(f"Against ground truth: EPE {m['epe']:.3f} px, D1 {m['d1']:.2f}%, "
+              f"bad-3 {m['bad3']:.2f}%")
+    if "points" in result:
+        print(f"Point cloud: {result['points']} points, "
+              f"median depth {result['median_depth_m']:.2f} m")
+    for name, path in result["outputs"].items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def cmd_weights(args) -> int:
+    from cnnlab.stereo.weights import STEREO_WEIGHTS, listing_card
+
+    for name, entry in STEREO_WEIGHTS.items():
+        path, status = entry.status(args.weights_root)
+        print(f"{name:<22} {entry.description}")
+        print(f"{'':<22} {status}; from {entry.origin}")
+        if not args.brief:
+            for line in listing_card(entry, path).summary():
+                print(f"{'':<26}{line}")
+    return 0
+
+
+def cmd_weights_download(args) -> int:
+    from cnnlab.engine.weights import resolve_weights
+    from cnnlab.stereo.weights import check_official, get_weights
+
+    entry = get_weights(args.name)
+    path = resolve_weights(entry, args.weights_root, True, check_official, print)
+    print(f"{entry.name}: {path} ({entry.checksum or 'structure checked'})")
+    return 0
+
+
+def cmd_weights_import(args) -> int:
+    from cnnlab.stereo.weights import import_checkpoint
+
+    path, card = import_checkpoint(args.file, Path(args.out), args.weights_root)
+    print_card(card, f"Imported {args.file} -> {path}")
+    return 0
+
+
+def _add_weights_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights-root", metavar="DIR",
+                        help="folder holding PSMNet/<released file> or the file itself, searched "
+                             "before $CNNLAB_WEIGHTS and ~/.cache/cnnlab/weights")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch missing registered weights from their official source "
+                             "(kept only if they verify)")
+    parser.add_argument("--align-corners", type=boolean, metavar="true|false",
+                        help="override the card's upsampling convention (default: the card's)")
+
+
+def _max_disparity(parser, help_text: str) -> None:
+    # --maxdisp: the published code's name, which PSMNet users know
+    parser.add_argument("--max-disparity", "--maxdisp", dest="max_disparity", type=int,
+                        metavar="D", help=help_text)
+
+
+def add_parser(sub) -> None:
+    from cnnlab.stereo.models.psmnet import VARIANTS
+
+    stereo = sub.add_parser("stereo", help="stereo matching lab (PSMNet)")
+    ssub = stereo.add_subparsers(dest="action", required=True)
+
+    train = ssub.add_parser("train", help="train or fine-tune PSMNet")
+    train.add_argument("--dataset", choices=DATASETS, default="synthetic",
+                       help="training data (default synthetic)")
+    train.add_argument("--data-root", help="the dataset's folder or the data root holding it")
+    arch = train.add_argument_group(
+        "architecture (default: from --init's model card, else the values shown)")
+    arch.add_argument("--variant", choices=VARIANTS, help="default stackhourglass")
+    _max_disparity(arch, "disparity range, a multiple of 16 (default 192)")
+    arch.add_argument("--blocks", type=blocks,
+                      help="residual blocks of conv1_x..conv4_x (default 3,16,3,3)")
+    arch.add_argument("--align-corners", type=boolean, metavar="true|false",
+                      help="bilinear/trilinear upsampling convention (default true, the 2018 "
+                           "official releases' convention; from scratch both train alike)")
+    train.add_argument("--crop", type=size, default=(256, 512),
+                       help="training crop HxW (default 256x512)")
+    train.add_argument("--samples-per-epoch", type=int, default=400, help="default 400")
+    train.add_argument("--val-count", type=int, default=8, help="validation pairs (default 8)")
+    train.add_argument("--synthetic-size", type=size, default=(256, 512),
+                       help="synthetic scene size HxW (default 256x512)")
+    train.add_argument("--no-jitter", dest="jitter", action="store_false",
+                       help="no photometric jitter")
+    train.add_argument("--workers", type=int,
+                       help="data-loading processes (default: 0 on 2 cores or fewer, else half "
+                            "the cores up to 4); results do not depend on it")
+    train.add_argument("--init", metavar="WEIGHTS",
+                       help="fine-tune from registered weights (e.g. psmnet-kitti2015), a run "
+                            "directory, a .safetensors checkpoint or an official .tar")
+    train.add_argument("--weights-root", metavar="DIR",
+                       help="where registered --init weights are found (see stereo weights)")
+    train.add_argument("--out", help="run directory (default runs/psmnet-DATASET)")
+    add_optim_args(train, epochs=10, batch_size=4, lr=1e-3, schedule="step")
+    train.set_defaults(func=cmd_train, command_parser=train)
+
+    evaluate = ssub.add_parser("eval", help="EPE / D1 / bad-x tables, PSMNet and/or SGBM")
+    add_model_source(evaluate, "stereo", required=False, files=OFFICIAL_FILES)
+    _add_weights_options(evaluate)
+    evaluate.add_argument("--model", choices=("psmnet", "sgbm", "both"), default="psmnet",
+                          help="default psmnet")
+    evaluate.add_argument("--dataset", choices=DATASETS, action="append", required=True,
+                          help="repeatable")
+    evaluate.add_argument("--data-root", help="the data root holding KITTI2015/, ... or a "
+                                              "dataset's own folder")
+    evaluate.add_argument("--split", default="all", help="train, val, test or all (default all)")
+    evaluate.add_argument("--count", type=int, default=8, help="synthetic pairs (default 8)")
+    evaluate.add_argument("--synthetic-size", type=size, default=(256, 512),
+                          help="default 256x512")
+    _max_disparity(evaluate, "SGBM range (default: the model's, else 192)")
+    evaluate.add_argument("--json", help="write all results and the model card to this file")
+    add_device(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
+
+    predict = ssub.add_parser("predict", help="disparity, depth and point cloud of a pair")
+    predict.add_argument("left", help="left image (any 8/16-bit PNG or JPEG)")
+    predict.add_argument("right", help="right image, same size, rectified")
+    add_model_source(predict, "stereo", files=OFFICIAL_FILES)
+    _add_weights_options(predict)
+    predict.add_argument("--out", default="runs/predict",
+                         help="folder for the outputs (default runs/predict)")
+    predict.add_argument("--focal", type=float, help="focal length in pixels")
+    predict.add_argument("--baseline", type=float, help="baseline in metres")
+    predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury calib.txt")
+    predict.add_argument("--gt", help="ground-truth disparity (KITTI PNG or PFM) for an error map")
+    add_device(predict)
+    predict.set_defaults(func=cmd_predict)
+
+    weights = ssub.add_parser("weights", help="official PSMNet releases: where they are, their "
+                                              "cards; download or import one")
+    weights.add_argument("--weights-root", metavar="DIR",
+                         help="search this folder first, then $CNNLAB_WEIGHTS and "
+                              "~/.cache/cnnlab/weights")
+    weights.add_argument("--brief", action="store_true", help="without the model cards")
+    weights.set_defaults(func=cmd_weights)
+    wsub = weights.add_subparsers(dest="weights_action")
+    download = wsub.add_parser("download", help="fetch a release and keep it if it verifies")
+    download.add_argument("name", help="registered weights name")
+    download.add_argument("--weights-root", metavar="DIR", default=argparse.SUPPRESS,
+                          help="download into this folder (default $CNNLAB_WEIGHTS, then "
+                               "~/.cache/cnnlab/weights)")
+    download.set_defaults(func=cmd_weights_download)
+    imported = wsub.add_parser("import", help="convert an official .tar (or registered weights) "
+                                              "into a cnnlab .safetensors with its model card")
+    imported.add_argument("file", help="official .tar, or a registered name")
+    imported.add_argument("--out", required=True, help="the .safetensors file to write")
+    imported.add_argument("--weights-root", metavar="DIR", default=argparse.SUPPRESS,
+                          help="where a registered name is found")
+    imported.set_defaults(func=cmd_weights_import)

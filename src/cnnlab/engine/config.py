@@ -1,0 +1,173 @@
+"""A run's recipe as typed dataclasses, and the one pair of functions that (de)serialises them.
+
+``RunConfig`` = the lab's name + its task settings (a dataclass the lab defines) + the shared
+``OptimConfig``. It is written to ``config.json`` and into every checkpoint, and read back by
+``--resume`` and ``train --config``; a saved run therefore reproduces itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cnnlab.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass as JSON-ready data: nested dataclasses become dicts, tuples lists."""
+    def plain(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(config)
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
+    """``cls`` rebuilt from :func:`config_to_dict`'s output: lists become tuples where the field
+    is a tuple, nested dataclasses are rebuilt, and an unknown key or a value of the wrong type
+    is a one-line error naming ``where`` (a typo in a config file must not pass silently)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected an object of {cls.__name__} settings")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {', '.join(unknown)} (known: "
+                          f"{', '.join(sorted(names))})")
+    values = {name: _typed(hints[name], value, f"{where}: {name}") for name, value in data.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _typed(hint: Any, value: Any, where: str) -> Any:
+    """``value`` checked against and converted to the annotation ``hint``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _typed(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if dataclasses.is_dataclass(hint):
+        return config_from_dict(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        item = args[0] if args else Any
+        if args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+            return tuple(_typed(a, v, where) for a, v in zip(args, value))
+        return tuple(_typed(item, v, where) for v in value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected an object, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (not isinstance(value, hint) or
+                                           (hint is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation settings shared by the labs."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
+    amp: str = "none"
+    compile: bool = False
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+# keys of config.json that describe the session, not the recipe (read back, never compared)
+SESSION_KEYS = ("world_size", "title")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run: ``task`` is the lab's settings dataclass."""
+
+    lab: str
+    task: Any
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"lab": ..., <lab>: task settings, "optim": ...}``: the task section is named
+        after the lab, as config.json files and model cards have always recorded it."""
+        return {"lab": self.lab, self.lab: config_to_dict(self.task),
+                "optim": config_to_dict(self.optim)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], lab: str, task_class: type,
+                  where: str, upgrade=None) -> RunConfig:
+        """The run ``data`` describes, which must be one of ``lab``; ``upgrade`` maps an older
+        task section onto today's fields."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: not a run configuration")
+        if data.get("lab") != lab or lab not in data:
+            found = data.get("lab")
+            raise ConfigError(f"{where}: " + (f"a {found} run, not a {lab} run" if found
+                                              else "not a cnnlab run configuration"))
+        extra = sorted(set(data) - {"lab", lab, "optim", *SESSION_KEYS})
+        if extra:
+            raise ConfigError(f"{where}: unknown section {', '.join(extra)}")
+        section = upgrade(dict(data[lab])) if upgrade else data[lab]
+        task = config_from_dict(task_class, section, f"{where}: {lab}")
+        optim = config_from_dict(OptimConfig, data.get("optim", {}), f"{where}: optim")
+        return cls(lab, task, optim)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config.json (or a run directory holding one) as data; one-line errors."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{path}: not a run directory (no config.json)")
+        path = path / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON file ({exc})") from None

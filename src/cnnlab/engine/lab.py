@@ -1,0 +1,122 @@
+"""One training recipe for every lab: a ``Lab`` supplies the parts, ``train_run`` runs them.
+
+The steps every lab shares (device, seeding per rank, model preparation and DDP, config.json,
+the loop, results.json) live here once; a lab says only what differs: how its settings resolve,
+its model card and network, its data as a loop ``Task``, and what its results are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from cnnlab.engine.atomic import atomic_write_json
+from cnnlab.engine.card import ModelCard
+from cnnlab.engine.config import RunConfig, read_config_file
+from cnnlab.engine.device import prepare_model, seed_everything, select_device
+from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
+from cnnlab.engine.loop import FitResult, Task, fit
+from cnnlab.engine.rundir import RunDir
+from cnnlab.errors import ConfigError
+
+
+class Lab(Protocol):
+    """What a lab supplies to ``train_run``."""
+
+    name: str  # "classify", "stereo": config.json's section and the card's lab
+    config_class: type  # the dataclass of the lab's task settings
+    channels_last: bool  # whether prepare_model converts the whole network to channels_last
+    # task settings that describe the machine, not the recipe: left out of model cards, and
+    # free to change when a run is resumed elsewhere
+    machine_settings: tuple[str, ...]
+
+    def upgrade(self, section: dict[str, Any]) -> dict[str, Any]:
+        """An older config.json's task section in today's field names."""
+        ...
+
+    def resolve(self, run: RunConfig, resume: bool, log: Callable[[str], None]
+                ) -> tuple[RunConfig, Any]:
+        """The run with its defaults filled in (cheap checks here, before any data is read) and
+        an opaque value for ``build_model`` (e.g. the weights to start from)."""
+        ...
+
+    def card(self, run: RunConfig) -> ModelCard: ...
+
+    def build_model(self, card: ModelCard, start: Any, log: Callable[[str], None]
+                    ) -> nn.Module: ...
+
+    def build_task(self, run: RunConfig, card: ModelCard, device: torch.device, info: DistInfo,
+                   download: bool, log: Callable[[str], None]) -> Task: ...
+
+    def title(self, run: RunConfig) -> str: ...
+
+    def results(self, run: RunConfig, fitted: FitResult, task: Task, model: nn.Module,
+                device: torch.device, info: DistInfo, log: Callable[[str], None]
+                ) -> dict[str, Any]: ...
+
+
+def read_run_config(path: str | Path, lab: Lab) -> RunConfig:
+    """The recipe saved in a run directory (or a config.json file), for ``lab``."""
+    where = Path(path) / "config.json" if Path(path).is_dir() else Path(path)
+    return RunConfig.from_dict(read_config_file(path), lab.name, lab.config_class, str(where),
+                               lab.upgrade)
+
+
+def recipe_of(run: RunConfig, lab: Lab) -> dict[str, Any]:
+    """What a model card records of the run that trained it: the settings without the
+    machine's (data folders, worker count)."""
+    recipe = run.to_dict()
+    del recipe["lab"]
+    for key in lab.machine_settings:
+        recipe[lab.name].pop(key, None)
+    return recipe
+
+
+def resumed_config(saved: RunConfig, lab: Lab, epochs: int | None = None,
+                   machine: dict[str, Any] | None = None) -> RunConfig:
+    """A saved run's recipe for ``--resume``: ``epochs`` may change (to extend a run) and so
+    may the machine settings; the rest is the run's own, so a resumed run cannot switch
+    optimiser or data silently."""
+    unknown = sorted(set(machine or {}) - set(lab.machine_settings))
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)} cannot change when a run is resumed")
+    changes = {k: v for k, v in (machine or {}).items() if v is not None}
+    optim = saved.optim if epochs is None else replace(saved.optim, epochs=epochs)
+    return RunConfig(saved.lab, replace(saved.task, **changes), optim)
+
+
+def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
+              device: str = "auto", info: DistInfo = SINGLE_PROCESS,
+              log: Callable[[str], None] = print, progress: bool = True,
+              stop_after: int | None = None, download: bool = False) -> dict[str, Any]:
+    """Train ``run`` into the run directory ``out`` (continuing it exactly with ``resume``);
+    returns the lab's results, also written to ``out/results.json``."""
+    if run.lab != lab.name:
+        raise ConfigError(f"a {run.lab} run cannot be trained by the {lab.name} lab")
+    run.optim.validate()
+    run_dir = RunDir(out)
+    if not resume and run_dir.checkpoint("last").exists():
+        raise ConfigError(f"{run_dir.path}: already holds a run; use --resume {run_dir.path} "
+                          "or another --out")
+    torch_device = select_device(device)
+    seed_everything(run.optim.seed + info.rank)
+    run, start = lab.resolve(run, resume, log)
+    card = lab.card(run)
+    network = lab.build_model(card, start, log)
+    task = lab.build_task(run, card, torch_device, info, download, log)
+    model = prepare_model(network, torch_device, run.optim.compile, lab.channels_last, info)
+    saved = {**run.to_dict(), "world_size": info.world_size, "title": lab.title(run)}
+    fitted = fit(model, task, run.optim, run_dir, saved, torch_device, resume, info, log,
+                 progress, stop_after=stop_after, card=card)
+    results = {"epochs": len(fitted.history), "best": fitted.best,
+               # wall time of the epochs, per-epoch validation included
+               "epoch_seconds_total": round(sum(r["seconds"] for r in fitted.history), 2),
+               **lab.results(run, fitted, task, model, torch_device, info, log)}
+    if info.is_main:
+        atomic_write_json(run_dir.path / "results.json", results)
+    return results
