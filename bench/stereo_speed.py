@@ -31,14 +31,15 @@ from cnnlab.stereo.models.cost_volume import build_concat_volume_loop
 
 def reference_forward(model: PSMNet, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """The published eval-mode forward pass, step by step, on ``model``'s (unfused) layers."""
-    features_left = model.feature_extraction(left)
-    features_right = model.feature_extraction(right)
-    volume = build_concat_volume_loop(features_left, features_right, model.maxdisp // 4)
-    cost = model._costs(volume.contiguous())[-1]
-    cost = F.interpolate(cost, (model.maxdisp, left.shape[2], left.shape[3]), mode="trilinear",
+    features_left = model.features(left)
+    features_right = model.features(right)
+    volume = build_concat_volume_loop(features_left, features_right, model.max_disparity // 4)
+    cost = model.aggregate_costs(volume.contiguous())[-1]
+    cost = F.interpolate(cost, (model.max_disparity, left.shape[2], left.shape[3]),
+                         mode="trilinear",
                          align_corners=model.config.align_corners).squeeze(1)
     probabilities = F.softmax(cost, dim=1)
-    disparities = torch.arange(model.maxdisp, dtype=cost.dtype, device=cost.device)
+    disparities = torch.arange(model.max_disparity, dtype=cost.dtype, device=cost.device)
     return torch.sum(probabilities * disparities.view(1, -1, 1, 1), dim=1)
 
 
@@ -65,7 +66,7 @@ def _runner(implementation: str, model: PSMNet, left, right):
     memory layout for every weight (as the published code has it)."""
     if implementation == "ours":
         model.fuse_for_inference()
-        return lambda: model(left, right)
+        return lambda: model(left, right)["disparity"]
     for parameter in model.parameters():
         parameter.data = parameter.data.contiguous()
     return lambda: reference_forward(model, left, right)
@@ -136,7 +137,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     report = {"bench": "stereo_speed", "device": args.device, "threads": args.threads,
-              "maxdisp": 192, "repeats": args.repeats, "sizes": {}}
+              "max_disparity": 192, "repeats": args.repeats, "sizes": {}}
     for text in args.sizes:
         size = tuple(int(v) for v in text.split("x"))
         timing = in_child(_time_both, size, args.repeats, args.device, args.threads)

@@ -142,6 +142,7 @@ def test_predict_bad_image(tiny_mnist_root, tmp_path, capsys):
     assert "bad.png: not a readable image" in err
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tiny_mnist_root, tmp_path):
     """torchrun with gloo: each rank trains on its shard; metrics are summed over ranks."""
     out = tmp_path / "ddp"
@@ -165,6 +166,7 @@ def test_ddp_two_cpu_processes(tiny_mnist_root, tmp_path):
     assert json.loads((out / "last.json").read_text())["step"] == 8
 
 
+@pytest.mark.slow
 def test_one_epoch_real_mnist_reaches_97_percent(tmp_path):
     root = shared_path("MNIST", "raw").parents[1]
     out = tmp_path / "mnist"

@@ -7,7 +7,7 @@ from tests.conftest import shared_path
 
 from cnnlab.cli import main
 
-TINY = ["--maxdisp", "16", "--blocks", "1,1,1,1", "--crop", "32x64", "--synthetic-size",
+TINY = ["--max-disparity", "16", "--blocks", "1,1,1,1", "--crop", "32x64", "--synthetic-size",
         "48x80", "--samples-per-epoch", "4", "--val-count", "2", "--batch-size", "2",
         "--no-progress"]
 
@@ -94,8 +94,11 @@ def test_bad_stereo_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["stereo", "train", "--crop", "big"])
     assert "expected HxW" in capsys.readouterr().err
-    assert main(["stereo", "train", "--maxdisp", "50", "--no-progress"]) == 1
+    assert main(["stereo", "train", "--max-disparity", "50", "--no-progress"]) == 1
     assert "multiple of 16" in capsys.readouterr().err
+    # --maxdisp, the published code's name, is an alias
+    assert main(["stereo", "train", "--maxdisp", "40", "--no-progress"]) == 1
+    assert "got 40" in capsys.readouterr().err
     assert main(["stereo", "eval", "--dataset", "kitti2015"]) == 1
     assert "--checkpoint or --weights is required" in capsys.readouterr().err
 
@@ -116,8 +119,10 @@ def test_finetune_from_run_dir_and_resume(tiny_run, tmp_path):
                  str(tmp_path / "none"), "--out", str(tmp_path / "x"), *TINY]) == 1
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
-    """torchrun with gloo: ranks take their own slice of each batch; validation is summed."""
+    """torchrun with gloo: a DistributedSampler gives each rank its own pairs; validation is
+    summed over the ranks (here of unequal shares, 2 and 1 pairs)."""
     import os
     import subprocess
     import sys
@@ -128,12 +133,12 @@ def test_ddp_two_cpu_processes(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                "--master_port", "29519", "-m", "cnnlab", "stereo", "train", "--dataset",
-               "synthetic", "--epochs", "1", "--out", str(out), *TINY]
+               "synthetic", "--epochs", "1", "--out", str(out), *TINY, "--val-count", "3"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
                           check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("Epoch 1/1") == 1  # only rank 0 logs
-    assert "in 2 pairs" in proc.stdout  # both ranks' validation pairs are counted
+    assert "in 3 pairs" in proc.stdout  # both ranks' validation pairs (2 + 1) are counted
     # 4 samples per epoch / (batch 2 x 2 ranks) = 1 step
     assert json.loads((out / "last.json").read_text())["step"] == 1
 

@@ -134,3 +134,26 @@ def test_cost_volume_memory_format_keeps_values():
     volume = build_concat_volume(left, right, 5, torch.channels_last_3d)
     assert volume.is_contiguous(memory_format=torch.channels_last_3d)
     assert torch.equal(volume, build_concat_volume_loop(left, right, 5))
+
+
+def test_checkpoints_with_the_older_module_names_load():
+    """Runs saved before the modules were renamed load into today's PSMNet with the same
+    tensors (key names as cnnlab <= 0.1.0 wrote them, listed literally)."""
+    renamed = {"feature_extraction.firstconv.0.conv.weight": "features.stem.0.conv.weight",
+               "feature_extraction.layer1.0.conv1.0.bn.running_mean":
+                   "features.layer1.0.conv1.0.bn.running_mean",
+               "feature_extraction.spp.branches.2.0.conv.weight":
+                   "features.spp.branches.2.0.conv.weight",
+               "feature_extraction.lastconv.2.weight": "features.fusion.2.weight",
+               "dres0.0.bn.bias": "cost_stem.0.bn.bias",
+               "dres1.2.conv.weight": "cost_residual.2.conv.weight"}
+    model = PSMNet(**TINY)
+    state = {k: v.clone() + 1 for k, v in model.state_dict().items()}
+    older = dict(state)
+    for old, new in renamed.items():
+        older[old] = older.pop(new)
+    assert not any(k.startswith(("feature_extraction.", "dres0.", "dres1."))
+                   for k in model.state_dict())
+    fresh = PSMNet(**TINY)
+    fresh.load_state_dict(older)  # strict: every key found
+    assert all(torch.equal(fresh.state_dict()[k], state[k]) for k in state)

@@ -12,6 +12,7 @@ from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 
 class ClassifyTask:
     best_metric = "acc"
+    stat_keys = ("loss_sum", "correct", "count")
     best_mode = "max"
 
     def __init__(self, train: TensorSplit, val: TensorSplit | None, test: TensorSplit,

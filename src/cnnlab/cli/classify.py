@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -45,7 +46,9 @@ def cmd_train(args) -> int:
     from cnnlab.classify.train import CLASSIFY, ClassifyConfig
 
     def settings() -> ClassifyConfig:
-        return settings_from_args(ClassifyConfig, args, model_kwargs=model_kwargs(args.model_arg),
+        # --config's model options (args.model_kwargs), then --model-arg over them
+        options = {**args.model_kwargs, **model_kwargs(args.model_arg)}
+        return settings_from_args(ClassifyConfig, args, model_kwargs=options,
                                   data_root=absolute(args.data_root))
 
     results, out, is_main = run_training(args, CLASSIFY, settings,
@@ -154,14 +157,15 @@ def add_parser(sub) -> None:
                             "(default 0: validate on the test set)")
     train.add_argument("--translate", type=int, default=0,
                        help="random shift in pixels (default 0: off)")
-    train.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    train.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=False,
+                       help="random horizontal flips (default off)")
     train.add_argument("--label-smoothing", type=float, default=0.0, help="default 0")
     train.add_argument("--data-root", help="folder holding MNIST/, FashionMNIST/, ... "
                                            "(default: $CNNLAB_DATA, then ~/.cache/cnnlab)")
     train.add_argument("--download", action="store_true", help="download missing files")
     train.add_argument("--out", help="run directory (default runs/MODEL-DATASET)")
     add_optim_args(train, epochs=3, batch_size=128, lr=1e-3)
-    train.set_defaults(func=cmd_train, command_parser=train)
+    train.set_defaults(func=cmd_train, command_parser=train, model_kwargs={})
 
     evaluate = csub.add_parser("eval", help="test accuracy, per-class accuracy, confusion matrix")
     add_model_source(evaluate, "classify")

@@ -88,7 +88,8 @@ def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int
     group.add_argument("--schedule", choices=SCHEDULES, default=schedule,
                        help=f"learning-rate schedule (default {schedule})")
     group.add_argument("--milestones", type=int, nargs="*", default=None,
-                       help="epochs at which the 'step' schedule multiplies the lr by --gamma")
+                       help="epochs at which the 'step' schedule multiplies the lr by --gamma "
+                            "(default: none; stereo on KITTI: 200, as published)")
     group.add_argument("--gamma", type=float, default=0.1, help="default 0.1")
     group.add_argument("--warmup-epochs", type=float, default=0.0,
                        help="linear warm-up of the cosine schedule, in epochs (default 0)")
@@ -96,9 +97,9 @@ def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int
                        help="clip the gradient norm to this value (default: no clipping)")
     group.add_argument("--amp", choices=list(AMP_DTYPES), default="none",
                        help="mixed precision on CUDA (ignored on CPU; default none)")
-    group.add_argument("--compile", action="store_true",
+    group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                        help="torch.compile the model (on the CPU it needs a C++ compiler and "
-                            "takes a while to start)")
+                            "takes about 20 s to start; default off)")
     group.add_argument("--seed", type=int, default=0, help="default 0")
     add_device(group)
     group.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly")
@@ -111,7 +112,7 @@ def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def optim_from_args(args: argparse.Namespace):
+def optim_from_args(args: argparse.Namespace) -> Any:
     from cnnlab.engine.config import OptimConfig
 
     epochs = args.epochs if args.epochs is not None else args.default_epochs
@@ -119,20 +120,15 @@ def optim_from_args(args: argparse.Namespace):
                               milestones=tuple(args.milestones or ()))
 
 
-def config_defaults(run) -> dict[str, Any]:
-    """A saved run's settings as flag defaults (the inverse of ``settings_from_args``)."""
-    from cnnlab.engine.config import config_to_dict
-
-    values = {**config_to_dict(run.task), **config_to_dict(run.optim)}
-    if "model_kwargs" in values:
-        values["model_arg"] = [f"{k}={v}" for k, v in values.pop("model_kwargs").items()]
-    for key in ("crop", "synthetic_size", "blocks"):
-        if isinstance(values.get(key), list):
-            values[key] = tuple(values[key])
+def config_defaults(run: Any) -> dict[str, Any]:
+    """A saved run's settings as flag defaults (the inverse of ``settings_from_args``); the
+    worker count is the machine's, so it is chosen afresh."""
+    values = {**vars(run.task), **vars(run.optim)}
+    values.pop("workers", None)
     return values
 
 
-def training_lab(name: str):
+def training_lab(name: str) -> Any:
     """The Lab that trains runs of lab ``name`` (imported on demand: --help stays fast)."""
     if name == "classify":
         from cnnlab.classify.train import CLASSIFY
@@ -155,8 +151,9 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return parser.parse_args(argv)
 
 
-def run_training(args: argparse.Namespace, lab, task_settings, default_out: str,
-                 log: Callable[[str], None] = print):
+def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[], Any],
+                 default_out: str, log: Callable[[str], None] = print
+                 ) -> tuple[dict[str, Any], Path, bool]:
     """The train command's steps: resume or a new run, torchrun's process group, train_run.
     Returns (results, run directory, whether this is the main process)."""
     from cnnlab.engine.config import RunConfig
@@ -166,6 +163,8 @@ def run_training(args: argparse.Namespace, lab, task_settings, default_out: str,
 
     if args.resume:
         machine = {k: getattr(args, k, None) for k in lab.machine_settings}
+        machine.update({k: absolute(v) for k, v in machine.items()
+                        if k.endswith("_root") and v is not None})
         run = resumed_config(read_run_config(args.resume, lab), lab, args.epochs, machine)
         out = Path(args.resume)
     else:
@@ -191,7 +190,7 @@ def add_model_source(parser: argparse.ArgumentParser, lab: str, required: bool =
                         help=f"registered weights by name (list them: cnnlab {lab} weights)")
 
 
-def print_card(card, heading: str) -> None:
+def print_card(card: Any, heading: str) -> None:
     print(heading)
     for line in card.summary():
         print(f"  {line}")

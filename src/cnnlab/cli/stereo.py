@@ -41,8 +41,11 @@ def cmd_train(args) -> int:
         args.milestones = published_milestones(args.dataset)
 
     def settings() -> StereoConfig:
+        init = args.init  # a file or run directory as an absolute path; a registered name as is
+        if init and Path(init).exists():
+            init = absolute(init)
         return settings_from_args(StereoConfig, args, data_root=absolute(args.data_root),
-                                  weights_root=absolute(args.weights_root))
+                                  weights_root=absolute(args.weights_root), init=init)
 
     results, out, is_main = run_training(args, STEREO, settings, f"runs/psmnet-{args.dataset}")
     if is_main and "val" in results:
@@ -172,7 +175,8 @@ def _add_weights_options(parser: argparse.ArgumentParser) -> None:
                         help="override the card's upsampling convention (default: the card's)")
 
 
-def _max_disparity(parser, help_text: str) -> None:
+def _max_disparity(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                   help_text: str) -> None:
     # --maxdisp: the published code's name, which PSMNet users know
     parser.add_argument("--max-disparity", "--maxdisp", dest="max_disparity", type=int,
                         metavar="D", help=help_text)
@@ -187,7 +191,8 @@ def add_parser(sub) -> None:
     train = ssub.add_parser("train", help="train or fine-tune PSMNet")
     train.add_argument("--dataset", choices=DATASETS, default="synthetic",
                        help="training data (default synthetic)")
-    train.add_argument("--data-root", help="the dataset's folder or the data root holding it")
+    train.add_argument("--data-root", help="the dataset's folder or the data root holding it "
+                                           "(required for every dataset but synthetic)")
     arch = train.add_argument_group(
         "architecture (default: from --init's model card, else the values shown)")
     arch.add_argument("--variant", choices=VARIANTS, help="default stackhourglass")
@@ -203,8 +208,8 @@ def add_parser(sub) -> None:
     train.add_argument("--val-count", type=int, default=8, help="validation pairs (default 8)")
     train.add_argument("--synthetic-size", type=size, default=(256, 512),
                        help="synthetic scene size HxW (default 256x512)")
-    train.add_argument("--no-jitter", dest="jitter", action="store_false",
-                       help="no photometric jitter")
+    train.add_argument("--jitter", action=argparse.BooleanOptionalAction, default=True,
+                       help="photometric jitter shared by both views (default on)")
     train.add_argument("--workers", type=int,
                        help="data-loading processes (default: 0 on 2 cores or fewer, else half "
                             "the cores up to 4); results do not depend on it")
@@ -212,7 +217,8 @@ def add_parser(sub) -> None:
                        help="fine-tune from registered weights (e.g. psmnet-kitti2015), a run "
                             "directory, a .safetensors checkpoint or an official .tar")
     train.add_argument("--weights-root", metavar="DIR",
-                       help="where registered --init weights are found (see stereo weights)")
+                       help="where registered --init weights are found, before "
+                            "$CNNLAB_WEIGHTS and ~/.cache/cnnlab/weights (see stereo weights)")
     train.add_argument("--out", help="run directory (default runs/psmnet-DATASET)")
     add_optim_args(train, epochs=10, batch_size=4, lr=1e-3, schedule="step")
     train.set_defaults(func=cmd_train, command_parser=train)

@@ -124,10 +124,26 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return {"metadata": metadata, "model": model, "optimizer": optimizer, "rng": rng}
 
 
+# prefixes of wrapped modules: DDP ('module.'); torch.compile ('_orig_mod.'), which runs with
+# --compile wrote into their checkpoints before the wrappers were removed on saving
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def unwrapped_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without wrapper prefixes that every key carries."""
+    while state:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            return state
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
 def load_model_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """load_state_dict with a one-line error that names the checkpoint on a mismatch."""
+    """load_state_dict with a one-line error that names the checkpoint on a mismatch; keys of a
+    wrapped (DDP or compiled) module are accepted."""
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(unwrapped_state(state), strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:2])

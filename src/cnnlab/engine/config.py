@@ -11,6 +11,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,8 +140,9 @@ class RunConfig:
                 "optim": config_to_dict(self.optim)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], lab: str, task_class: type,
-                  where: str, upgrade=None) -> RunConfig:
+    def from_dict(cls, data: dict[str, Any], lab: str, task_class: type, where: str,
+                  upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                  ) -> RunConfig:
         """The run ``data`` describes, which must be one of ``lab``; ``upgrade`` maps an older
         task section onto today's fields."""
         if not isinstance(data, dict):

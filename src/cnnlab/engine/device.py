@@ -1,9 +1,12 @@
-"""Device selection, seeding, mixed precision and compile flags that degrade to no-ops on CPU."""
+"""Device selection, seeding, mixed precision (CUDA only) and a network made ready to train:
+channels_last, DDP, torch.compile, and the unwrapping that saving needs."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import shutil
 
 import numpy as np
 import torch
@@ -63,8 +66,19 @@ def prepare_model(network: nn.Module, device: torch.device, compile_model: bool 
         model = nn.parallel.DistributedDataParallel(
             network, device_ids=[info.local_rank] if device.type == "cuda" else None)
     if compile_model:
+        if device.type == "cpu" and not _cpp_compiler():
+            raise ConfigError("--compile: torch.compile on the CPU needs a C++ compiler (g++ or "
+                              "clang++, or $CXX), and none was found; install one or drop "
+                              "--compile")
         model = torch.compile(model)
     return model
+
+
+def _cpp_compiler() -> str | None:
+    """The C++ compiler inductor would use on the CPU, if one is installed."""
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else []
+    return next((path for name in [*names, "g++", "clang++", "c++"]
+                 if (path := shutil.which(name))), None)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

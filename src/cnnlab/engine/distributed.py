@@ -68,6 +68,13 @@ def all_reduce_sums(values: dict[str, float], info: DistInfo, device: torch.devi
     return dict(zip(keys, packed.tolist()))
 
 
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Every rank takes rank 0's buffers (BN running statistics), as DDP's forward does."""
+    if info.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

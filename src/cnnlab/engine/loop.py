@@ -19,7 +19,13 @@ from cnnlab.engine.card import ModelCard
 from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from cnnlab.engine.config import OptimConfig
 from cnnlab.engine.device import autocast, make_grad_scaler, unwrap_model
-from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo, all_reduce_sums, barrier
+from cnnlab.engine.distributed import (
+    SINGLE_PROCESS,
+    DistInfo,
+    all_reduce_sums,
+    barrier,
+    broadcast_buffers,
+)
 from cnnlab.engine.optim import LRSchedule, build_optimizer, clip_gradients
 from cnnlab.engine.rundir import RunDir
 from cnnlab.errors import CheckpointError, ConfigError
@@ -29,6 +35,9 @@ class Task(Protocol):
     """What a lab supplies to the loop."""
 
     best_metric: str  # key of summarize()'s result used to pick the best checkpoint
+    # keys of loss_and_stats()'s statistics, "count" (examples) among them: every rank reduces
+    # all of them, even a rank whose validation share is empty
+    stat_keys: tuple[str, ...]
     best_mode: str  # "max" or "min"
 
     def num_train_batches(self) -> int: ...
@@ -78,24 +87,32 @@ def _accumulate(sums: dict, stats: dict) -> None:
         sums[key] = sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value)
 
 
-def _reduced(sums: dict, info: DistInfo, device: torch.device) -> dict[str, float]:
-    """Plain floats, summed over ranks: one conversion per epoch instead of per batch."""
-    return all_reduce_sums({k: float(v) for k, v in sums.items()}, info, device)
+def _reduced(sums: dict, task: Task, info: DistInfo, device: torch.device) -> dict[str, float]:
+    """Plain floats, summed over ranks: one conversion per epoch instead of per batch. Empty
+    when no rank saw an example."""
+    totals = all_reduce_sums({k: float(sums.get(k, 0.0)) for k in task.stat_keys}, info, device)
+    return totals if totals.get("count") else {}
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, batches: Iterable[Any], device: torch.device,
              amp: str = "none", info: DistInfo = SINGLE_PROCESS) -> dict[str, float]:
-    """Summed statistics of a pass over ``batches`` in eval mode (all-reduced under DDP)."""
-    was_training = model.training
-    model.eval()
+    """Summed statistics of a pass over ``batches`` in eval mode (all-reduced under DDP).
+
+    The network runs outside its DDP wrapper, with rank 0's buffers (BN statistics) as DDP's
+    own forward would use: DDP's forward is a collective, and a rank may have no batch.
+    """
+    network = unwrap_model(model)
+    broadcast_buffers(network, info)
+    was_training = network.training
+    network.eval()
     sums: dict[str, float] = {}
     with autocast(device, amp):
         for batch in batches:
-            _, stats = task.loss_and_stats(model, batch, train=False)
+            _, stats = task.loss_and_stats(network, batch, train=False)
             _accumulate(sums, stats)
-    model.train(was_training)
-    return _reduced(sums, info, device)
+    network.train(was_training)
+    return _reduced(sums, task, info, device)
 
 
 def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
@@ -173,7 +190,7 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
             if not bar.disable and step % 20 == 0:  # reading device sums syncs: not every batch
                 bar.set_postfix({k: f"{v:.4g}" for k, v in task.summarize(sums).items()})
         train_seconds = time.perf_counter() - started
-        sums = _reduced(sums, info, device)
+        sums = _reduced(sums, task, info, device)
         images = int(all_reduce_sums({"n": images}, info, device)["n"])
         row = {"epoch": epoch + 1}
         row.update({f"train_{k}": v for k, v in task.summarize(sums).items()})

@@ -15,6 +15,7 @@ from cnnlab.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
+ONECYCLE_RISE = 0.25  # share of the steps over which onecycle rises (OneCycleLR's pct_start)
 
 
 def build_optimizer(params, name: str, lr: float, momentum: float = 0.9,
@@ -39,8 +40,8 @@ class LRSchedule:
     """Learning rate as a function of the optimizer step.
 
     step: multiply by ``gamma`` at each of ``milestones`` (in epochs); cosine: from base to 0
-    with optional linear warm-up; onecycle: linear warm-up over ``pct_start`` to base, then
-    cosine down to base/25/1e4 (torch OneCycleLR's default div factors).
+    with optional linear warm-up; onecycle: linear rise from base/25 to base over
+    ``ONECYCLE_RISE`` of the steps, then cosine down to base/25/1e4 (OneCycleLR's defaults).
     """
 
     kind: str
@@ -50,7 +51,6 @@ class LRSchedule:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     warmup_steps: int = 0
-    pct_start: float = 0.25
 
     def __post_init__(self):
         if self.kind not in SCHEDULES:
@@ -72,7 +72,7 @@ class LRSchedule:
         # onecycle
         initial = self.base_lr / 25.0
         final = initial / 1e4
-        up = max(int(self.pct_start * self.total_steps), 1)
+        up = max(int(ONECYCLE_RISE * self.total_steps), 1)
         if step < up:
             return initial + (self.base_lr - initial) * step / up
         progress = (step - up) / max(self.total_steps - up, 1)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 THRESHOLDS = (1.0, 2.0, 3.0)
+COUNT_KEYS = ("pixels", "abs_error", "d1", *(f"bad{t:g}" for t in THRESHOLDS))  # error_counts'
 
 
 def error_counts(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor

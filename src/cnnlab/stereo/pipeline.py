@@ -52,7 +52,8 @@ def _uniform(generator: torch.Generator, low: float, high: float) -> float:
     return float(torch.empty(1).uniform_(low, high, generator=generator))
 
 
-def random_crop(sample: StereoSample, crop: tuple[int, int], generator: torch.Generator):
+def random_crop(sample: StereoSample, crop: tuple[int, int], generator: torch.Generator
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The same window of left, right, disparity and mask; small images are zero-padded."""
     ch, cw = crop
     h, w = sample.disparity.shape
@@ -71,7 +72,8 @@ def random_crop(sample: StereoSample, crop: tuple[int, int], generator: torch.Ge
     return left[window], right[window], disparity[window], valid[window]
 
 
-def photometric_jitter(left: torch.Tensor, right: torch.Tensor, generator: torch.Generator):
+def photometric_jitter(left: torch.Tensor, right: torch.Tensor, generator: torch.Generator
+                       ) -> list[torch.Tensor]:
     """Brightness, contrast and gamma shared by both views (they see the same scene), plus a
     small per-view gain (real cameras differ slightly). Inputs in [0, 1]."""
     gamma = _uniform(generator, 0.8, 1.2)
@@ -99,21 +101,35 @@ class Augmentor:
         left, right = Normalize.unit(left), Normalize.unit(right)
         if self.jitter:
             left, right = photometric_jitter(left, right, generator)
-        target = torch.from_numpy(np.ascontiguousarray(disparity))
+        target = torch.from_numpy(np.array(disparity, dtype=np.float32))  # a copy: never a view
         mask = torch.from_numpy(np.ascontiguousarray(valid)) & valid_mask(target, max_disparity)
         return normalize(left), normalize(right), target, mask
 
 
 class TrainingPairs(Dataset):
     """``samples_per_epoch`` items per epoch, each a pair drawn at random from ``source`` and
-    augmented; index ``epoch * samples_per_epoch + i`` is item i of that epoch."""
+    augmented; index ``epoch * samples_per_epoch + i`` is item i of that epoch.
+
+    ``cache`` keeps decoded pairs in this process: worth it for a small real dataset read in
+    the training process (decoding a KITTI pair takes ~25 ms, a small network's step on a CPU
+    ~0.5 s per batch of 4), and the caller's choice because each worker would hold its own.
+    """
 
     def __init__(self, source: StereoDataset, augmentor: Augmentor, samples_per_epoch: int,
-                 max_disparity: int, seed: int, normalize: Normalize | None = None):
+                 max_disparity: int, seed: int, normalize: Normalize | None = None,
+                 cache: bool = False):
         self.source, self.augmentor = source, augmentor
         self.samples_per_epoch, self.max_disparity, self.seed = (samples_per_epoch,
                                                                  max_disparity, seed)
         self.normalize = normalize or Normalize()
+        self._cache: dict[int, StereoSample] | None = {} if cache else None
+
+    def _load(self, index: int) -> StereoSample:
+        if self._cache is None:
+            return self.source.load(index)
+        if index not in self._cache:
+            self._cache[index] = self.source.load(index)
+        return self._cache[index]
 
     def __len__(self) -> int:
         return self.samples_per_epoch
@@ -123,7 +139,7 @@ class TrainingPairs(Dataset):
         generator = item_generator(self.seed, epoch, item)
         with single_thread():  # as in a worker: float sums do not depend on the thread count
             pick = int(torch.randint(len(self.source), (1,), generator=generator))
-            return self.augmentor(self.source.load(pick), self.normalize, self.max_disparity,
+            return self.augmentor(self._load(pick), self.normalize, self.max_disparity,
                                   generator)
 
 

@@ -206,7 +206,6 @@ def render_pair(height: int = 256, width: int = 512, max_disparity: float = 64.0
                              noc & valid)
 
 
-
 def scene_max_disparity(max_disparity: int) -> float:
     """The largest disparity of synthetic scenes for a network of range ``max_disparity``:
     3/4 of it, so that every scene's ground truth lies well inside what the network outputs."""

@@ -6,20 +6,24 @@ step never waits for the device.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from cnnlab.stereo.losses import disparity_loss
-from cnnlab.stereo.metrics import error_counts, rates
+from cnnlab.stereo.metrics import COUNT_KEYS, error_counts, rates
 from cnnlab.stereo.pipeline import EpochSampler, Pair
 
 
 class StereoTask:
     best_metric = "epe"
+    stat_keys = ("loss_sum", "count", *COUNT_KEYS)
     best_mode = "min"
 
-    def __init__(self, loader, sampler: EpochSampler, val_pairs: list[Pair] | None,
-                 device: torch.device):
+    def __init__(self, loader: DataLoader, sampler: EpochSampler,
+                 val_pairs: list[Pair] | None, device: torch.device):
         """``val_pairs``: this rank's share of the validation pairs (None: no validation;
         under DDP a share may be empty while others are not)."""
         self.loader, self.sampler = loader, sampler
@@ -33,19 +37,20 @@ class StereoTask:
         non_blocking = self.device.type == "cuda"
         return tuple(t.to(self.device, non_blocking=non_blocking) for t in batch)
 
-    def train_batches(self, epoch: int, generator: torch.Generator):
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Pair]:
         """Epoch ``epoch``'s batches: the pipeline seeds each pair from (seed, epoch, index)."""
         self.sampler.set_epoch(epoch)
         return (self._to_device(batch) for batch in self.loader)
 
-    def val_batches(self):
+    def val_batches(self) -> Iterator[Pair]:
         return (self._to_device(pair) for pair in self.val_pairs or ())
 
     @staticmethod
     def batch_size_of(batch: Pair) -> int:
         return batch[0].shape[0]
 
-    def loss_and_stats(self, model: nn.Module, batch: Pair, train: bool):
+    def loss_and_stats(self, model: nn.Module, batch: Pair, train: bool
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor | int]]:
         left, right, target, mask = batch
         output = model(left, right)
         loss = disparity_loss(output["disparities"], target, mask)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,10 @@ from cnnlab.stereo.synthetic import scene_max_disparity
 from cnnlab.stereo.task import StereoTask
 from cnnlab.stereo.weights import load_weights
 
-ARCHITECTURE = ("variant", "max_disparity", "blocks", "align_corners")
+# real datasets up to this many pairs stay decoded in memory when read in the training process
+# (KITTI 2015's 200 training pairs: ~1.1 GB)
+CACHED_PAIRS = 500
+ARCHITECTURE = tuple(f.name for f in fields(PSMNetConfig))  # StereoConfig fields of the same name
 
 
 def default_workers() -> int:
@@ -53,6 +56,8 @@ class StereoConfig:
     variant: str | None = None
     max_disparity: int | None = None
     blocks: tuple[int, ...] | None = None
+    dilations: tuple[int, ...] | None = None
+    spp_pools: tuple[int, ...] | None = None
     align_corners: bool | None = None
     crop: tuple[int, int] = (256, 512)
     samples_per_epoch: int = 400
@@ -139,8 +144,8 @@ class StereoLab:
         if config.init and not resume:
             start = load_weights(config.init, config.weights_root, log=log)
         architecture = model_config(config.architecture(), start[1] if start else None)
-        values = {k: v for k, v in architecture.to_dict().items() if k in ARCHITECTURE}
-        values["blocks"] = tuple(values["blocks"])
+        values = {k: tuple(v) if isinstance(v, list) else v
+                  for k, v in architecture.to_dict().items()}
         workers = default_workers() if config.workers is None else config.workers
         if workers < 0:
             raise ConfigError(f"--workers must be at least 0, got {workers}")
@@ -182,15 +187,18 @@ class StereoLab:
         max_disparity = card.kwargs["max_disparity"]
         normalize = Normalize(card.preprocess["mean"], card.preprocess["std"])
         train_set, val_set = _datasets(config, max_disparity)
+        cache = (config.workers == 0 and config.dataset != "synthetic"
+                 and len(train_set) <= CACHED_PAIRS)
         pairs = TrainingPairs(train_set, Augmentor(tuple(config.crop), config.jitter),
-                              config.samples_per_epoch, max_disparity, run.optim.seed, normalize)
+                              config.samples_per_epoch, max_disparity, run.optim.seed, normalize,
+                              cache)
         loader, sampler = train_loader(pairs, run.optim.batch_size, info, config.workers,
                                        pin_memory=device.type == "cuda")
         val_pairs = None
         if val_set is not None and config.val_count:
             val_pairs = read_validation(ValidationPairs(val_set, config.val_count, max_disparity,
                                                         normalize), info, config.workers)
-        else:
+        elif config.val_count:
             log(f"note: {config.dataset} has no validation pairs here; training without "
                 "validation")
         return StereoTask(loader, sampler, val_pairs, device)

@@ -38,6 +38,7 @@ from cnnlab.stereo.card import (
     with_overrides,
 )
 from cnnlab.stereo.models import PSMNetConfig
+from cnnlab.stereo.models.psmnet import upgrade_state_keys
 from cnnlab.stereo.official import (
     convert_official_state,
     detect_variant,
@@ -241,6 +242,7 @@ def load_weights(name_or_path: str | Path, weights_root: str | os.PathLike | Non
     elif is_safetensors(path):
         checkpoint = load_checkpoint(path, map_location="cpu")
         state, card = checkpoint["model"], card_from_metadata(checkpoint["metadata"], str(path))
+        upgrade_state_keys(state)  # a run saved before the modules were renamed
     else:
         raise CheckpointError(f"{path}: neither a cnnlab .safetensors checkpoint nor a PyTorch "
                               "weights file (.tar/.pth)")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
+from cnnlab.classify.models.registry import register_model
 from cnnlab.classify.models.simple import ConvReLU
 
 
+@register_model(224, "AlexNet (d2l, one tower), 96-256-384-384-256, FC 4096")
 def alexnet(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5) -> nn.Sequential:
     """11x11/4 conv 96, 3x3/2 pool, 5x5 conv 256, pool, 3x 3x3 convs, pool, FC 6400-4096-4096."""
     return nn.Sequential(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.classify.models.registry import register_model
 from cnnlab.classify.models.simple import ConvReLU
 
 
@@ -36,6 +37,7 @@ INCEPTION_PLAN = (
 )
 
 
+@register_model(96, "GoogLeNet (d2l), 9 Inception modules")
 def googlenet(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     pool = nn.MaxPool2d(3, stride=2, padding=1)
     stages: list[nn.Module] = [

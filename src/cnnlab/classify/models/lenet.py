@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from cnnlab.classify.models.registry import register_model
 
+
+@register_model(32, "LeNet-5 (LeCun 1998): tanh, avg-pool, convs 6-16-120, FC 84")
 def lenet5(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """C1 6@28x28, S2, C3 16@10x10, S4, C5 120@1x1, F6 84, output; 32x32 input."""
     return nn.Sequential(
@@ -15,6 +18,7 @@ def lenet5(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     )
 
 
+@register_model(28, "d2l LeNet: sigmoid, avg-pool, padding 2, FC 120-84")
 def lenet(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """d2l's LeNet: conv 6 k5 p2, sigmoid, avgpool, conv 16 k5, sigmoid, avgpool, 400-120-84."""
     return nn.Sequential(

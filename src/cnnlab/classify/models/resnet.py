@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.classify.models.registry import register_model
+
 
 def conv_bn(n_in: int, n_out: int, kernel: int, stride: int = 1, padding: int = 0
             ) -> nn.Sequential:
@@ -90,18 +92,21 @@ class ResNet(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
+@register_model(28, "7x7/2 stem, 4 residual stages 64-512 (1 block each), GAP, FC")
 def simple_resnet(in_channels: int = 1, num_classes: int = 10, blocks: int = 1, width: int = 64
                   ) -> ResNet:
     """7x7/2 stem + max-pool, stages 64-128-256-512 (strides 1,2,2,2) of ``blocks`` basic blocks."""
     return ResNet(BasicBlock, (blocks,) * 4, in_channels, num_classes, width, "imagenet")
 
 
+@register_model(None, "ResNet-18, 3x3 stem (stem='imagenet' for d2l's)")
 def resnet18(in_channels: int = 1, num_classes: int = 10, width: int = 64, stem: str = "cifar"
              ) -> ResNet:
     """ResNet-18 (2,2,2,2 basic blocks); 3x3 'cifar' stem by default, 'imagenet' is d2l's."""
     return ResNet(BasicBlock, (2, 2, 2, 2), in_channels, num_classes, width, stem)
 
 
+@register_model(224, "ResNet-50, bottleneck blocks 3-4-6-3")
 def resnet50(in_channels: int = 3, num_classes: int = 10, width: int = 64,
              stem: str = "imagenet") -> ResNet:
     """ResNet-50 (3,4,6,3 bottleneck blocks, expansion 4) as in He et al. 2016."""

@@ -6,6 +6,8 @@ from itertools import pairwise
 
 from torch import nn
 
+from cnnlab.classify.models.registry import register_model
+
 
 class ConvReLU(nn.Sequential):
     """Conv2d followed by ReLU (and optional batch norm in between)."""
@@ -32,6 +34,7 @@ def classifier_head(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@register_model(28, "3 convs (20-50-20), 2 max-pools, FC 180-100")
 def simple_cnn(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """conv 20 k3, pool, conv 50 k3, pool, conv 20 k3 -> 3x3x20 = 180 -> 100 -> classes (28x28)."""
     return nn.Sequential(
@@ -42,6 +45,7 @@ def simple_cnn(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     )
 
 
+@register_model(28, "8 VGG 3x3 convs (64..512), 5 pools, FC 512-100-100")
 def simple_vgg(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.2
                ) -> nn.Sequential:
     """Eight 3x3 convs 64..512, five 2x2 pools (28x28 -> 30,15,17,8,10,5,2,1), FC 512-100-100.

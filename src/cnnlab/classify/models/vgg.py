@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from cnnlab.classify.models.registry import register_model
 from cnnlab.classify.models.simple import ConvReLU
 
 VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
@@ -45,11 +46,13 @@ class VGG(nn.Module):
         return self.classifier(self.features(x))
 
 
+@register_model(224, "VGG-11 (d2l blocks), width_ratio divides channels")
 def vgg11(in_channels: int = 1, num_classes: int = 10, width_ratio: int = 1,
           batch_norm: bool = False) -> VGG:
     return VGG(VGG11, in_channels, num_classes, width_ratio, batch_norm)
 
 
+@register_model(224, "VGG-16, 13 convs + 3 FC")
 def vgg16(in_channels: int = 1, num_classes: int = 10, width_ratio: int = 1,
           batch_norm: bool = False) -> VGG:
     return VGG(VGG16, in_channels, num_classes, width_ratio, batch_norm)

@@ -248,6 +248,7 @@ class PSMNet(nn.Module):
         self._init_weights()
         self._use_channels_last()
         self.register_load_state_dict_pre_hook(_upgrade_hook)
+
     def _use_channels_last(self) -> None:
         """channels_last weights for 2-D convs, channels_last_3d for 3-D ones."""
         for module in self.modules():

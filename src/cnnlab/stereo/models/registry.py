@@ -27,7 +27,11 @@ class StereoModelEntry:
 MODELS: dict[str, StereoModelEntry] = {}
 
 
-def register_model(name: str, description: str, preprocess: dict[str, Any]):
+Builder = Callable[..., nn.Module]
+
+
+def register_model(name: str, description: str, preprocess: dict[str, Any]
+                   ) -> Callable[[Builder], Builder]:
     """Decorator: register ``builder`` under ``name``."""
     def register(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in MODELS:

@@ -10,7 +10,7 @@ from cnnlab.engine.card import ModelCard
 from cnnlab.engine.weights import Source, Weights, download_weights, resolve_weights
 from cnnlab.errors import CheckpointError, DataError
 
-CARD = ModelCard(lab="stereo", architecture="psmnet", kwargs={"maxdisp": 64},
+CARD = ModelCard(lab="stereo", architecture="psmnet", kwargs={"max_disparity": 64},
                  preprocess={"channels": 3}, outputs={"range": [0, 63]},
                  metrics=[{"data": "pairs", "values": {"epe": 0.5}}])
 
@@ -19,7 +19,7 @@ def test_card_round_trip_and_summary():
     again = ModelCard.from_dict(CARD.to_dict(), "x")
     assert again == CARD
     lines = CARD.summary()
-    assert lines[0] == "model: psmnet(maxdisp=64)"
+    assert lines[0] == "model: psmnet(max_disparity=64)"
     assert "measured: pairs: epe 0.5" in lines
 
 

@@ -1,0 +1,123 @@
+"""Stereo training throughput before and after the data-pipeline redesign, in one run.
+
+The baseline is cnnlab at ``--baseline-rev`` (default: the last commit before stereo data went
+through a DataLoader), checked out into a temporary git worktree; "current" is this tree. Both
+run the same ``cnnlab stereo train`` command, alternately, ``--repeats`` times; the figure is
+the training images per second of the second epoch (the first pays start-up), best of the
+repeats, as the loop writes it to metrics.csv. Prints one JSON line per scenario with the ratio
+current / baseline, and per worker count for the current tree.
+
+    python bench/stereo_train_step.py [--repeats 2] [--scenarios synthetic-small,...]
+
+Run it alone: the machine has 2 cores and timings taken side by side are meaningless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("CNNLAB_DATA", REPO.parent / "shared" / "data"))
+BASELINE_REV = "69cb5e4"  # issue 7's last commit: data read and augmented in the main process
+
+# the README's CPU recipe (small PSMNet, 64x128 crops, batch 4): the data path is a visible
+# share of a step; "--maxdisp" is spelled as both trees accept it
+SMALL = ["--maxdisp", "48", "--blocks", "1,2,1,1", "--crop", "64x128", "--batch-size", "4",
+         "--samples-per-epoch", "32", "--val-count", "0"]
+SCENARIOS = {
+    # synthetic scenes rendered per pair
+    "synthetic-cpu-small": (1, ["--dataset", "synthetic", "--synthetic-size", "128x256",
+                                *SMALL]),
+    # real KITTI 2015 PNGs decoded per pair (the baseline cached decoded pairs in memory)
+    "kitti2015-cpu-small": (1, ["--dataset", "kitti2015", "--data-root", str(DATA), *SMALL]),
+    # torchrun, 2 CPU processes: the baseline made every rank read the whole global batch
+    "ddp2-synthetic-cpu-small": (2, ["--dataset", "synthetic", "--synthetic-size", "128x256",
+                                     *SMALL]),
+    # the published network at the published crop: the data path is a small share of a step
+    "synthetic-full": (1, ["--dataset", "synthetic", "--crop", "256x512", "--batch-size", "2",
+                           "--samples-per-epoch", "4", "--val-count", "0"]),
+}
+
+
+def images_per_second(src: Path, processes: int, args: list[str], out: Path) -> float:
+    """Train 2 epochs with the cnnlab in ``src``; epoch 2's images per second, from the
+    epoch's seconds in metrics.csv (ms resolution; its images_per_s column is rounded to 0.1)
+    and the images trained: whole global batches of the epoch's samples."""
+    env = dict(os.environ, PYTHONPATH=str(src))
+    cli = ["-m", "cnnlab.cli", "stereo", "train", "--epochs", "2", "--no-progress",
+           "--out", str(out), *args]
+    if processes > 1:
+        env["OMP_NUM_THREADS"] = "1"  # one core per process
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+                   str(processes), "--master_port", "29531", *cli]
+    else:
+        command = [sys.executable, *cli]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
+    with open(out / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    option = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
+    global_batch = int(option["--batch-size"]) * processes
+    images = int(option["--samples-per-epoch"]) // global_batch * global_batch
+    return images / float(rows[-1]["seconds"])
+
+
+def baseline_tree(rev: str, folder: Path) -> Path:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), rev],
+                   check=True, capture_output=True)
+    return folder / "src"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline-rev", default=BASELINE_REV,
+                        help=f"git revision of the baseline (default {BASELINE_REV})")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per setting (default 2)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help="comma-separated subset of " + ", ".join(SCENARIOS))
+    parser.add_argument("--workers", default="1,2",
+                        help="extra worker counts to measure for the current tree (default 1,2)")
+    args = parser.parse_args()
+    extra_workers = [int(w) for w in args.workers.split(",") if w]
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        old_src = baseline_tree(args.baseline_rev, scratch / "baseline")
+        try:
+            for name in args.scenarios.split(","):
+                processes, scenario = SCENARIOS[name]
+                settings = {"baseline": (old_src, scenario),
+                            "current": (REPO / "src", scenario)}
+                if processes == 1 and name != "synthetic-full":  # full: compute-bound
+                    for workers in extra_workers:
+                        settings[f"current_workers{workers}"] = (
+                            REPO / "src", [*scenario, "--workers", str(workers)])
+                best = dict.fromkeys(settings, 0.0)
+                for repeat in range(args.repeats):
+                    for key, (src, command) in settings.items():
+                        out = scratch / f"{name}-{key}-{repeat}"
+                        best[key] = max(best[key],
+                                        images_per_second(src, processes, command, out))
+                line = {"bench": "stereo_train_step", "scenario": name, "processes": processes,
+                        "baseline_rev": args.baseline_rev, "repeats": args.repeats,
+                        "images_per_s": {k: round(v, 3) for k, v in best.items()},
+                        "ratio_current_to_baseline": round(best["current"] / best["baseline"],
+                                                           3)}
+                for key in best:
+                    if key.startswith("current_workers"):
+                        line[f"ratio_{key}_to_baseline"] = round(best[key] / best["baseline"], 3)
+                print(json.dumps(line), flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
+                            str(scratch / "baseline")], check=False, capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
