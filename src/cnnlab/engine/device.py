@@ -66,12 +66,16 @@ def prepare_model(network: nn.Module, device: torch.device, compile_model: bool 
         model = nn.parallel.DistributedDataParallel(
             network, device_ids=[info.local_rank] if device.type == "cuda" else None)
     if compile_model:
-        if device.type == "cpu" and not _cpp_compiler():
-            raise ConfigError("--compile: torch.compile on the CPU needs a C++ compiler (g++ or "
-                              "clang++, or $CXX), and none was found; install one or drop "
-                              "--compile")
+        check_compile(device)
         model = torch.compile(model)
     return model
+
+
+def check_compile(device: torch.device) -> None:
+    """A one-line error, before any data is read, where torch.compile cannot work."""
+    if device.type == "cpu" and not _cpp_compiler():
+        raise ConfigError("--compile: torch.compile on the CPU needs a C++ compiler (g++ or "
+                          "clang++, or $CXX), and none was found; install one or drop --compile")
 
 
 def _cpp_compiler() -> str | None:

@@ -18,7 +18,7 @@ from torch import nn
 from cnnlab.engine.atomic import atomic_write_json
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.config import RunConfig, read_config_file
-from cnnlab.engine.device import prepare_model, seed_everything, select_device
+from cnnlab.engine.device import check_compile, prepare_model, seed_everything, select_device
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.loop import FitResult, Task, fit
 from cnnlab.engine.rundir import RunDir
@@ -104,6 +104,8 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
         raise ConfigError(f"{run_dir.path}: already holds a run; use --resume {run_dir.path} "
                           "or another --out")
     torch_device = select_device(device)
+    if run.optim.compile:
+        check_compile(torch_device)
     seed_everything(run.optim.seed + info.rank)
     run, start = lab.resolve(run, resume, log)
     card = lab.card(run)
