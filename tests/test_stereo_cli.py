@@ -90,19 +90,6 @@ def test_predict_errors_and_notes(tiny_run, tmp_path, capsys):
     assert "greyscale image" in capsys.readouterr().err
 
 
-def test_bad_stereo_arguments(capsys):
-    with pytest.raises(SystemExit):
-        main(["stereo", "train", "--crop", "big"])
-    assert "expected HxW" in capsys.readouterr().err
-    assert main(["stereo", "train", "--max-disparity", "50", "--no-progress"]) == 1
-    assert "multiple of 16" in capsys.readouterr().err
-    # --maxdisp, the published code's name, is an alias
-    assert main(["stereo", "train", "--maxdisp", "40", "--no-progress"]) == 1
-    assert "got 40" in capsys.readouterr().err
-    assert main(["stereo", "eval", "--dataset", "kitti2015"]) == 1
-    assert "--checkpoint or --weights is required" in capsys.readouterr().err
-
-
 def test_finetune_from_run_dir_and_resume(tiny_run, tmp_path):
     from safetensors.torch import load_file
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from cnnlab.classify.data import Preprocess
@@ -15,7 +16,7 @@ from cnnlab.classify.models import create_model
 from cnnlab.classify.models.registry import model_input_size
 from cnnlab.data.vision import get_spec
 from cnnlab.engine.card import ModelCard, build_network
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, ConfigError
 
 # what each dataset's images look like, for the card's readers (and predict's inversion rule)
 DATA_DESCRIPTIONS = {
@@ -50,6 +51,24 @@ def classifier_card(dataset: str, model: str, model_kwargs: dict[str, Any],
 def build_classifier(card: ModelCard, where: str | None = None) -> nn.Module:
     """The untrained classifier a card describes (``where``: the file, for errors)."""
     return build_network(card, "classify", create_model, where)
+
+
+def check_input_size(model: nn.Module, card: ModelCard) -> None:
+    """A one-line error, before any data is read, when the card's input size is too small
+    for the network (one forward pass of a blank image, in eval mode)."""
+    pre = card.preprocess
+    blank = torch.zeros(1, pre["channels"], pre["size"], pre["size"])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(blank)
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()[0][:160]
+        raise ConfigError(f"--image-size {pre['size']}: too small for {card.architecture} "
+                          f"({detail})") from None
+    finally:
+        model.train(was_training)
 
 
 def validated(card: ModelCard, where: str) -> ModelCard:

@@ -11,7 +11,7 @@ from cnnlab.classify.card import preprocess_of
 from cnnlab.classify.data import Preprocess, TensorSplit
 from cnnlab.classify.weights import load_model
 from cnnlab.data.vision import get_spec, load_split
-from cnnlab.engine.atomic import atomic_write, atomic_write_json
+from cnnlab.engine.atomic import atomic_write, atomic_write_json, check_writable_folder
 from cnnlab.engine.device import select_device
 from cnnlab.errors import ConfigError
 
@@ -72,6 +72,9 @@ def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "a
         raise ConfigError(f"--dataset {dataset}: its classes ({brief(spec.classes)}; "
                           f"{spec.channels}-channel images) are not those {where} predicts "
                           f"({brief(classes)}; {card.preprocess['channels']} channel)")
+    if out_dir is None:  # registered weights live in the package or a shared folder: not there
+        out_dir = Path("runs") / "eval" / card.name if card.name else Path(where).parent
+    out = check_writable_folder(out_dir, "--out")
     root = data_root if data_root is not None else card.training.get("data_root")
     images, labels = load_split(dataset, "test", root)
     split = TensorSplit(images, labels, torch_device)
@@ -86,9 +89,6 @@ def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "a
         "per_class_accuracy": dict(zip(classes, per_class)),
         "confusion_matrix": matrix.tolist(),
     }
-    if out_dir is None:  # registered weights live in the package or a shared folder: not there
-        out_dir = Path("runs") / "eval" / card.name if card.name else Path(where).parent
-    out = Path(out_dir)
     atomic_write_json(out / "eval.json", result)
     plot_confusion(matrix, tuple(classes), out / "confusion.png",
                    f"{card.architecture} ({label}) on {dataset}: "

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 
 from cnnlab.classify.card import preprocess_of
 from cnnlab.classify.weights import load_model
+from cnnlab.data.image import read_rgb
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.device import select_device
-from cnnlab.errors import DataError
 
 
 def load_image_for(path: Path, channels: int, size: int, light_background_invert: bool
@@ -23,14 +23,9 @@ def load_image_for(path: Path, channels: int, size: int, light_background_invert
     Digits and clothes in MNIST-style sets are light on black; a photo or scan with a light
     background is inverted so that it looks like the training data.
     """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            image = image.convert("L" if channels == 1 else "RGB")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+    image = Image.fromarray(read_rgb(path))  # 16-bit scaled, not clipped
+    if channels == 1:
+        image = image.convert("L")
     array = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
     if channels == 1:
         array = array[None]

@@ -10,7 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.classify.card import build_classifier, classifier_card, preprocess_of
+from cnnlab.classify.card import (
+    build_classifier,
+    check_input_size,
+    classifier_card,
+    preprocess_of,
+)
 from cnnlab.classify.data import Augment, load_classify_data
 from cnnlab.classify.task import ClassifyTask
 from cnnlab.data.vision import get_spec
@@ -74,7 +79,9 @@ class ClassifyLab:
 
     @staticmethod
     def build_model(card: ModelCard, start: None, log: Callable[[str], None]) -> nn.Module:
-        return build_classifier(card)  # a bad model option fails before the data is read
+        model = build_classifier(card)  # a bad model option fails before the data is read
+        check_input_size(model, card)
+        return model
 
     @staticmethod
     def build_task(run: RunConfig, card: ModelCard, device: torch.device, info: DistInfo,

@@ -7,24 +7,48 @@ what they share.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
 from cnnlab.cli import basics, classify, stereo
-from cnnlab.cli.common import apply_config
+from cnnlab.cli.common import Parser, apply_config
 from cnnlab.errors import CnnlabError
+
+DESCRIPTION = """\
+cnnlab: classic deep-learning vision labs as tested software.
+  classify  MNIST / Fashion-MNIST / CIFAR-10 with the classic networks; shipped weights
+  stereo    PSMNet stereo matching (KITTI, SceneFlow, Middlebury, synthetic); SGBM baseline
+  basics    from-scratch convolution and pooling, autograd lessons
+Run `cnnlab LAB --help` and `cnnlab LAB COMMAND --help` for the options and their defaults."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnlab", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="lab", required=True)
+    parser = Parser(prog="cnnlab", description=DESCRIPTION,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="on an unexpected error, show the Python traceback (may also be "
+                             "given after the command)")
+    sub = parser.add_subparsers(dest="lab", required=True, metavar="LAB")
     classify.add_parser(sub)
     basics.add_parser(sub)
     stereo.add_parser(sub)
     return parser
 
 
+def _os_error(exc: OSError) -> str:
+    """One line for a failed file operation: the file, then what went wrong."""
+    where = exc.filename or ""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        reason += " (earlier results are left intact)"
+    return f"{where}: {reason}" if where else reason
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("CNNLAB_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):
@@ -42,3 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # a file cnnlab writes or reads: permissions, full disk, a folder
+        if debug:
+            raise
+        print(f"cnnlab: error: {_os_error(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # last resort: one line, the traceback on request
+        if debug:
+            raise
+        text = str(exc).strip().splitlines()
+        detail = f": {text[0][:300]}" if text else ""
+        print(f"cnnlab: error: unexpected {type(exc).__name__}{detail} (rerun with --debug "
+              "for the traceback, and please report it)", file=sys.stderr)
+        return 1

@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 
 from cnnlab.cli.common import (
+    COUNT,
+    POSITIVE_INT,
     absolute,
     add_device,
     add_model_source,
     add_optim_args,
     model_kwargs,
+    number,
     run_training,
     settings_from_args,
     size_text,
@@ -136,8 +139,9 @@ def add_parser(sub) -> None:
 
     summary = csub.add_parser("summary", help="per-layer output shapes and parameters")
     summary.add_argument("--model", required=True, help="a model of `cnnlab classify models`")
-    summary.add_argument("--channels", type=int, default=1, help="input channels (default 1)")
-    summary.add_argument("--image-size", type=int,
+    summary.add_argument("--channels", type=POSITIVE_INT, default=1,
+                         help="input channels (default 1)")
+    summary.add_argument("--image-size", type=POSITIVE_INT,
                          help="input side (default: the model's, else 28)")
     summary.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                          help="model option, e.g. width=16 (repeatable)")
@@ -150,16 +154,17 @@ def add_parser(sub) -> None:
                        help="a model of `cnnlab classify models` (default simple_cnn)")
     train.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                        help="model option, e.g. width=16 (repeatable)")
-    train.add_argument("--image-size", type=int,
+    train.add_argument("--image-size", type=POSITIVE_INT,
                        help="override the model's input size (default: the model's)")
-    train.add_argument("--val-size", type=int, default=0,
+    train.add_argument("--val-size", type=COUNT, default=0,
                        help="carve a seeded validation split of this size from train "
                             "(default 0: validate on the test set)")
-    train.add_argument("--translate", type=int, default=0,
+    train.add_argument("--translate", type=COUNT, default=0,
                        help="random shift in pixels (default 0: off)")
     train.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=False,
                        help="random horizontal flips (default off)")
-    train.add_argument("--label-smoothing", type=float, default=0.0, help="default 0")
+    train.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True),
+                       default=0.0, help="in [0, 1) (default 0)")
     train.add_argument("--data-root", help="folder holding MNIST/, FashionMNIST/, ... "
                                            "(default: $CNNLAB_DATA, then ~/.cache/cnnlab)")
     train.add_argument("--download", action="store_true", help="download missing files")
@@ -183,7 +188,8 @@ def add_parser(sub) -> None:
     predict = csub.add_parser("predict", help="top-k classes of image files")
     add_model_source(predict, "classify")
     predict.add_argument("images", nargs="+", help="PNG/JPEG files")
-    predict.add_argument("--top-k", type=int, default=3, help="classes to show (default 3)")
+    predict.add_argument("--top-k", type=POSITIVE_INT, default=3,
+                         help="classes to show, at most the model's (default 3)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
     add_device(predict)
     predict.set_defaults(func=cmd_predict)

@@ -33,12 +33,58 @@ def model_kwargs(pairs: list[str] | None) -> dict[str, Any]:
     return kwargs
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with cnnlab's error format: one line naming the option, then exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"cnnlab: error: {message} (see: {self.prog} --help)\n")
+
+
+def number(cast: type = float, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, multiple: int | None = None
+           ) -> Callable[[str], Any]:
+    """An argparse type: ``cast`` of the text, finite, within [low, high] (open ends where
+    asked) and a multiple of ``multiple``; anything else is refused where it is parsed, so a
+    negative clip norm or a NaN learning rate never reaches training."""
+    def kind() -> str:
+        parts = ["an integer" if cast is int else "a number"]
+        if low is not None:
+            parts.append(f"{'>' if low_open else '>='} {low:g}")
+        if high is not None:
+            parts.append(f"{'<' if high_open else '<='} {high:g}")
+        if multiple:
+            parts.append(f"a multiple of {multiple}")
+        return " ".join(parts[:1]) + (" " + ", ".join(parts[1:]) if parts[1:] else "")
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind()}, got {text!r}") from None
+        bad = (value != value or value in (float("inf"), float("-inf"))
+               or (low is not None and (value <= low if low_open else value < low))
+               or (high is not None and (value >= high if high_open else value > high))
+               or (multiple is not None and value % multiple))
+        if bad:
+            raise argparse.ArgumentTypeError(f"expected {kind()}, got {text!r}")
+        return value
+    return parse
+
+
+POSITIVE_INT = number(int, 1)
+COUNT = number(int, 0)  # zero allowed
+POSITIVE = number(float, 0, low_open=True)
+NON_NEGATIVE = number(float, 0)
+
+
 def size(text: str) -> tuple[int, int]:
-    """HxW, e.g. 256x512."""
+    """HxW, e.g. 256x512, both at least 1."""
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HxW such as 256x512, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive HxW, got {text!r}")
     return height, width
 
 
@@ -74,27 +120,29 @@ def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int
     from cnnlab.engine.optim import OPTIMIZERS, SCHEDULES
 
     group = parser.add_argument_group("optimisation")
-    group.add_argument("--epochs", type=int, default=None,
+    group.add_argument("--epochs", type=POSITIVE_INT, default=None,
                        help=f"epochs to train (default {epochs}; with --resume: the run's own, "
                             "or more to extend it)")
     parser.set_defaults(default_epochs=epochs)
-    group.add_argument("--batch-size", type=int, default=batch_size,
+    group.add_argument("--batch-size", type=POSITIVE_INT, default=batch_size,
                        help=f"default {batch_size}")
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=optimizer,
                        help=f"default {optimizer}")
-    group.add_argument("--lr", type=float, default=lr, help=f"learning rate (default {lr:g})")
-    group.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    group.add_argument("--weight-decay", type=float, default=0.0, help="default 0")
+    group.add_argument("--lr", type=POSITIVE, default=lr, help=f"learning rate (default {lr:g})")
+    group.add_argument("--momentum", type=number(float, 0, 1, high_open=True), default=0.9,
+                       help="SGD momentum, in [0, 1) (default 0.9)")
+    group.add_argument("--weight-decay", type=NON_NEGATIVE, default=0.0, help="default 0")
     group.add_argument("--schedule", choices=SCHEDULES, default=schedule,
                        help=f"learning-rate schedule (default {schedule})")
-    group.add_argument("--milestones", type=int, nargs="*", default=None,
+    group.add_argument("--milestones", type=POSITIVE_INT, nargs="*", default=None,
                        help="epochs at which the 'step' schedule multiplies the lr by --gamma "
                             "(default: none; stereo on KITTI: 200, as published)")
-    group.add_argument("--gamma", type=float, default=0.1, help="default 0.1")
-    group.add_argument("--warmup-epochs", type=float, default=0.0,
+    group.add_argument("--gamma", type=POSITIVE, default=0.1, help="default 0.1")
+    group.add_argument("--warmup-epochs", type=NON_NEGATIVE, default=0.0,
                        help="linear warm-up of the cosine schedule, in epochs (default 0)")
-    group.add_argument("--grad-clip", type=float, default=None,
-                       help="clip the gradient norm to this value (default: no clipping)")
+    group.add_argument("--grad-clip", type=POSITIVE, default=None,
+                       help="clip the gradient norm to this positive value (default: no "
+                            "clipping)")
     group.add_argument("--amp", choices=list(AMP_DTYPES), default="none",
                        help="mixed precision on CUDA (ignored on CPU; default none)")
     group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
@@ -106,7 +154,7 @@ def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int
     group.add_argument("--config", metavar="FILE",
                        help="a run's config.json (or its run directory): its settings become "
                             "the defaults, so the run is reproduced; flags given override them")
-    group.add_argument("--stop-after", type=int, metavar="EPOCHS",
+    group.add_argument("--stop-after", type=POSITIVE_INT, metavar="EPOCHS",
                        help="stop after this many epochs; the schedule still plans for "
                             "--epochs and --resume continues")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -162,6 +210,12 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
     from cnnlab.engine.lab import read_run_config, resumed_config, train_run
 
     if args.resume:
+        ignored = _ignored_on_resume(args, lab)
+        if ignored:
+            log(f"note: {', '.join(ignored)} ignored: a resumed run keeps the settings in "
+                f"{Path(args.resume) / 'config.json'}; only --epochs, --stop-after, --device "
+                f"and {', '.join('--' + k.replace('_', '-') for k in lab.machine_settings)} "
+                "apply")
         machine = {k: getattr(args, k, None) for k in lab.machine_settings}
         machine.update({k: absolute(v) for k, v in machine.items()
                         if k.endswith("_root") and v is not None})
@@ -179,6 +233,20 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
     finally:
         cleanup(info)
     return results, out, info.is_main
+
+
+# what may be given with --resume: the session's options, not the recipe's
+RESUME_OPTIONS = {"resume", "epochs", "stop_after", "device", "no_progress", "download"}
+# parser bookkeeping, not options
+INTERNAL = {"func", "command_parser", "lab", "action", "default_epochs", "model_kwargs", "debug"}
+
+
+def _ignored_on_resume(args: argparse.Namespace, lab: Any) -> list[str]:
+    """The flags given with --resume that the resumed run will not use."""
+    parser = args.command_parser
+    return sorted("--" + dest.replace("_", "-") for dest, value in vars(args).items()
+                  if dest not in RESUME_OPTIONS | INTERNAL | set(lab.machine_settings)
+                  and value != parser.get_default(dest))
 
 
 def add_model_source(parser: argparse.ArgumentParser, lab: str, required: bool = True,

@@ -7,11 +7,15 @@ import sys
 from pathlib import Path
 
 from cnnlab.cli.common import (
+    COUNT,
+    POSITIVE,
+    POSITIVE_INT,
     absolute,
     add_device,
     add_model_source,
     add_optim_args,
     boolean,
+    number,
     print_card,
     run_training,
     settings_from_args,
@@ -37,7 +41,7 @@ def blocks(text: str) -> tuple[int, ...]:
 def cmd_train(args) -> int:
     from cnnlab.stereo.train import STEREO, StereoConfig, published_milestones
 
-    if args.milestones is None:
+    if args.milestones is None and not args.resume:
         args.milestones = published_milestones(args.dataset)
 
     def settings() -> StereoConfig:
@@ -72,7 +76,7 @@ def _load(args, device):
 
 
 def cmd_eval(args) -> int:
-    from cnnlab.engine.atomic import atomic_write_json
+    from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
     from cnnlab.engine.device import select_device
     from cnnlab.stereo.evaluate import (
         eval_max_disparity,
@@ -82,6 +86,10 @@ def cmd_eval(args) -> int:
         predictors,
     )
 
+    if args.json:
+        if Path(args.json).is_dir():
+            raise ConfigError(f"--json {args.json}: a folder; give the name of a file to write")
+        check_writable_folder(Path(args.json).parent, "--json")
     model = card = None
     if args.model in ("psmnet", "both"):
         if not (args.checkpoint or args.weights):
@@ -178,7 +186,8 @@ def _add_weights_options(parser: argparse.ArgumentParser) -> None:
 def _max_disparity(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                    help_text: str) -> None:
     # --maxdisp: the published code's name, which PSMNet users know
-    parser.add_argument("--max-disparity", "--maxdisp", dest="max_disparity", type=int,
+    parser.add_argument("--max-disparity", "--maxdisp", dest="max_disparity",
+                        type=number(int, 16, multiple=16),
                         metavar="D", help=help_text)
 
 
@@ -204,13 +213,14 @@ def add_parser(sub) -> None:
                            "official releases' convention; from scratch both train alike)")
     train.add_argument("--crop", type=size, default=(256, 512),
                        help="training crop HxW (default 256x512)")
-    train.add_argument("--samples-per-epoch", type=int, default=400, help="default 400")
-    train.add_argument("--val-count", type=int, default=8, help="validation pairs (default 8)")
+    train.add_argument("--samples-per-epoch", type=POSITIVE_INT, default=400,
+                       help="default 400")
+    train.add_argument("--val-count", type=COUNT, default=8, help="validation pairs (default 8)")
     train.add_argument("--synthetic-size", type=size, default=(256, 512),
                        help="synthetic scene size HxW (default 256x512)")
     train.add_argument("--jitter", action=argparse.BooleanOptionalAction, default=True,
                        help="photometric jitter shared by both views (default on)")
-    train.add_argument("--workers", type=int,
+    train.add_argument("--workers", type=COUNT,
                        help="data-loading processes (default: 0 on 2 cores or fewer, else half "
                             "the cores up to 4); results do not depend on it")
     train.add_argument("--init", metavar="WEIGHTS",
@@ -232,8 +242,11 @@ def add_parser(sub) -> None:
                           help="repeatable")
     evaluate.add_argument("--data-root", help="the data root holding KITTI2015/, ... or a "
                                               "dataset's own folder")
-    evaluate.add_argument("--split", default="all", help="train, val, test or all (default all)")
-    evaluate.add_argument("--count", type=int, default=8, help="synthetic pairs (default 8)")
+    evaluate.add_argument("--split", choices=("train", "val", "test", "all"), default="all",
+                          help="the published split to score: KITTI val = frames 160+, SceneFlow "
+                               "test = FlyingThings3D TEST (default all)")
+    evaluate.add_argument("--count", type=POSITIVE_INT, default=8,
+                          help="synthetic pairs (default 8)")
     evaluate.add_argument("--synthetic-size", type=size, default=(256, 512),
                           help="default 256x512")
     _max_disparity(evaluate, "SGBM range (default: the model's, else 192)")
@@ -248,8 +261,8 @@ def add_parser(sub) -> None:
     _add_weights_options(predict)
     predict.add_argument("--out", default="runs/predict",
                          help="folder for the outputs (default runs/predict)")
-    predict.add_argument("--focal", type=float, help="focal length in pixels")
-    predict.add_argument("--baseline", type=float, help="baseline in metres")
+    predict.add_argument("--focal", type=POSITIVE, help="focal length in pixels (> 0)")
+    predict.add_argument("--baseline", type=POSITIVE, help="baseline in metres (> 0)")
     predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury calib.txt")
     predict.add_argument("--gt", help="ground-truth disparity (KITTI PNG or PFM) for an error map")
     add_device(predict)

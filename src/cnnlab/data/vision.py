@@ -10,6 +10,7 @@ import gzip
 import os
 import pickle
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -121,8 +122,9 @@ def _open_maybe_gz(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
         return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read ({exc}); the file is damaged: delete it and "
+                        "download it again") from None
 
 
 def read_idx(path: Path, expect: IdxFile | None = None) -> np.ndarray:

@@ -8,6 +8,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from cnnlab.errors import ConfigError
+
 
 def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
     """Create an empty, uniquely named file next to ``path`` with the permissions ``path``
@@ -46,3 +48,19 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 def atomic_write_json(path: Path, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def check_writable_folder(path: str | Path, option: str) -> Path:
+    """``path`` as a folder cnnlab can write into (created later, by the first write), or a
+    one-line error naming ``option``, before any expensive work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: exists and is not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: {existing} is not writable for this user")
+    return path

@@ -25,9 +25,18 @@ def select_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"--device: unknown device {name!r}") from None
+        raise ConfigError(f"--device {name}: unknown device (use auto, cpu, cuda or cuda:N)"
+                          ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} "
+                          "CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        try:
+            torch.empty(1, device=device)
+        except (RuntimeError, AssertionError):
+            raise ConfigError(f"--device {name}: not available on this machine") from None
     return device
 
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from cnnlab.engine.atomic import atomic_write_json
+from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.config import RunConfig, read_config_file
 from cnnlab.engine.device import check_compile, prepare_model, seed_everything, select_device
@@ -99,10 +99,18 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
     if run.lab != lab.name:
         raise ConfigError(f"a {run.lab} run cannot be trained by the {lab.name} lab")
     run.optim.validate()
-    run_dir = RunDir(out)
+    run_dir = RunDir(check_writable_folder(out, "--resume" if resume else "--out"))
     if not resume and run_dir.checkpoint("last").exists():
         raise ConfigError(f"{run_dir.path}: already holds a run; use --resume {run_dir.path} "
                           "or another --out")
+    if resume:
+        trained_by = read_config_file(run_dir.path).get("world_size", 1)
+        if trained_by != info.world_size:
+            batch = run.optim.batch_size
+            raise ConfigError(
+                f"--resume {run_dir.path}: trained by {trained_by} process(es), resumed by "
+                f"{info.world_size}: the global batch would change from {trained_by * batch} "
+                f"to {info.world_size * batch}; resume with {trained_by} process(es)")
     torch_device = select_device(device)
     if run.optim.compile:
         check_compile(torch_device)

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from cnnlab.data.image import SIXTEEN_BIT_MODES, open_image, read_rgb
 from cnnlab.engine.atomic import atomic_write
 from cnnlab.errors import DataError
 
@@ -63,36 +64,16 @@ def write_pfm(path: str | Path, array: np.ndarray, little_endian: bool = True) -
     return atomic_write(Path(path), lambda tmp: tmp.write_bytes(header + body))
 
 
-def _open_image(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-        return image
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB from 8/16-bit grey, RGB, RGBA, LA or palette images."""
-    path = Path(path)
-    image = _open_image(path)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    if image.mode == "F":
-        raise DataError(f"{path}: floating-point image, expected an 8/16-bit photograph")
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return read_rgb(path)
 
 
 def read_kitti_disparity(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """KITTI 16-bit PNG -> (disparity float32 = value / 256, valid = value > 0)."""
     path = Path(path)
-    image = _open_image(path)
-    if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+    image = open_image(path)
+    if image.mode not in SIXTEEN_BIT_MODES:
         raise DataError(f"{path}: mode {image.mode}, expected a 16-bit KITTI disparity PNG")
     raw = np.asarray(image, dtype=np.int64)
     if raw.min() < 0 or raw.max() > 65535:
@@ -117,7 +98,7 @@ def write_kitti_disparity(path: str | Path, disparity: np.ndarray,
 def read_scaled_disparity(path: str | Path, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Middlebury 2001/2003 8-bit GT (PGM/PNG): disparity = value / scale, 0 = unknown."""
     path = Path(path)
-    image = _open_image(path)
+    image = open_image(path)
     raw = np.asarray(image.convert("L") if image.mode not in ("L", "I;16", "I") else image,
                      dtype=np.float32)
     return raw / scale, raw > 0
@@ -130,6 +111,12 @@ class Calibration:
     focal: float
     baseline: float
     doffs: float = 0.0
+
+    def __post_init__(self):
+        values = (self.focal, self.baseline, self.doffs)
+        if not all(np.isfinite(values)) or self.focal <= 0 or self.baseline <= 0:
+            raise ValueError(f"focal length {self.focal} px and baseline {self.baseline} m must "
+                             "be positive numbers (and the disparity offset finite)")
 
     def depth(self, disparity: np.ndarray) -> np.ndarray:
         """Metres: f * B / (d + doffs); 0 where the disparity is not positive."""
@@ -166,7 +153,7 @@ def read_calibration(path: str | Path) -> Calibration:
             cam0 = _matrix(entries["cam0"], 3, 3)
             return Calibration(cam0[0, 0], float(entries["baseline"]) / 1000.0,
                                float(entries.get("doffs", 0.0)))
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, ZeroDivisionError) as exc:
         raise DataError(f"{path}: malformed calibration ({exc})") from None
     raise DataError(f"{path}: no KITTI (P_rect_02/P_rect_03, P2/P3) or Middlebury "
                     "(cam0, baseline) entries")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.engine.atomic import check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import DataError
 from cnnlab.stereo.evaluate import disparity_of
@@ -43,6 +44,7 @@ def vertical_offset(left: np.ndarray, right: np.ndarray, search: int = 12) -> in
         return (edges - edges.mean()) / (edges.std() + 1e-9)
 
     a, b = profile(left), profile(right)
+    search = min(search, (len(a) - 1) // 2)  # keep at least half the rows in every comparison
     best, best_score = 0, -np.inf
     for shift in range(-search, search + 1):
         x = a[max(shift, 0): len(a) + min(shift, 0)]
@@ -82,9 +84,16 @@ def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path:
                  out_dir: Path, calibration: Calibration | None = None,
                  calib_file: Path | None = None, ground_truth: Path | None = None) -> dict:
     """Write disparity (KITTI PNG, PFM, colour PNG), error map, depth and PLY into ``out_dir``."""
+    check_writable_folder(out_dir, "--out")
     left, right, notes = check_pair(Path(left_path), Path(right_path))
     if calib_file is not None:
         calibration = read_calibration(calib_file)
+    truth = None
+    if ground_truth is not None:  # checked before the (long) inference, not after it
+        truth = read_ground_truth(Path(ground_truth))
+        if truth[0].shape != left.shape[:2]:
+            raise DataError(f"{ground_truth}: size {truth[0].shape[1]}x{truth[0].shape[0]} "
+                            f"differs from the images ({left.shape[1]}x{left.shape[0]})")
     disparity = disparity_of(model, card, left, right)
     out_dir = Path(out_dir)
     stem = Path(left_path).stem
@@ -97,11 +106,8 @@ def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path:
     }
     result = {"notes": notes, "size": list(disparity.shape),
               "disparity_range": [float(disparity.min()), float(disparity.max())]}
-    if ground_truth is not None:
-        target, valid = read_ground_truth(Path(ground_truth))
-        if target.shape != disparity.shape:
-            raise DataError(f"{ground_truth}: size {target.shape[::-1]} differs from the images "
-                            f"{disparity.shape[::-1]}")
+    if truth is not None:
+        target, valid = truth
         result["metrics"] = rates(error_counts(torch.from_numpy(disparity),
                                                torch.from_numpy(target), torch.from_numpy(valid)))
         outputs["error_png"] = save_png(out_dir / f"{stem}_error.png",

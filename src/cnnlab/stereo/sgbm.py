@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, DataError
 
 
 def sgbm_disparity(left: np.ndarray, right: np.ndarray, max_disparity: int = 192,
@@ -19,6 +19,12 @@ def sgbm_disparity(left: np.ndarray, right: np.ndarray, max_disparity: int = 192
     except ImportError:
         raise ConfigError("the SGBM baseline needs OpenCV: pip install 'cnnlab[stereo]'") from None
     num_disparities = int(np.ceil(max_disparity / 16.0)) * 16
+    if num_disparities < 16:
+        raise ConfigError(f"--max-disparity {max_disparity}: SGBM needs at least 16")
+    width = left.shape[1]
+    if num_disparities + block_size >= width:
+        raise DataError(f"SGBM range of {num_disparities} disparities is wider than the "
+                        f"{width}-pixel image; pass a smaller --max-disparity")
     matcher = cv2.StereoSGBM_create(
         minDisparity=0, numDisparities=num_disparities, blockSize=block_size,
         P1=8 * 3 * block_size**2, P2=32 * 3 * block_size**2, disp12MaxDiff=1,

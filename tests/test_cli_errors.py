@@ -1,0 +1,213 @@
+"""Bad input through the command line: one line `cnnlab: error: <option or file>: <problem>`,
+a non-zero exit, and nothing written (or earlier results intact). Table-driven: add a row.
+
+Each row: (id, argv, exit code, fragment of the error line). In argv, {data} is a tiny MNIST
+root, {stereo} a tiny stereo checkpoint, {pair} a folder with a small rectified pair,
+{tmp} a scratch folder.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.conftest import make_tiny_mnist
+
+from cnnlab.cli import main
+
+TRAIN = ["classify", "train", "--dataset", "mnist", "--data-root", "{data}", "--model", "mlp",
+         "--epochs", "1", "--no-progress", "--out", "{tmp}/run"]
+PREDICT = ["stereo", "predict", "{pair}/left.png", "{pair}/right.png", "--checkpoint",
+           "{stereo}", "--out", "{tmp}/out"]
+
+PARSE_ERRORS = [  # refused where they are parsed: exit 2
+    ("crop not HxW", ["stereo", "train", "--crop", "big"], "expected HxW"),
+    ("maxdisp alias checked too", ["stereo", "train", "--maxdisp", "40"], "got '40'"),
+    ("grad-clip negative", [*TRAIN, "--grad-clip", "-1"], "argument --grad-clip"),
+    ("grad-clip zero", [*TRAIN, "--grad-clip", "0"], "argument --grad-clip"),
+    ("stop-after negative", [*TRAIN, "--stop-after", "-1"], "argument --stop-after"),
+    ("stop-after zero", [*TRAIN, "--stop-after", "0"], "argument --stop-after"),
+    ("translate negative", [*TRAIN, "--translate", "-3"], "argument --translate"),
+    ("image-size zero", [*TRAIN, "--image-size", "0"], "argument --image-size"),
+    ("warmup negative", [*TRAIN, "--warmup-epochs", "-1"], "argument --warmup-epochs"),
+    ("lr nan", [*TRAIN, "--lr", "nan"], "argument --lr"),
+    ("lr inf", [*TRAIN, "--lr", "inf"], "argument --lr"),
+    ("lr zero", [*TRAIN, "--lr", "0"], "argument --lr"),
+    ("label smoothing 2", [*TRAIN, "--label-smoothing", "2"], "argument --label-smoothing"),
+    ("momentum 1", [*TRAIN, "--momentum", "1"], "argument --momentum"),
+    ("epochs zero", [*TRAIN, "--epochs", "0"], "argument --epochs"),
+    ("batch text", [*TRAIN, "--batch-size", "big"], "argument --batch-size"),
+    ("milestone zero", [*TRAIN, "--milestones", "0"], "argument --milestones"),
+    ("top-k zero", ["classify", "predict", "--weights", "mlp-mnist", "x.png", "--top-k", "0"],
+     "argument --top-k"),
+    ("top-k negative", ["classify", "predict", "--weights", "mlp-mnist", "x.png", "--top-k",
+                        "-1"], "argument --top-k"),
+    ("split bogus", ["stereo", "eval", "--model", "sgbm", "--dataset", "synthetic", "--split",
+                     "bogus"], "argument --split"),
+    ("sgbm range zero", ["stereo", "eval", "--model", "sgbm", "--dataset", "synthetic",
+                         "--max-disparity", "0"], "argument --max-disparity"),
+    ("sgbm range negative", ["stereo", "eval", "--model", "sgbm", "--dataset", "synthetic",
+                             "--max-disparity", "-16"], "argument --max-disparity"),
+    ("max-disparity not /16", ["stereo", "train", "--max-disparity", "50"],
+     "argument --max-disparity"),
+    ("eval count zero", ["stereo", "eval", "--model", "sgbm", "--dataset", "synthetic",
+                         "--count", "0"], "argument --count"),
+    ("focal zero", [*PREDICT, "--focal", "0", "--baseline", "0.5"], "argument --focal"),
+    ("baseline nan", [*PREDICT, "--focal", "700", "--baseline", "nan"], "argument --baseline"),
+    ("crop zero", ["stereo", "train", "--crop", "0x64"], "argument --crop"),
+    ("workers negative", ["stereo", "train", "--workers", "-1"], "argument --workers"),
+]
+
+RUN_ERRORS = [  # refused before work: exit 1
+    ("data missing", ["classify", "train", "--dataset", "mnist", "--data-root", "{tmp}/empty",
+                      "--out", "{tmp}/r1"], "missing train-images-idx3-ubyte.gz"),
+    ("model unknown", [*TRAIN, "--model", "nope"], "unknown model 'nope'"),
+    ("hflip on digits", [*TRAIN, "--hflip"], "horizontal flips"),
+    ("model option without =", [*TRAIN, "--model-arg", "width"], "KEY=VALUE"),
+    ("eval of no run", ["classify", "eval", "--checkpoint", "{tmp}/none"],
+     "no such run directory"),
+    ("predict with a non-checkpoint", ["classify", "predict", "--checkpoint", "{tmp}/a_file",
+                                       "{tmp}/a_file"], "not a safetensors checkpoint"),
+    ("stereo eval without weights", ["stereo", "eval", "--dataset", "kitti2015"],
+     "--checkpoint or --weights is required"),
+    ("model option not a number", [*TRAIN, "--model", "resnet18", "--model-arg", "width=abc"],
+     "model resnet18"),
+    ("model option unknown", [*TRAIN, "--model-arg", "depth=3"], "has no option depth"),
+    ("device unknown", [*TRAIN, "--device", "tpu"], "--device tpu"),
+    ("device not present", [*TRAIN, "--device", "mps"], "--device mps"),
+    ("device cuda absent", [*TRAIN, "--device", "cuda"], "--device cuda"),
+    ("image too small for the model", [*TRAIN, "--model", "lenet5", "--image-size", "4"],
+     "--image-size 4"),
+    ("out is a file", [*TRAIN[:-1], "{tmp}/a_file"], "a_file"),
+    ("resume another lab", ["classify", "train", "--resume", "{tmp}/stereo_run"],
+     "a stereo run, not a classify run"),
+    ("resume nothing", ["classify", "train", "--resume", "{tmp}"], "not a run directory"),
+    ("resume with another world size", ["classify", "train", "--resume", "{tmp}/ddp_run"],
+     "trained by 2 process(es), resumed by 1"),
+    ("json into a folder", ["stereo", "eval", "--model", "sgbm", "--dataset", "synthetic",
+                            "--json", "{tmp}"], "--json"),
+    ("config of another lab", ["stereo", "train", "--config", "{tmp}/classify_config.json"],
+     "a classify run, not a stereo run"),
+    ("config with a typo", ["classify", "train", "--config", "{tmp}/typo_config.json"],
+     "unknown setting modle"),
+    ("corrupt gz", ["classify", "train", "--dataset", "mnist", "--data-root", "{tmp}/corrupt",
+                    "--epochs", "1", "--out", "{tmp}/run2"], "t10k-images-idx3-ubyte.gz"),
+    ("predict not an image", ["classify", "predict", "--weights", "mlp-mnist",
+                              "{tmp}/a_file"], "not a readable image"),
+    ("predict missing image", ["classify", "predict", "--weights", "mlp-mnist",
+                               "{tmp}/none.png"], "none.png: no such file"),
+    ("image over the pixel limit", ["classify", "predict", "--weights", "mlp-mnist",
+                                    "{pair}/big.png"], "over the limit of"),
+    ("calibration with focal 0", [*PREDICT, "--calib", "{pair}/calib.txt"],
+     "calib.txt: malformed calibration"),
+    ("bad ground truth", [*PREDICT, "--gt", "{tmp}/a_file"], "a_file"),
+    ("sgbm range wider than the image", ["stereo", "eval", "--model", "sgbm", "--dataset",
+                                         "synthetic", "--synthetic-size", "32x64",
+                                         "--max-disparity", "64", "--count", "1"],
+     "wider than"),
+]
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory):
+    from cnnlab.engine.checkpoint import save_checkpoint
+    from cnnlab.stereo.card import psmnet_card
+    from cnnlab.stereo.models import PSMNet, PSMNetConfig
+
+    root = tmp_path_factory.mktemp("cli_errors")
+    data = make_tiny_mnist(root / "data")
+    config = PSMNetConfig(max_disparity=16, blocks=(1, 1, 1, 1))
+    stereo = root / "stereo.safetensors"
+    save_checkpoint(stereo, PSMNet(config).state_dict(), {"card": psmnet_card(config).to_dict()})
+    pair = root / "pair"
+    pair.mkdir()
+    rng = np.random.default_rng(0)
+    left = rng.integers(0, 255, (40, 64, 3), dtype=np.uint8)
+    Image.fromarray(left).save(pair / "left.png")
+    Image.fromarray(np.roll(left, -3, axis=1)).save(pair / "right.png")
+    Image.fromarray(np.zeros((100, 120), np.uint8)).save(pair / "big.png")
+    for rows in (2, 6, 12):  # very flat images are valid input (padded to 16 rows)
+        Image.fromarray(left[:rows]).save(pair / f"flat{rows}_l.png")
+        Image.fromarray(left[:rows]).save(pair / f"flat{rows}_r.png")
+    (pair / "calib.txt").write_text("cam0=[0 0 32; 0 0 20; 0 0 1]\nbaseline=100\ndoffs=0\n")
+    (root / "a_file").write_text("not an image, not a folder")
+    stereo_run = root / "stereo_run"
+    stereo_run.mkdir()
+    (stereo_run / "config.json").write_text(json.dumps({"lab": "stereo", "stereo": {},
+                                                        "optim": {}}))
+    ddp_run = root / "ddp_run"
+    ddp_run.mkdir()
+    (ddp_run / "config.json").write_text(json.dumps({"lab": "classify", "classify": {},
+                                                     "optim": {}, "world_size": 2}))
+    (root / "classify_config.json").write_text(json.dumps({"lab": "classify", "classify": {},
+                                                           "optim": {}}))
+    (root / "typo_config.json").write_text(json.dumps({"lab": "classify",
+                                                       "classify": {"modle": "mlp"},
+                                                       "optim": {}}))
+    corrupt = root / "corrupt" / "MNIST" / "raw"
+    corrupt.mkdir(parents=True)
+    for name in os.listdir(data / "MNIST" / "raw"):
+        payload = (data / "MNIST" / "raw" / name).read_bytes()
+        if name.startswith("t10k-images"):  # a valid gzip header, then a broken deflate stream
+            payload = payload[:20] + bytes(64) + payload[84:]
+        (corrupt / name).write_bytes(payload)
+    return {"data": str(data), "stereo": str(stereo), "pair": str(pair), "tmp": str(root)}
+
+
+def _run(argv, places, capsys):
+    argv = [a.format(**places) for a in argv]
+    code = main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("argv, fragment", [c[1:] for c in PARSE_ERRORS],
+                         ids=[c[0] for c in PARSE_ERRORS])
+def test_refused_where_parsed(argv, fragment, places, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run(argv, places, capsys)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2
+    assert err.startswith("cnnlab: error:") and fragment in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, fragment", [c[1:] for c in RUN_ERRORS],
+                         ids=[c[0] for c in RUN_ERRORS])
+def test_refused_in_one_line(argv, fragment, places, capsys, monkeypatch):
+    monkeypatch.setenv("CNNLAB_MAX_PIXELS", "10000")  # big.png is over it, the pair is not
+    code, err = _run(argv, places, capsys)
+    assert code == 1, err
+    assert err.startswith("cnnlab: error:") and fragment in err and len(err.splitlines()) == 1
+    assert "Traceback" not in err and "unexpected" not in err, err
+    assert not os.path.exists(os.path.join(places["tmp"], "out")), "outputs written"
+
+
+@pytest.mark.parametrize("rows", [2, 6, 12])
+def test_very_flat_pairs_are_predicted(rows, places, tmp_path, capsys):
+    """Once a traceback (the rectification check compared empty row profiles)."""
+    pair = places["pair"]
+    code = main(["stereo", "predict", f"{pair}/flat{rows}_l.png", f"{pair}/flat{rows}_r.png",
+                 "--checkpoint", places["stereo"], "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    assert Image.open(tmp_path / f"flat{rows}_l_disp.png").size == (64, rows)
+
+
+def test_resume_says_which_flags_it_ignores(places, tmp_path, capsys):
+    run = tmp_path / "run"
+    train = [a.format(**places) for a in TRAIN[:-1]] + [str(run)]
+    assert main(train) == 0
+    capsys.readouterr()
+    assert main(["classify", "train", "--resume", str(run), "--epochs", "2", "--lr", "0.5",
+                 "--model", "lenet5", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "note: --lr, --model ignored: a resumed run keeps the settings in" in out
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["optim"]["lr"] == 0.001 and saved["classify"]["model"] == "mlp"
+    assert saved["optim"]["epochs"] == 2
+
+
+def test_expensive_work_waits_for_the_output_folder(places, capsys):
+    """--out naming a file is refused before the data is read or a model is trained."""
+    argv = [a.format(**places) for a in TRAIN[:-1]] + [places["tmp"] + "/a_file"]
+    assert main(argv) == 1
+    assert "exists and is not a folder" in capsys.readouterr().err
