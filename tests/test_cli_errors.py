@@ -22,6 +22,8 @@ PREDICT = ["stereo", "predict", "{pair}/left.png", "{pair}/right.png", "--checkp
            "{stereo}", "--out", "{tmp}/out"]
 
 PARSE_ERRORS = [  # refused where they are parsed: exit 2
+    ("model unknown", [*TRAIN, "--model", "nope"], "argument --model: invalid choice: 'nope'"),
+    ("lesson unknown", ["basics", "run", "nope"], "argument NAME: invalid choice"),
     ("crop not HxW", ["stereo", "train", "--crop", "big"], "expected HxW"),
     ("maxdisp alias checked too", ["stereo", "train", "--maxdisp", "40"], "got '40'"),
     ("grad-clip negative", [*TRAIN, "--grad-clip", "-1"], "argument --grad-clip"),
@@ -62,7 +64,6 @@ PARSE_ERRORS = [  # refused where they are parsed: exit 2
 RUN_ERRORS = [  # refused before work: exit 1
     ("data missing", ["classify", "train", "--dataset", "mnist", "--data-root", "{tmp}/empty",
                       "--out", "{tmp}/r1"], "missing train-images-idx3-ubyte.gz"),
-    ("model unknown", [*TRAIN, "--model", "nope"], "unknown model 'nope'"),
     ("hflip on digits", [*TRAIN, "--hflip"], "horizontal flips"),
     ("model option without =", [*TRAIN, "--model-arg", "width"], "KEY=VALUE"),
     ("eval of no run", ["classify", "eval", "--checkpoint", "{tmp}/none"],
@@ -211,3 +212,27 @@ def test_expensive_work_waits_for_the_output_folder(places, capsys):
     argv = [a.format(**places) for a in TRAIN[:-1]] + [places["tmp"] + "/a_file"]
     assert main(argv) == 1
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_predict_removes_this_pairs_outputs_from_an_earlier_run(places, tmp_path, capsys):
+    """An error map or a point cloud left from an earlier run with --gt/--calib would pass for
+    this run's; other pairs' files are not touched."""
+    pair = places["pair"]
+    for name in ("left_error.png", "left.ply", "left_depth.pfm", "other.ply"):
+        (tmp_path / name).write_text("from an earlier run")
+    assert main(["stereo", "predict", f"{pair}/left.png", f"{pair}/right.png", "--checkpoint",
+                 places["stereo"], "--out", str(tmp_path)]) == 0
+    assert "Running psmnet on 64x40" in capsys.readouterr().err
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["left_disp.pfm", "left_disp.png", "left_disp_color.png", "other.ply"]
+
+
+def test_long_epochs_are_announced_after_a_few_steps():
+    from cnnlab.engine.loop import _estimate
+
+    lines = []
+    _estimate(lines.append, 57.0, 100, 10)
+    assert lines == ["note: 57.0 s per step, so about 95 min per epoch and 15.8 h for the 10 "
+                     "epoch(s) left, validation not included"]
+    _estimate(lines.append, 0.1, 100, 10)  # a 10 s epoch needs no estimate
+    assert len(lines) == 1

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.errors import ConfigError
-
 
 def cmd_list(args) -> int:
     from cnnlab.basics.lessons import LESSONS
@@ -18,8 +16,6 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from cnnlab.basics.lessons import LESSONS, plot_lesson
 
-    if args.name not in LESSONS:
-        raise ConfigError(f"unknown lesson {args.name!r}; choose from {', '.join(LESSONS)}")
     result = LESSONS[args.name][0](seed=args.seed)
     print("\n".join(result.lines()))
     path = Path(args.out) / f"{args.name}.png"
@@ -29,11 +25,14 @@ def cmd_run(args) -> int:
 
 
 def add_parser(sub) -> None:
+    from cnnlab.basics.lessons import LESSONS
+
     basics = sub.add_parser("basics", help="from-scratch operators and autograd lessons")
     bsub = basics.add_subparsers(dest="action", required=True)
     bsub.add_parser("list", help="list the lessons").set_defaults(func=cmd_list)
     run = bsub.add_parser("run", help="run one lesson, print its result, write its plot")
-    run.add_argument("name", help="a lesson of `cnnlab basics list`")
+    run.add_argument("name", choices=list(LESSONS), metavar="NAME",
+                     help="one of: " + ", ".join(LESSONS))
     run.add_argument("--seed", type=int, default=0, help="default 0")
     run.add_argument("--out", default="runs/basics",
                      help="folder for the PNG (default runs/basics)")

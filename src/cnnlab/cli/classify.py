@@ -129,6 +129,7 @@ def cmd_weights_build(args) -> int:
 
 
 def add_parser(sub) -> None:
+    from cnnlab.classify.models import MODELS
     from cnnlab.data.vision import DATASETS
 
     classify = sub.add_parser("classify", help="image classification lab")
@@ -138,7 +139,8 @@ def add_parser(sub) -> None:
     models.set_defaults(func=cmd_models)
 
     summary = csub.add_parser("summary", help="per-layer output shapes and parameters")
-    summary.add_argument("--model", required=True, help="a model of `cnnlab classify models`")
+    summary.add_argument("--model", required=True, choices=list(MODELS), metavar="MODEL",
+                         help="one of: " + ", ".join(MODELS))
     summary.add_argument("--channels", type=POSITIVE_INT, default=1,
                          help="input channels (default 1)")
     summary.add_argument("--image-size", type=POSITIVE_INT,
@@ -150,8 +152,9 @@ def add_parser(sub) -> None:
     train = csub.add_parser("train", help="train a classifier")
     train.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist",
                        help="default fashion-mnist")
-    train.add_argument("--model", default="simple_cnn",
-                       help="a model of `cnnlab classify models` (default simple_cnn)")
+    train.add_argument("--model", default="simple_cnn", choices=list(MODELS), metavar="MODEL",
+                       help="one of: " + ", ".join(MODELS) + " (default simple_cnn; sizes and "
+                            "parameters: cnnlab classify models)")
     train.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                        help="model option, e.g. width=16 (repeatable)")
     train.add_argument("--image-size", type=POSITIVE_INT,

@@ -124,7 +124,8 @@ def cmd_predict(args) -> int:
     model, card = _load(args, select_device(args.device))
     result = predict_pair(model, card, Path(args.left), Path(args.right), Path(args.out),
                           calibration, Path(args.calib) if args.calib else None,
-                          Path(args.gt) if args.gt else None)
+                          Path(args.gt) if args.gt else None,
+                          log=lambda message: print(message, file=sys.stderr))
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
     low, high = result["disparity_range"]

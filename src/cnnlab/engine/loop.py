@@ -81,6 +81,29 @@ def _restore_rng(states: dict[str, torch.Tensor], generator: torch.Generator,
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
+ESTIMATE_AFTER = 4  # steps, at the start of a session, before the time per epoch is estimated
+LONG_EPOCH = 120.0  # seconds: shorter epochs need no estimate (their lines come soon enough)
+
+
+def _estimate(log: Callable[[str], None], seconds_per_step: float, steps_per_epoch: int,
+              epochs_left: int) -> None:
+    """Say early how long a long run will take: a CPU may need hours for a GPU-scale recipe."""
+    epoch_seconds = seconds_per_step * steps_per_epoch
+    if epoch_seconds < LONG_EPOCH:
+        return
+    log(f"note: {seconds_per_step:.1f} s per step, so about {_duration(epoch_seconds)} per "
+        f"epoch and {_duration(epoch_seconds * epochs_left)} for the {epochs_left} epoch(s) "
+        "left, validation not included")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _accumulate(sums: dict, stats: dict) -> None:
     """Add a batch's statistics; tensors stay on the device (no sync per batch)."""
     for key, value in stats.items():
@@ -173,7 +196,12 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
                    desc=f"Epoch {epoch + 1}/{config.epochs}", leave=False,
                    # None: shown on a terminal only, so piped output and log files stay clean
                    disable=None if progress and info.is_main else True, dynamic_ncols=True)
-        for batch in bar:
+        for index, batch in enumerate(bar):
+            if index == 1:
+                first_step_done = time.perf_counter()  # step 1 pays warm-up: time from here
+            elif index == ESTIMATE_AFTER and epoch == start_epoch and info.is_main:
+                _estimate(log, (time.perf_counter() - first_step_done) / (index - 1),
+                          steps_per_epoch, config.epochs - epoch)
             lr = schedule.apply(optimizer, step)
             with autocast(device, config.amp):
                 loss, stats = task.loss_and_stats(model, batch, train=True)

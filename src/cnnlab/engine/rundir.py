@@ -8,6 +8,9 @@ from pathlib import Path
 
 from cnnlab.engine.atomic import atomic_write, atomic_write_json, atomic_write_text
 
+# metric key -> axis label with its unit
+AXIS_LABELS = {"loss": "loss", "acc": "accuracy (fraction)", "epe": "EPE (px)", "d1": "D1 (%)"}
+
 
 class RunDir:
     """Paths and writers of one training run; every write is atomic."""
@@ -49,32 +52,28 @@ class RunDir:
             return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
     def plot_curves(self, rows: list[dict], title: str = "") -> None:
-        """Loss curves (train/val) on the left, the other metrics on the right, per epoch."""
+        """One panel per quantity (loss, then each metric on its own axis and unit), train and
+        validation together, whole-epoch ticks."""
         if not rows:
             return
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         epochs = [r["epoch"] for r in rows]
-        metric_names = sorted({k.split("_", 1)[1] for k in rows[0]
-                               if k.startswith(("train_", "val_")) and k != "train_loss"
-                               and k != "val_loss"})
-        fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
-        for split in ("train", "val"):
-            values = [r.get(f"{split}_loss") for r in rows]
-            if any(v not in (None, "") for v in values):
-                ax_loss.plot(epochs, values, marker="o", label=f"{split} loss")
-            for name in metric_names:
+        names = sorted({k.split("_", 1)[1] for k in rows[0] if k.startswith(("train_", "val_"))},
+                       key=lambda name: (name != "loss", name))
+        fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 1, 4), squeeze=False)
+        for ax, name in zip(axes[0], names):
+            for split in ("train", "val"):
                 values = [r.get(f"{split}_{name}") for r in rows]
                 if any(v not in (None, "") for v in values):
-                    ax_metric.plot(epochs, values, marker="o", label=f"{split} {name}")
-        ax_loss.set_xlabel("epoch")
-        ax_loss.set_ylabel("loss")
-        ax_metric.set_xlabel("epoch")
-        ax_metric.set_ylabel(", ".join(metric_names))
-        for ax in (ax_loss, ax_metric):
+                    ax.plot(epochs, values, marker="o", label=f"{split}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(AXIS_LABELS.get(name, name))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend()
         if title:

@@ -117,8 +117,10 @@ def evaluate_samples(predict: Predictor, samples, log: Callable[[str], None] | N
             row[region] = rates(counts)
         rows.append(row)
         if log:
-            log(f"  {sample.name}: EPE {row['all']['epe']:.3f} px, D1 {row['all']['d1']:.2f}%, "
-                f"density {100 * density:.1f}%")
+            so_far = rates(totals["all"])
+            log(f"  [{len(rows)}] {sample.name}: EPE {row['all']['epe']:.3f} px, "
+                f"D1 {row['all']['d1']:.2f}%, density {100 * density:.1f}% | all so far: EPE "
+                f"{so_far['epe']:.3f} px, D1 {so_far['d1']:.2f}%")
     summary = {region: rates(counts) | {"pixels": int(counts["pixels"])}
                for region, counts in totals.items() if counts}
     for region in list(summary):

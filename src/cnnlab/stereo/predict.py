@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +81,14 @@ def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return read_kitti_disparity(path)
 
 
+# written only with --gt or a calibration: removed when this run does not write them
+OPTIONAL_OUTPUTS = ("{stem}_error.png", "{stem}_depth.pfm", "{stem}.ply")
+
+
 def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path: Path,
                  out_dir: Path, calibration: Calibration | None = None,
-                 calib_file: Path | None = None, ground_truth: Path | None = None) -> dict:
+                 calib_file: Path | None = None, ground_truth: Path | None = None,
+                 log: Callable[[str], None] | None = None) -> dict:
     """Write disparity (KITTI PNG, PFM, colour PNG), error map, depth and PLY into ``out_dir``."""
     check_writable_folder(out_dir, "--out")
     left, right, notes = check_pair(Path(left_path), Path(right_path))
@@ -94,6 +100,9 @@ def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path:
         if truth[0].shape != left.shape[:2]:
             raise DataError(f"{ground_truth}: size {truth[0].shape[1]}x{truth[0].shape[0]} "
                             f"differs from the images ({left.shape[1]}x{left.shape[0]})")
+    if log is not None:
+        log(f"Running {card.architecture} on {left.shape[1]}x{left.shape[0]} "
+            f"({left.shape[0] * left.shape[1] / 1e6:.2f} megapixels)...")
     disparity = disparity_of(model, card, left, right)
     out_dir = Path(out_dir)
     stem = Path(left_path).stem
@@ -120,5 +129,9 @@ def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path:
         result["points"] = len(xyz)
         result["median_depth_m"] = float(np.median(depth[depth > 0])) if (depth > 0).any() \
             else None
+    for name in OPTIONAL_OUTPUTS:  # this pair's files from an earlier run would mislead
+        stale = out_dir / name.format(stem=stem)
+        if stale.is_file() and stale not in outputs.values():
+            stale.unlink()
     result["outputs"] = {k: str(v) for k, v in outputs.items()}
     return result
