@@ -168,3 +168,16 @@ def test_config_reproduces_a_stereo_run_with_other_workers(tiny_run, tmp_path):
     assert figures(again) == figures(tiny_run)
     saved = json.loads((again / "config.json").read_text())["stereo"]
     assert saved["workers"] == 2 and saved["max_disparity"] == 16 and saved["jitter"] is True
+
+
+def test_cpu_preset_sets_defaults_that_flags_override(tmp_path):
+    out = tmp_path / "preset"
+    assert main(["stereo", "train", "--preset", "cpu-small", "--epochs", "1",
+                 "--samples-per-epoch", "4", "--synthetic-size", "48x80", "--crop", "32x64",
+                 "--val-count", "1", "--no-progress", "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    stereo, optim = saved["stereo"], saved["optim"]
+    assert (stereo["max_disparity"], stereo["blocks"], stereo["align_corners"]) == (
+        48, [1, 2, 1, 1], False)
+    assert optim["schedule"] == "cosine" and optim["batch_size"] == 4
+    assert optim["epochs"] == 1 and stereo["crop"] == [32, 64]  # given: the preset yields

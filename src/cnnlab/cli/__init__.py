@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # epoch lines reach log files as they happen
     try:
-        if getattr(args, "config", None):
+        if getattr(args, "config", None) or getattr(args, "preset", None):
             args = apply_config(parser, args, argv)
         return args.func(args)
     except CnnlabError as exc:

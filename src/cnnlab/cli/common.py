@@ -187,15 +187,19 @@ def training_lab(name: str) -> Any:
 
 def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
                  argv: list[str] | None) -> argparse.Namespace:
-    """With ``--config FILE``: parse again with the saved run's settings as the defaults of
-    the train command, so flags given on the command line still win."""
+    """With ``--preset NAME`` and/or ``--config FILE``: parse again with the preset's, then the
+    saved run's settings as the defaults of the train command, so that flags given on the
+    command line still win."""
     from cnnlab.engine.lab import read_run_config
 
     if args.resume:
-        raise ConfigError("--config and --resume: use one (--resume continues a run, --config "
-                          "starts a new one with its settings)")
-    run = read_run_config(args.config, training_lab(args.lab))
-    args.command_parser.set_defaults(**config_defaults(run))
+        raise ConfigError("--config/--preset and --resume: use one (--resume continues a run; "
+                          "the others start a new one)")
+    if getattr(args, "preset", None):
+        args.command_parser.set_defaults(**args.presets[args.preset])
+    if getattr(args, "config", None):
+        run = read_run_config(args.config, training_lab(args.lab))
+        args.command_parser.set_defaults(**config_defaults(run))
     return parser.parse_args(argv)
 
 
@@ -238,7 +242,8 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
 # what may be given with --resume: the session's options, not the recipe's
 RESUME_OPTIONS = {"resume", "epochs", "stop_after", "device", "no_progress", "download"}
 # parser bookkeeping, not options
-INTERNAL = {"func", "command_parser", "lab", "action", "default_epochs", "model_kwargs", "debug"}
+INTERNAL = {"func", "command_parser", "lab", "action", "default_epochs", "model_kwargs", "debug",
+            "presets"}
 
 
 def _ignored_on_resume(args: argparse.Namespace, lab: Any) -> list[str]:

@@ -24,6 +24,14 @@ from cnnlab.cli.common import (
 from cnnlab.errors import ConfigError
 
 DATASETS = ("synthetic", "sceneflow", "kitti2015", "kitti2012", "middlebury")
+# named sets of train defaults; flags given on the command line override them
+PRESETS = {
+    # the published network is GPU-scale (about a minute per step on a 2-core CPU): this small
+    # PSMNet trains on synthetic scenes in about 25 minutes there (README, "Measured")
+    "cpu-small": {"max_disparity": 48, "blocks": (1, 2, 1, 1), "crop": (64, 128),
+                  "synthetic_size": (128, 256), "samples_per_epoch": 320, "batch_size": 4,
+                  "epochs": 15, "lr": 1e-3, "schedule": "cosine", "align_corners": False},
+}
 OFFICIAL_FILES = "a .safetensors or official PSMNet .tar file"
 
 
@@ -36,6 +44,12 @@ def blocks(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected four positive counts like 3,16,3,3, "
                                          f"got {text!r}")
     return counts
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ("x" if len(value) == 2 else ",").join(str(v) for v in value)
+    return str(value)
 
 
 def cmd_train(args) -> int:
@@ -231,8 +245,12 @@ def add_parser(sub) -> None:
                        help="where registered --init weights are found, before "
                             "$CNNLAB_WEIGHTS and ~/.cache/cnnlab/weights (see stereo weights)")
     train.add_argument("--out", help="run directory (default runs/psmnet-DATASET)")
+    train.add_argument("--preset", choices=list(PRESETS),
+                       help="a named set of defaults; cpu-small: "
+                            + ", ".join(f"{k}={_shown(v)}" for k, v in PRESETS["cpu-small"].items())
+                            + " (flags given override them)")
     add_optim_args(train, epochs=10, batch_size=4, lr=1e-3, schedule="step")
-    train.set_defaults(func=cmd_train, command_parser=train)
+    train.set_defaults(func=cmd_train, command_parser=train, presets=PRESETS)
 
     evaluate = ssub.add_parser("eval", help="EPE / D1 / bad-x tables, PSMNet and/or SGBM")
     add_model_source(evaluate, "stereo", required=False, files=OFFICIAL_FILES)
