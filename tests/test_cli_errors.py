@@ -8,9 +8,11 @@ root, {stereo} a tiny stereo checkpoint, {pair} a folder with a small rectified 
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from tests.conftest import make_tiny_mnist
 
@@ -76,8 +78,10 @@ RUN_ERRORS = [  # refused before work: exit 1
      "model resnet18"),
     ("model option unknown", [*TRAIN, "--model-arg", "depth=3"], "has no option depth"),
     ("device unknown", [*TRAIN, "--device", "tpu"], "--device tpu"),
-    ("device not present", [*TRAIN, "--device", "mps"], "--device mps"),
-    ("device cuda absent", [*TRAIN, "--device", "cuda"], "--device cuda"),
+    pytest.param("device not present", [*TRAIN, "--device", "mps"], "--device mps",
+                 marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="has MPS")),
+    pytest.param("device cuda absent", [*TRAIN, "--device", "cuda"], "--device cuda",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
     ("image too small for the model", [*TRAIN, "--model", "lenet5", "--image-size", "4"],
      "--image-size 4"),
     ("out is a file", [*TRAIN[:-1], "{tmp}/a_file"], "a_file"),
@@ -102,6 +106,10 @@ RUN_ERRORS = [  # refused before work: exit 1
                                     "{pair}/big.png"], "over the limit of"),
     ("calibration with focal 0", [*PREDICT, "--calib", "{pair}/calib.txt"],
      "calib.txt: malformed calibration"),
+    ("KITTI calibration with focal 0", [*PREDICT, "--calib", "{pair}/kitti_calib.txt"],
+     "kitti_calib.txt: malformed calibration (P_rect_02 has a focal length of 0)"),
+    ("preset with init", ["stereo", "train", "--preset", "cpu-small", "--init", "{stereo}"],
+     "--preset and --init"),
     ("bad ground truth", [*PREDICT, "--gt", "{tmp}/a_file"], "a_file"),
     ("sgbm range wider than the image", ["stereo", "eval", "--model", "sgbm", "--dataset",
                                          "synthetic", "--synthetic-size", "32x64",
@@ -132,6 +140,8 @@ def places(tmp_path_factory):
         Image.fromarray(left[:rows]).save(pair / f"flat{rows}_l.png")
         Image.fromarray(left[:rows]).save(pair / f"flat{rows}_r.png")
     (pair / "calib.txt").write_text("cam0=[0 0 32; 0 0 20; 0 0 1]\nbaseline=100\ndoffs=0\n")
+    (pair / "kitti_calib.txt").write_text("P_rect_02: 0 0 600 45 0 700 170 0 0 0 1 0\n"
+                                          "P_rect_03: 0 0 600 -330 0 700 170 0 0 0 1 0\n")
     (root / "a_file").write_text("not an image, not a folder")
     stereo_run = root / "stereo_run"
     stereo_run.mkdir()
@@ -172,15 +182,28 @@ def test_refused_where_parsed(argv, fragment, places, capsys):
     assert err.startswith("cnnlab: error:") and fragment in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("argv, fragment", [c[1:] for c in RUN_ERRORS],
-                         ids=[c[0] for c in RUN_ERRORS])
+def _params(rows):
+    """Table rows (id, argv, fragment), some wrapped in pytest.param for their marks."""
+    params = []
+    for row in rows:
+        values, marks = (row.values, row.marks) if hasattr(row, "values") else (row, ())
+        params.append(pytest.param(*values[1:], id=values[0], marks=marks))
+    return params
+
+
+def _files(folder):
+    return sorted(str(p) for p in Path(folder).rglob("*"))
+
+
+@pytest.mark.parametrize("argv, fragment", _params(RUN_ERRORS))
 def test_refused_in_one_line(argv, fragment, places, capsys, monkeypatch):
     monkeypatch.setenv("CNNLAB_MAX_PIXELS", "10000")  # big.png is over it, the pair is not
+    before = _files(places["tmp"])
     code, err = _run(argv, places, capsys)
     assert code == 1, err
     assert err.startswith("cnnlab: error:") and fragment in err and len(err.splitlines()) == 1
     assert "Traceback" not in err and "unexpected" not in err, err
-    assert not os.path.exists(os.path.join(places["tmp"], "out")), "outputs written"
+    assert _files(places["tmp"]) == before, "files written by a refused command"
 
 
 @pytest.mark.parametrize("rows", [2, 6, 12])
@@ -207,11 +230,37 @@ def test_resume_says_which_flags_it_ignores(places, tmp_path, capsys):
     assert saved["optim"]["epochs"] == 2
 
 
-def test_expensive_work_waits_for_the_output_folder(places, capsys):
-    """--out naming a file is refused before the data is read or a model is trained."""
-    argv = [a.format(**places) for a in TRAIN[:-1]] + [places["tmp"] + "/a_file"]
-    assert main(argv) == 1
-    assert "exists and is not a folder" in capsys.readouterr().err
+def test_the_output_folder_is_checked_before_the_data(places, capsys):
+    """--out naming a file is refused before the data is read: with no data there either,
+    the folder is what the error names."""
+    assert main(["classify", "train", "--dataset", "mnist", "--data-root",
+                 places["tmp"] + "/no_data", "--out", places["tmp"] + "/a_file"]) == 1
+    assert "a_file: exists and is not a folder" in capsys.readouterr().err
+
+
+def test_sgbm_range_is_checked_before_psmnet_runs(places, capsys):
+    assert main(["stereo", "eval", "--model", "both", "--checkpoint", places["stereo"],
+                 "--dataset", "synthetic", "--synthetic-size", "32x64", "--count", "1",
+                 "--max-disparity", "64"]) == 1
+    captured = capsys.readouterr()
+    assert "wider than the 64-pixel image" in captured.err and "/ psmnet:" not in captured.out
+
+
+def test_the_pixel_limit_replaces_pillows_own(tmp_path, monkeypatch):
+    """$CNNLAB_MAX_PIXELS=0 reads what Pillow alone would refuse as a bomb; its global is
+    left as it was."""
+    from PIL import Image
+
+    from cnnlab.data.image import read_rgb
+
+    Image.fromarray(np.zeros((60, 60, 3), np.uint8)).save(tmp_path / "wide.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow: a bomb above 2000 pixels
+    monkeypatch.setenv("CNNLAB_MAX_PIXELS", "0")
+    assert read_rgb(tmp_path / "wide.png").shape == (60, 60, 3)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+    monkeypatch.setenv("CNNLAB_MAX_PIXELS", "-5")
+    with pytest.raises(Exception, match="CNNLAB_MAX_PIXELS='-5'"):
+        read_rgb(tmp_path / "wide.png")
 
 
 def test_predict_removes_this_pairs_outputs_from_an_earlier_run(places, tmp_path, capsys):
@@ -233,6 +282,6 @@ def test_long_epochs_are_announced_after_a_few_steps():
     lines = []
     _estimate(lines.append, 57.0, 100, 10)
     assert lines == ["note: 57.0 s per step, so about 95 min per epoch and 15.8 h for the 10 "
-                     "epoch(s) left, validation not included"]
+                     "epoch(s) of this session, validation not included"]
     _estimate(lines.append, 0.1, 100, 10)  # a 10 s epoch needs no estimate
     assert len(lines) == 1

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cnnlab.errors import ConfigError
 
@@ -36,7 +36,7 @@ def model_kwargs(pairs: list[str] | None) -> dict[str, Any]:
 class Parser(argparse.ArgumentParser):
     """argparse with cnnlab's error format: one line naming the option, then exit 2."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"cnnlab: error: {message} (see: {self.prog} --help)\n")
 
 
@@ -56,7 +56,7 @@ def number(cast: type = float, low: float | None = None, high: float | None = No
             parts.append(f"a multiple of {multiple}")
         return " ".join(parts[:1]) + (" " + ", ".join(parts[1:]) if parts[1:] else "")
 
-    def parse(text: str):
+    def parse(text: str) -> Any:
         try:
             value = cast(text)
         except ValueError:
@@ -216,10 +216,10 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
     if args.resume:
         ignored = _ignored_on_resume(args, lab)
         if ignored:
+            applied = sorted(RESUME_OPTIONS - {"resume"} | set(lab.machine_settings))
             log(f"note: {', '.join(ignored)} ignored: a resumed run keeps the settings in "
-                f"{Path(args.resume) / 'config.json'}; only --epochs, --stop-after, --device "
-                f"and {', '.join('--' + k.replace('_', '-') for k in lab.machine_settings)} "
-                "apply")
+                f"{Path(args.resume) / 'config.json'}; only "
+                f"{', '.join('--' + k.replace('_', '-') for k in applied)} apply")
         machine = {k: getattr(args, k, None) for k in lab.machine_settings}
         machine.update({k: absolute(v) for k, v in machine.items()
                         if k.endswith("_root") and v is not None})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnlab.cli.common import (
@@ -33,6 +34,7 @@ PRESETS = {
                   "epochs": 15, "lr": 1e-3, "schedule": "cosine", "align_corners": False},
 }
 OFFICIAL_FILES = "a .safetensors or official PSMNet .tar file"
+MAX_DISPARITY = number(int, 16, multiple=16)  # PSMNet's range
 
 
 def blocks(text: str) -> tuple[int, ...]:
@@ -46,7 +48,8 @@ def blocks(text: str) -> tuple[int, ...]:
     return counts
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
+    """A preset value as a flag takes it (256x512, 1,2,1,1)."""
     if isinstance(value, tuple):
         return ("x" if len(value) == 2 else ",").join(str(v) for v in value)
     return str(value)
@@ -55,6 +58,9 @@ def _shown(value) -> str:
 def cmd_train(args) -> int:
     from cnnlab.stereo.train import STEREO, StereoConfig, published_milestones
 
+    if args.preset and args.init:
+        raise ConfigError("--preset and --init: the preset sets an architecture, the --init "
+                          "weights' card decides it; give the options you want instead")
     if args.milestones is None and not args.resume:
         args.milestones = published_milestones(args.dataset)
 
@@ -93,6 +99,7 @@ def cmd_eval(args) -> int:
     from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
     from cnnlab.engine.device import select_device
     from cnnlab.stereo.evaluate import (
+        check_methods,
         eval_max_disparity,
         evaluate_samples,
         format_table,
@@ -111,10 +118,13 @@ def cmd_eval(args) -> int:
         model, card = _load(args, select_device(args.device))
     methods = predictors(args.model, model, card, args.max_disparity)
     max_disparity = eval_max_disparity(card, args.max_disparity)
+    sources = {dataset: open_eval_dataset(dataset, args.data_root, args.split, args.count,
+                                          args.synthetic_size, max_disparity)
+               for dataset in args.dataset}
+    for source in sources.values():  # every dataset is checked before any is scored
+        check_methods(methods, source, max_disparity)
     results = {}
-    for dataset in args.dataset:
-        source = open_eval_dataset(dataset, args.data_root, args.split, args.count,
-                                   args.synthetic_size, max_disparity)
+    for dataset, source in sources.items():
         for method, predict in methods.items():
             print(f"{dataset} / {method}:")
             pairs = (source.load(i) for i in range(len(source)))  # one pair in memory at a time
@@ -128,6 +138,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from cnnlab.engine.atomic import check_writable_folder
     from cnnlab.engine.device import select_device
     from cnnlab.stereo.io import Calibration
     from cnnlab.stereo.predict import predict_pair
@@ -135,6 +146,7 @@ def cmd_predict(args) -> int:
     if (args.focal is None) != (args.baseline is None):
         raise ConfigError("--focal and --baseline go together (or use --calib FILE)")
     calibration = Calibration(args.focal, args.baseline) if args.focal else None
+    check_writable_folder(Path(args.out), "--out")  # before a model is loaded or downloaded
     model, card = _load(args, select_device(args.device))
     result = predict_pair(model, card, Path(args.left), Path(args.right), Path(args.out),
                           calibration, Path(args.calib) if args.calib else None,
@@ -199,10 +211,10 @@ def _add_weights_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _max_disparity(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-                   help_text: str) -> None:
+                   help_text: str, kind: Callable[[str], int] = MAX_DISPARITY) -> None:
     # --maxdisp: the published code's name, which PSMNet users know
     parser.add_argument("--max-disparity", "--maxdisp", dest="max_disparity",
-                        type=number(int, 16, multiple=16),
+                        type=kind,
                         metavar="D", help=help_text)
 
 
@@ -268,7 +280,8 @@ def add_parser(sub) -> None:
                           help="synthetic pairs (default 8)")
     evaluate.add_argument("--synthetic-size", type=size, default=(256, 512),
                           help="default 256x512")
-    _max_disparity(evaluate, "SGBM range (default: the model's, else 192)")
+    _max_disparity(evaluate, "SGBM range, rounded up to a multiple of 16, and the synthetic "
+                             "scenes' (default: the model's, else 192)", POSITIVE_INT)
     evaluate.add_argument("--json", help="write all results and the model card to this file")
     add_device(evaluate)
     evaluate.set_defaults(func=cmd_eval)

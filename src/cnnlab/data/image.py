@@ -32,8 +32,10 @@ def max_pixels() -> int | None:
     try:
         value = int(text)
     except ValueError:
+        value = -1
+    if value < 0:
         raise DataError(f"${MAX_PIXELS_ENV}={text!r}: expected a whole number of pixels "
-                        "(0 for no limit)") from None
+                        "(0 for no limit)")
     return value if value > 0 else None
 
 
@@ -42,6 +44,8 @@ def open_image(path: str | Path) -> Image.Image:
     file."""
     path = Path(path)
     limit = max_pixels()
+    # PIL's own bomb check (in open and load) is replaced by ours, which the user can change
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -49,14 +53,10 @@ def open_image(path: str | Path) -> Image.Image:
             width, height = image.size
             if limit is not None and width * height > limit:
                 image.close()
-                raise DataError(f"{path}: {width}x{height} is {width * height / 1e6:.0f} "
-                                f"megapixels, over the limit of {limit / 1e6:.0f}; set "
-                                f"${MAX_PIXELS_ENV} to a larger number (0: no limit) to read it")
-            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # ours applies
-            try:
-                image.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
+                raise DataError(f"{path}: {width}x{height} is {width * height:,} pixels, over "
+                                f"the limit of {limit:,}; set ${MAX_PIXELS_ENV} to a larger "
+                                "number (0: no limit) to read it")
+            image.load()
         return image
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
@@ -64,6 +64,8 @@ def open_image(path: str | Path) -> Image.Image:
         raise DataError(f"{path}: a folder, not an image file") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

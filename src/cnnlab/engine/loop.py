@@ -93,10 +93,11 @@ def _estimate(log: Callable[[str], None], seconds_per_step: float, steps_per_epo
         return
     log(f"note: {seconds_per_step:.1f} s per step, so about {_duration(epoch_seconds)} per "
         f"epoch and {_duration(epoch_seconds * epochs_left)} for the {epochs_left} epoch(s) "
-        "left, validation not included")
+        "of this session, validation not included")
 
 
 def _duration(seconds: float) -> str:
+    """Seconds as s, min or h, whichever reads best."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 2 * 3600:
@@ -201,7 +202,7 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
                 first_step_done = time.perf_counter()  # step 1 pays warm-up: time from here
             elif index == ESTIMATE_AFTER and epoch == start_epoch and info.is_main:
                 _estimate(log, (time.perf_counter() - first_step_done) / (index - 1),
-                          steps_per_epoch, config.epochs - epoch)
+                          steps_per_epoch, end_epoch - epoch)
             lr = schedule.apply(optimizer, step)
             with autocast(device, config.amp):
                 loss, stats = task.loss_and_stats(model, batch, train=True)

@@ -112,7 +112,7 @@ class Calibration:
     baseline: float
     doffs: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         values = (self.focal, self.baseline, self.doffs)
         if not all(np.isfinite(values)) or self.focal <= 0 or self.baseline <= 0:
             raise ValueError(f"focal length {self.focal} px and baseline {self.baseline} m must "
@@ -147,7 +147,9 @@ def read_calibration(path: str | Path) -> Calibration:
         for left, right in (("P_rect_02", "P_rect_03"), ("P2", "P3")):
             if left in entries and right in entries:
                 p2, p3 = _matrix(entries[left], 3, 4), _matrix(entries[right], 3, 4)
-                focal = p2[0, 0]
+                focal = float(p2[0, 0])
+                if focal == 0:
+                    raise ValueError(f"{left} has a focal length of 0")
                 return Calibration(focal, (p2[0, 3] - p3[0, 3]) / focal)
         if "cam0" in entries and "baseline" in entries:
             cam0 = _matrix(entries["cam0"], 3, 3)
