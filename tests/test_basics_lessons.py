@@ -44,3 +44,19 @@ def test_cli_runs_a_lesson_and_writes_its_plot(tmp_path, capsys):
     assert "learned_kernel" in out
     assert (tmp_path / "edge_detection.png").read_bytes()[:4] == b"\x89PNG"
     # an unknown lesson is refused by the parser: see test_cli_errors.py
+
+
+def test_plots_show_what_each_lesson_teaches(tmp_path):
+    """The fit over the data, the decision boundary and the edge maps, not only a loss."""
+    from cnnlab.basics.lessons import LESSONS, plot_lesson
+
+    mlp = LESSONS["mlp_regression"][0](steps=200)
+    (x, fitted, label), = mlp.panel["lines"]
+    assert label == "MLP" and x.min() < -3 < 3 < x.max() and len(fitted) == len(x)
+    logistic = LESSONS["logistic_regression"][0](epochs=50)
+    assert [p[2] for p in logistic.panel["points"]] == ["setosa (0)", "versicolor (1)"]
+    edge = LESSONS["edge_detection"][0]()
+    assert [title for _, title in edge.grids][1] == "edges: corr2d(X, [1, -1])"
+    for result in (mlp, logistic, edge):
+        plot_lesson(result, tmp_path / f"{result.name}.png")
+        assert (tmp_path / f"{result.name}.png").read_bytes()[:4] == b"\x89PNG"

@@ -25,6 +25,11 @@ class LessonResult:
     losses: list[float] = field(default_factory=list)
     image: torch.Tensor | None = None  # e.g. the learned kernel
     image_title: str = ""
+    # what the lesson teaches, drawn over its data: {"title", "xlabel", "ylabel",
+    # "points": [(x, y, label)], "lines": [(x, y, label)]}
+    panel: dict | None = None
+    # small matrices shown with their values, e.g. an input and its edge map: [(tensor, title)]
+    grids: list[tuple[torch.Tensor, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"{self.name}:"]
@@ -54,11 +59,15 @@ def edge_detection(seed: int = 0, steps: int = 30, lr: float = 3e-2) -> LessonRe
                 p -= lr * p.grad
         losses.append(loss.item())
     kernel = layer.weight.detach()
+    with torch.no_grad():
+        found = layer(x)
     return LessonResult("edge_detection",
                         {"learned_kernel": kernel.flatten().tolist(),
                          "first_loss": losses[0],
                          "final_loss": losses[-1]},
-                        losses, kernel, "learned kernel (target [1, -1])")
+                        losses, kernel, "learned kernel (target [1, -1])",
+                        grids=[(x, "input X"), (target, "edges: corr2d(X, [1, -1])"),
+                               (found, "corr2d(X, learned kernel)")])
 
 
 def _regression_data(seed: int, n: int = 1000):
@@ -136,9 +145,14 @@ def mlp_regression(seed: int = 0, steps: int = 2000, lr: float = 1e-2) -> Lesson
     with torch.no_grad():
         probe = torch.tensor([[-2.0], [0.0], [1.5]])
         predictions = model(probe).flatten().tolist()
+        dense = torch.linspace(-3.5, 3.5, 300).unsqueeze(1)  # a little beyond the data
+        fitted = model(dense)
+    panel = {"title": "fit over the data (beyond [-3, 3]: extrapolation)", "xlabel": "x",
+             "ylabel": "y", "points": [(x[::5].flatten(), y[::5].flatten(), "data x^2 + 3")],
+             "lines": [(dense.flatten(), fitted.flatten(), "MLP")]}
     return LessonResult("mlp_regression",
                         {"final_mse": losses[-1], "f(-2), f(0), f(1.5)": predictions,
-                         "expected": [7.0, 3.0, 5.25]}, losses)
+                         "expected": [7.0, 3.0, 5.25]}, losses, panel=panel)
 
 
 def load_iris01() -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,7 +187,23 @@ def logistic_regression(seed: int = 0, epochs: int = 100, lr: float = 0.1) -> Le
         accuracy = ((model(features) > 0).float() == labels).float().mean().item()
     return LessonResult("logistic_regression",
                         {"accuracy": accuracy, "final_loss": losses[-1],
-                         "max |BCELoss - BCEWithLogitsLoss|": max_gap}, losses)
+                         "max |BCELoss - BCEWithLogitsLoss|": max_gap}, losses,
+                        panel=_boundary_panel(model, features, labels.flatten()))
+
+
+def _boundary_panel(model: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The flowers on petal length and width (standardised) and the line where the model's
+    probability is 1/2, with the two sepal features at their mean (0)."""
+    w, b = model.weight.detach()[0], float(model.bias.detach()[0])
+    length = torch.linspace(float(features[:, 2].min()) - 0.5,
+                            float(features[:, 2].max()) + 0.5, 50)
+    width = -(b + w[2] * length) / w[3]  # w2 * length + w3 * width + b = 0
+    points = [(features[labels == k, 2], features[labels == k, 3], name)
+              for k, name in ((0, "setosa (0)"), (1, "versicolor (1)"))]
+    return {"title": "decision boundary p = 0.5 (sepal features at their mean)",
+            "xlabel": "petal length (standardised)", "ylabel": "petal width (standardised)",
+            "points": points, "lines": [(length, width, "boundary")],
+            "ylim": (float(features[:, 3].min()) - 0.5, float(features[:, 3].max()) + 0.5)}
 
 
 def softmax_cross_entropy(seed: int = 0, batch: int = 8, classes: int = 5) -> LessonResult:
@@ -215,27 +245,51 @@ def plot_lesson(result: LessonResult, path) -> None:
 
     from cnnlab.engine.atomic import atomic_write
 
-    panels = int(bool(result.losses)) + int(result.image is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
+    panels = (int(bool(result.losses)) + int(result.panel is not None) + len(result.grids)
+              + int(result.image is not None))
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.8), squeeze=False)
     axes = list(axes[0])
     if result.losses:
         ax = axes.pop(0)
         ax.plot(range(1, len(result.losses) + 1), result.losses)
         ax.set_yscale("log")
         ax.set_xlabel("step / epoch")
-        ax.set_ylabel("loss")
+        ax.set_ylabel("loss (log scale)")
+        ax.set_title("training loss")
         ax.grid(alpha=0.3)
-    if result.image is not None:
+    if result.panel is not None:
         ax = axes.pop(0)
-        shown = ax.imshow(result.image.numpy(), cmap="coolwarm")
-        for (i, j), value in _ndenumerate(result.image):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
-        ax.set_title(result.image_title)
-        fig.colorbar(shown, ax=ax)
+        panel = result.panel
+        for x, y, label in panel.get("points", []):
+            ax.scatter(x.numpy(), y.numpy(), s=12, label=label)
+        for x, y, label in panel.get("lines", []):
+            ax.plot(x.numpy(), y.numpy(), color="black", label=label)
+        if "ylim" in panel:
+            ax.set_ylim(*panel["ylim"])
+        ax.set_xlabel(panel["xlabel"])
+        ax.set_ylabel(panel["ylabel"])
+        ax.set_title(panel["title"], fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for grid, title in [*result.grids, *([(result.image, result.image_title)]
+                                        if result.image is not None else [])]:
+        _draw_grid(fig, axes.pop(0), grid, title)
     fig.suptitle(result.name)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
+
+
+def _draw_grid(fig, ax, grid: torch.Tensor, title: str) -> None:
+    """A small matrix as coloured cells with its values written in, and a colour bar."""
+    shown = ax.imshow(grid.numpy(), cmap="coolwarm")
+    if grid.numel() <= 64:
+        for (i, j), value in _ndenumerate(grid):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks(range(grid.shape[1]))
+    ax.set_yticks(range(grid.shape[0]))
+    fig.colorbar(shown, ax=ax, shrink=0.8)
 
 
 def _ndenumerate(tensor: torch.Tensor):
