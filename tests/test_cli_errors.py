@@ -273,7 +273,8 @@ def test_predict_removes_this_pairs_outputs_from_an_earlier_run(places, tmp_path
                  places["stereo"], "--out", str(tmp_path)]) == 0
     assert "Running psmnet on 64x40" in capsys.readouterr().err
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == ["left_disp.pfm", "left_disp.png", "left_disp_color.png", "other.ply"]
+    assert left == ["left_disp.pfm", "left_disp.png", "left_disp_color.png", "left_overview.png",
+                    "other.ply"]
 
 
 def test_long_epochs_are_announced_after_a_few_steps():

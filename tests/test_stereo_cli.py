@@ -59,8 +59,13 @@ def test_predict_writes_every_output(tiny_run, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Against ground truth: EPE" in text and "Point cloud:" in text
     for suffix in ("_disp.png", "_disp.pfm", "_disp_color.png", "_error.png", "_depth.pfm",
-                   ".ply"):
+                   ".ply", "_overview.png"):
         assert (out / f"im3{suffix}").is_file(), suffix
+    # the overview: left view, disparity with its colour bar, error map with its legend
+    from PIL import Image
+
+    with Image.open(out / "im3_overview.png") as overview:
+        assert overview.size[1] > overview.size[0]  # three panels stacked
 
 
 def test_predict_errors_and_notes(tiny_run, tmp_path, capsys):

@@ -26,6 +26,7 @@ from cnnlab.stereo.metrics import error_counts, rates
 from cnnlab.stereo.visualize import (
     colorize_disparity,
     colorize_error,
+    plot_overview,
     point_cloud,
     save_png,
     write_ply,
@@ -115,12 +116,16 @@ def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path:
     }
     result = {"notes": notes, "size": list(disparity.shape),
               "disparity_range": [float(disparity.min()), float(disparity.max())]}
+    error_image = None
     if truth is not None:
         target, valid = truth
         result["metrics"] = rates(error_counts(torch.from_numpy(disparity),
                                                torch.from_numpy(target), torch.from_numpy(valid)))
-        outputs["error_png"] = save_png(out_dir / f"{stem}_error.png",
-                                        colorize_error(disparity, target, valid))
+        error_image = colorize_error(disparity, target, valid)
+        outputs["error_png"] = save_png(out_dir / f"{stem}_error.png", error_image)
+    outputs["overview_png"] = plot_overview(
+        out_dir / f"{stem}_overview.png", left, disparity, card.kwargs["max_disparity"] * 0.75,
+        error_image, f"{Path(left_path).name}: {card.name or card.architecture}")
     if calibration is not None:
         depth = calibration.depth(disparity)
         outputs["depth_pfm"] = write_pfm(out_dir / f"{stem}_depth.pfm", depth)

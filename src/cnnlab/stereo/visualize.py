@@ -80,3 +80,46 @@ def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> Path:
     records["r"], records["g"], records["b"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     return atomic_write(Path(path),
                         lambda tmp: tmp.write_bytes(header.encode() + records.tobytes()))
+
+
+def plot_overview(path: Path, left: np.ndarray, disparity: np.ndarray, scale_max: float,
+                  error_image: np.ndarray | None = None, title: str = "") -> Path:
+    """A figure to read, beside the raw files: the left view, the disparity in KITTI's colours
+    with a colour bar in pixels, and (with ground truth) the error map with its legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap, Normalize
+    from matplotlib.patches import Patch
+
+    rows = 3 if error_image is not None else 2
+    height, width = disparity.shape
+    fig, axes = plt.subplots(rows, 1, figsize=(9, rows * 9 * height / width + 0.9 * rows))
+    axes[0].imshow(left)
+    axes[0].set_title("left view", fontsize=9)
+    ramp = colorize_disparity(np.linspace(1e-6, scale_max, 256)[None], scale_max)[0] / 255.0
+    axes[1].imshow(colorize_disparity(disparity, scale_max, np.ones_like(disparity, bool)))
+    axes[1].set_title(f"disparity: {disparity.min():.1f} to {disparity.max():.1f} px", fontsize=9)
+    mappable = plt.cm.ScalarMappable(Normalize(0, scale_max), ListedColormap(ramp))
+    fig.colorbar(mappable, ax=axes[1], label="disparity (px)", fraction=0.03, pad=0.01)
+    if error_image is not None:
+        axes[2].imshow(error_image)
+        axes[2].set_title("error / KITTI's tolerance (the larger of 3 px and 5% of the true "
+                          "disparity); black: no ground truth", fontsize=9)
+        handles = [Patch(color=np.array(rgb) / 255.0,
+                         label=(f"{lower:.3g} to {upper:.3g}" if np.isfinite(upper)
+                                else f"{lower:.3g} or more"))
+                   for lower, upper, rgb in _KITTI_ERROR_MAP]
+        axes[2].legend(handles=handles, title="1 or more: a D1 error", fontsize=6,
+                       title_fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                       frameon=False)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    written = atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return written
