@@ -120,7 +120,8 @@ def _reduced(sums: dict, task: Task, info: DistInfo, device: torch.device) -> di
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, batches: Iterable[Any], device: torch.device,
-             amp: str = "none", info: DistInfo = SINGLE_PROCESS) -> dict[str, float]:
+             amp: str = "none", info: DistInfo = SINGLE_PROCESS, progress: bool = False
+             ) -> dict[str, float]:
     """Summed statistics of a pass over ``batches`` in eval mode (all-reduced under DDP).
 
     The network runs outside its DDP wrapper, with rank 0's buffers (BN statistics) as DDP's
@@ -131,8 +132,10 @@ def evaluate(model: nn.Module, task: Task, batches: Iterable[Any], device: torch
     was_training = network.training
     network.eval()
     sums: dict[str, float] = {}
+    shown = tqdm(batches, desc="Validation", leave=False, dynamic_ncols=True,
+                 disable=None if progress and info.is_main else True)  # terminal only
     with autocast(device, amp):
-        for batch in batches:
+        for batch in shown:
             _, stats = task.loss_and_stats(network, batch, train=False)
             _accumulate(sums, stats)
     network.train(was_training)
@@ -223,7 +226,7 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         images = int(all_reduce_sums({"n": images}, info, device)["n"])
         row = {"epoch": epoch + 1}
         row.update({f"train_{k}": v for k, v in task.summarize(sums).items()})
-        val_sums = evaluate(model, task, task.val_batches(), device, config.amp, info)
+        val_sums = evaluate(model, task, task.val_batches(), device, config.amp, info, progress)
         if val_sums:
             row.update({f"val_{k}": v for k, v in task.summarize(val_sums).items()})
             log(task.format_validation(val_sums))
