@@ -4,7 +4,7 @@ import pytest
 import torch
 
 
-def test_compiled_and_ddp_wrappers_are_unwrapped_for_saving():
+def test_the_compiled_wrapper_is_unwrapped_for_saving():
     """torch.compile wraps the module (keys gain '_orig_mod.'); checkpoints must hold the plain
     names that eval, predict and --init load (compilation itself is lazy: nothing runs here)."""
     from cnnlab.engine.device import prepare_model, unwrap_model

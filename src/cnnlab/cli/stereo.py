@@ -199,10 +199,18 @@ def cmd_weights_import(args) -> int:
     return 0
 
 
+WEIGHTS_LOOKUP = "$CNNLAB_WEIGHTS, then ~/.cache/cnnlab/weights"
+
+
+def _weights_root(parser: argparse.ArgumentParser, what: str, **kwargs: object) -> None:
+    """--weights-root, whose help says what it is for and where else weights are looked up."""
+    parser.add_argument("--weights-root", metavar="DIR", help=what.format(WEIGHTS_LOOKUP),
+                        **kwargs)
+
+
 def _add_weights_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights-root", metavar="DIR",
-                        help="folder holding PSMNet/<released file> or the file itself, searched "
-                             "before $CNNLAB_WEIGHTS and ~/.cache/cnnlab/weights")
+    _weights_root(parser, "folder holding PSMNet/<released file> or the file itself, searched "
+                          "before {}")
     parser.add_argument("--download", action="store_true",
                         help="fetch missing registered weights from their official source "
                              "(kept only if they verify)")
@@ -253,9 +261,8 @@ def add_parser(sub) -> None:
     train.add_argument("--init", metavar="WEIGHTS",
                        help="fine-tune from registered weights (e.g. psmnet-kitti2015), a run "
                             "directory, a .safetensors checkpoint or an official .tar")
-    train.add_argument("--weights-root", metavar="DIR",
-                       help="where registered --init weights are found, before "
-                            "$CNNLAB_WEIGHTS and ~/.cache/cnnlab/weights (see stereo weights)")
+    _weights_root(train, "where registered --init weights are found, before {} (see stereo "
+                         "weights)")
     train.add_argument("--out", help="run directory (default runs/psmnet-DATASET)")
     train.add_argument("--preset", choices=list(PRESETS),
                        help="a named set of defaults; cpu-small: "
@@ -302,22 +309,18 @@ def add_parser(sub) -> None:
 
     weights = ssub.add_parser("weights", help="official PSMNet releases: where they are, their "
                                               "cards; download or import one")
-    weights.add_argument("--weights-root", metavar="DIR",
-                         help="search this folder first, then $CNNLAB_WEIGHTS and "
-                              "~/.cache/cnnlab/weights")
+    _weights_root(weights, "search this folder first, then {}")
     weights.add_argument("--brief", action="store_true", help="without the model cards")
     weights.set_defaults(func=cmd_weights)
     wsub = weights.add_subparsers(dest="weights_action")
     download = wsub.add_parser("download", help="fetch a release and keep it if it verifies")
     download.add_argument("name", help="registered weights name")
-    download.add_argument("--weights-root", metavar="DIR", default=argparse.SUPPRESS,
-                          help="download into this folder (default $CNNLAB_WEIGHTS, then "
-                               "~/.cache/cnnlab/weights)")
+    _weights_root(download, "download into this folder (default {})", default=argparse.SUPPRESS)
     download.set_defaults(func=cmd_weights_download)
     imported = wsub.add_parser("import", help="convert an official .tar (or registered weights) "
                                               "into a cnnlab .safetensors with its model card")
     imported.add_argument("file", help="official .tar, or a registered name")
     imported.add_argument("--out", required=True, help="the .safetensors file to write")
-    imported.add_argument("--weights-root", metavar="DIR", default=argparse.SUPPRESS,
-                          help="where a registered name is found")
+    _weights_root(imported, "where a registered name is found, before {}",
+                  default=argparse.SUPPRESS)
     imported.set_defaults(func=cmd_weights_import)

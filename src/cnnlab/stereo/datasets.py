@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from cnnlab.errors import DataError
@@ -83,6 +84,10 @@ class StereoDataset(Dataset):
     def __getitem__(self, index: int) -> StereoSample:
         return self.load(index)
 
+    def min_width(self) -> int | None:
+        """The narrowest image, without decoding any (None: not known up front)."""
+        return None
+
 
 class FileStereoDataset(StereoDataset):
     """Pairs listed as files, with the dataset's disparity format injected as ``read``."""
@@ -93,6 +98,17 @@ class FileStereoDataset(StereoDataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def min_width(self) -> int | None:
+        """From the files' headers; unreadable files are left to ``load``, which names them."""
+        widths = []
+        for entry in self.entries:
+            try:
+                with Image.open(entry.left) as image:
+                    widths.append(image.size[0])
+            except (OSError, ValueError, Image.DecompressionBombError):
+                continue
+        return min(widths, default=None)
 
     def load(self, index: int) -> StereoSample:
         entry = self.entries[index]
@@ -247,6 +263,9 @@ class SyntheticStereo(StereoDataset):
 
     def __len__(self) -> int:
         return self.count
+
+    def min_width(self) -> int | None:
+        return self.width
 
     def load(self, index: int) -> StereoSample:
         pair = render_pair(self.height, self.width, self.max_disparity,

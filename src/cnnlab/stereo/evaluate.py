@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from cnnlab.engine.card import ModelCard
@@ -92,25 +91,10 @@ def open_eval_dataset(dataset: str, data_root: str | None, split: str, count: in
     return open_dataset(dataset, data_root, split)
 
 
-def narrowest_width(source: StereoDataset) -> int | None:
-    """The smallest image width of ``source``, from the files' headers (no decoding); None
-    where unknown."""
-    if isinstance(source, SyntheticStereo):
-        return source.width
-    widths = []
-    for entry in getattr(source, "entries", []):
-        try:
-            with Image.open(entry.left) as image:
-                widths.append(image.size[0])
-        except (OSError, ValueError):  # reported, with its name, when the pair is read
-            continue
-    return min(widths, default=None)
-
-
 def check_methods(methods: dict[str, Predictor], source: StereoDataset, max_disparity: int
                   ) -> None:
     """Refuse, before any pair is scored, what would fail on the way (SGBM's range)."""
-    width = narrowest_width(source) if "sgbm" in methods else None
+    width = source.min_width() if "sgbm" in methods else None
     if width is not None:
         check_range(max_disparity, width)
 

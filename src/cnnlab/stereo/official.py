@@ -22,19 +22,16 @@ from torch import nn
 from cnnlab.engine.checkpoint import is_safetensors
 from cnnlab.errors import CheckpointError
 from cnnlab.stereo.models.blocks import ConvBN
+from cnnlab.stereo.models.psmnet import legacy_name
 
 DATA_PARALLEL_PREFIX = "module."
 COUNTER = "num_batches_tracked"
-# cnnlab module path prefix -> official one (indices shift: the official names count from 1
-# or 2, and its SPP branches start with a parameter-free AvgPool at index 0)
+# after legacy_name (cnnlab's first module names were the official ones where the layers
+# match): cnnlab module path prefix -> official one (indices shift: the official names count
+# from 1 or 2, and its SPP branches start with a parameter-free AvgPool at index 0)
 _RENAMES = (
-    (re.compile(r"^features\.spp\.branches\.(\d+)\.0\."),
+    (re.compile(r"^feature_extraction\.spp\.branches\.(\d+)\.0\."),
      lambda m: f"feature_extraction.branch{int(m.group(1)) + 1}.1."),
-    (re.compile(r"^features\.stem\."), lambda m: "feature_extraction.firstconv."),
-    (re.compile(r"^features\.fusion\."), lambda m: "feature_extraction.lastconv."),
-    (re.compile(r"^features\."), lambda m: "feature_extraction."),
-    (re.compile(r"^cost_stem\."), lambda m: "dres0."),
-    (re.compile(r"^cost_residual\."), lambda m: "dres1."),
     (re.compile(r"^hourglasses\.(\d+)\."), lambda m: f"dres{int(m.group(1)) + 2}."),
     (re.compile(r"^residuals\.(\d+)\."), lambda m: f"dres{int(m.group(1)) + 2}."),
 )
@@ -105,6 +102,7 @@ def infer_align_corners(state: dict[str, torch.Tensor]) -> tuple[bool, str]:
 def official_name(name: str, variant: str) -> str:
     """cnnlab module path -> the official one (``hourglasses.0.conv1`` -> ``dres2.conv1``);
     ConvBN's children are renamed by the caller, which knows the modules."""
+    name = legacy_name(name)
     for pattern, replace in _RENAMES:
         name = pattern.sub(replace, name)
     head = "classif{}." if variant == "stackhourglass" else "classify."

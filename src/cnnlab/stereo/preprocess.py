@@ -20,12 +20,10 @@ IMAGENET_PREPROCESS = {
 
 def to_input(image: np.ndarray, device: torch.device, mean: Sequence[float] = IMAGENET_MEAN,
              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) normalised float on ``device``."""
-    x = torch.from_numpy(np.array(image, dtype=np.uint8)).to(device).permute(2, 0, 1).float()
-    x = x / 255
-    mean_t = torch.tensor(tuple(mean), device=device).view(3, 1, 1)
-    std_t = torch.tensor(tuple(std), device=device).view(3, 1, 1)
-    return ((x - mean_t) / std_t).unsqueeze(0)
+    """(H, W, 3) uint8 -> (1, 3, H, W) normalised float on ``device`` (as training's
+    ``Normalize`` does it, to the bit)."""
+    return Normalize(mean, std)(Normalize.unit(np.asarray(image, dtype=np.uint8))
+                                ).unsqueeze(0).to(device)
 
 
 class Normalize:

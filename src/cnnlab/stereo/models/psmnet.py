@@ -204,6 +204,15 @@ LEGACY_PREFIXES = (("feature_extraction.firstconv.", "features.stem."),
                    ("dres0.", "cost_stem."), ("dres1.", "cost_residual."))
 
 
+def legacy_name(name: str) -> str:
+    """Today's module path -> the one cnnlab <= 0.1.0 (and, for these modules, the official
+    code) used."""
+    for old, new in LEGACY_PREFIXES:
+        if name.startswith(new):
+            return old + name[len(new):]
+    return name
+
+
 def upgrade_state_keys(state: dict, prefix: str = "") -> None:
     """Rename, in place, the keys of an older cnnlab PSMNet checkpoint to today's modules."""
     for key in list(state):
