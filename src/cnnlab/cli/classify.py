@@ -146,7 +146,7 @@ def add_parser(sub) -> None:
     summary.add_argument("--image-size", type=POSITIVE_INT,
                          help="input side (default: the model's, else 28)")
     summary.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                         help="model option, e.g. width=16 (repeatable)")
+                         help="model option, e.g. width=16 (repeatable; default: the model's own)")
     summary.set_defaults(func=cmd_summary)
 
     train = csub.add_parser("train", help="train a classifier")
@@ -156,7 +156,7 @@ def add_parser(sub) -> None:
                        help="one of: " + ", ".join(MODELS) + " (default simple_cnn; sizes and "
                             "parameters: cnnlab classify models)")
     train.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                       help="model option, e.g. width=16 (repeatable)")
+                       help="model option, e.g. width=16 (repeatable; default: the model's own)")
     train.add_argument("--image-size", type=POSITIVE_INT,
                        help="override the model's input size (default: the model's)")
     train.add_argument("--val-size", type=COUNT, default=0,

@@ -150,13 +150,13 @@ def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int
                             "takes about 20 s to start; default off)")
     group.add_argument("--seed", type=int, default=0, help="default 0")
     add_device(group)
-    group.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly")
+    group.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly (default: start a new run)")
     group.add_argument("--config", metavar="FILE",
                        help="a run's config.json (or its run directory): its settings become "
                             "the defaults, so the run is reproduced; flags given override them")
     group.add_argument("--stop-after", type=POSITIVE_INT, metavar="EPOCHS",
                        help="stop after this many epochs; the schedule still plans for "
-                            "--epochs and --resume continues")
+                            "--epochs and --resume continues (default: train to --epochs)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -256,11 +256,15 @@ def _ignored_on_resume(args: argparse.Namespace, lab: Any) -> list[str]:
 
 def add_model_source(parser: argparse.ArgumentParser, lab: str, required: bool = True,
                      files: str = "a .safetensors file") -> None:
+    """--checkpoint or --weights: where the network comes from (``required``: one of the two
+    must be given, which each help says, since there is no default)."""
+    needed = "; this or --{} is required" if required else "; default: none"
     source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--checkpoint", help="a run directory (its best, else last, checkpoint) "
-                                             f"or {files}")
+                                             f"or {files}" + needed.format("weights"))
     source.add_argument("--weights", metavar="NAME",
-                        help=f"registered weights by name (list them: cnnlab {lab} weights)")
+                        help=f"registered weights by name (list them: cnnlab {lab} weights"
+                             + needed.format("checkpoint") + ")")
 
 
 def print_card(card: Any, heading: str) -> None:

@@ -210,7 +210,7 @@ def _weights_root(parser: argparse.ArgumentParser, what: str, **kwargs: object) 
 
 def _add_weights_options(parser: argparse.ArgumentParser) -> None:
     _weights_root(parser, "folder holding PSMNet/<released file> or the file itself, searched "
-                          "before {}")
+                          "before {} (default: only those)")
     parser.add_argument("--download", action="store_true",
                         help="fetch missing registered weights from their official source "
                              "(kept only if they verify)")
@@ -236,7 +236,8 @@ def add_parser(sub) -> None:
     train.add_argument("--dataset", choices=DATASETS, default="synthetic",
                        help="training data (default synthetic)")
     train.add_argument("--data-root", help="the dataset's folder or the data root holding it "
-                                           "(required for every dataset but synthetic)")
+                                           "(required for every dataset but synthetic; "
+                                           "default: none)")
     arch = train.add_argument_group(
         "architecture (default: from --init's model card, else the values shown)")
     arch.add_argument("--variant", choices=VARIANTS, help="default stackhourglass")
@@ -260,9 +261,10 @@ def add_parser(sub) -> None:
                             "the cores up to 4); results do not depend on it")
     train.add_argument("--init", metavar="WEIGHTS",
                        help="fine-tune from registered weights (e.g. psmnet-kitti2015), a run "
-                            "directory, a .safetensors checkpoint or an official .tar")
-    _weights_root(train, "where registered --init weights are found, before {} (see stereo "
-                         "weights)")
+                            "directory, a .safetensors checkpoint or an official .tar (default: "
+                            "train from scratch)")
+    _weights_root(train, "where registered --init weights are found, before {} (default: only "
+                         "those; see stereo weights)")
     train.add_argument("--out", help="run directory (default runs/psmnet-DATASET)")
     train.add_argument("--preset", choices=list(PRESETS),
                        help="a named set of defaults; cpu-small: "
@@ -277,9 +279,10 @@ def add_parser(sub) -> None:
     evaluate.add_argument("--model", choices=("psmnet", "sgbm", "both"), default="psmnet",
                           help="default psmnet")
     evaluate.add_argument("--dataset", choices=DATASETS, action="append", required=True,
-                          help="repeatable")
+                          help="dataset to score (repeatable; required)")
     evaluate.add_argument("--data-root", help="the data root holding KITTI2015/, ... or a "
-                                              "dataset's own folder")
+                                              "dataset's own folder (required for every "
+                                              "dataset but synthetic; default: none)")
     evaluate.add_argument("--split", choices=("train", "val", "test", "all"), default="all",
                           help="the published split to score: KITTI val = frames 160+, SceneFlow "
                                "test = FlyingThings3D TEST (default all)")
@@ -289,7 +292,8 @@ def add_parser(sub) -> None:
                           help="default 256x512")
     _max_disparity(evaluate, "SGBM range, rounded up to a multiple of 16, and the synthetic "
                              "scenes' (default: the model's, else 192)", POSITIVE_INT)
-    evaluate.add_argument("--json", help="write all results and the model card to this file")
+    evaluate.add_argument("--json", help="write all results and the model card to this JSON file (default: "
+                               "print only; eval writes nothing else)")
     add_device(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 
@@ -300,16 +304,20 @@ def add_parser(sub) -> None:
     _add_weights_options(predict)
     predict.add_argument("--out", default="runs/predict",
                          help="folder for the outputs (default runs/predict)")
-    predict.add_argument("--focal", type=POSITIVE, help="focal length in pixels (> 0)")
-    predict.add_argument("--baseline", type=POSITIVE, help="baseline in metres (> 0)")
-    predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury calib.txt")
-    predict.add_argument("--gt", help="ground-truth disparity (KITTI PNG or PFM) for an error map")
+    predict.add_argument("--focal", type=POSITIVE, help="focal length in pixels, > 0 (default: from --calib; "
+                              "with neither, no depth or point cloud)")
+    predict.add_argument("--baseline", type=POSITIVE, help="baseline in metres, > 0 (default: from --calib)")
+    predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury calib.txt, "
+                              "for depth and the point cloud (default: none)")
+    predict.add_argument("--gt", help="ground-truth disparity (KITTI PNG or PFM) for an error map "
+                              "and EPE/D1 (default: none)")
     add_device(predict)
     predict.set_defaults(func=cmd_predict)
 
     weights = ssub.add_parser("weights", help="official PSMNet releases: where they are, their "
                                               "cards; download or import one")
-    _weights_root(weights, "search this folder first, then {}")
+    _weights_root(weights, "search this folder first, then {} (default: only "
+                           "those)")
     weights.add_argument("--brief", action="store_true", help="without the model cards")
     weights.set_defaults(func=cmd_weights)
     wsub = weights.add_subparsers(dest="weights_action")
@@ -321,6 +329,6 @@ def add_parser(sub) -> None:
                                               "into a cnnlab .safetensors with its model card")
     imported.add_argument("file", help="official .tar, or a registered name")
     imported.add_argument("--out", required=True, help="the .safetensors file to write")
-    _weights_root(imported, "where a registered name is found, before {}",
+    _weights_root(imported, "where a registered name is found, before {} (default: only those)",
                   default=argparse.SUPPRESS)
     imported.set_defaults(func=cmd_weights_import)
