@@ -23,11 +23,20 @@ def file_digest(path: Path, algorithm: str = "md5", chunk: int = 1 << 20) -> str
     return digest.hexdigest()
 
 
-def fetch_url(url: str, dest: Path, timeout: float = 30.0) -> None:
-    """Stream ``url`` into ``dest`` (the caller makes it atomic and checks it)."""
+def fetch_url(url: str, dest: Path, timeout: float = 30.0, label: str | None = None) -> None:
+    """Stream ``url`` into ``dest`` (the caller makes it atomic and checks it), with a
+    progress bar in bytes on a terminal: datasets and weights are tens to hundreds of MB."""
+    from tqdm import tqdm
+
     request = urllib.request.Request(url, headers={"User-Agent": "cnnlab"})
     with open(dest, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
-        shutil.copyfileobj(resp, out, 1 << 20)
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
+                  desc=f"download {label or dest.name}", disable=None,
+                  dynamic_ncols=True) as bar:
+            while block := resp.read(1 << 20):
+                out.write(block)
+                bar.update(len(block))
 
 
 def extract_member(archive: Path, member: str, dest: Path) -> None:
@@ -74,5 +83,6 @@ def download_file(urls: list[str], dest: Path, md5: str, timeout: float = 30.0) 
         if got != md5:
             raise DataError(f"md5 {got} does not match the expected {md5}")
 
-    attempts = [(url, lambda tmp, url=url: fetch_url(url, tmp, timeout)) for url in urls]
+    attempts = [(url, lambda tmp, url=url: fetch_url(url, tmp, timeout, dest.name))
+                for url in urls]
     return download_verified(dest, attempts, check)

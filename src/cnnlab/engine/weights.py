@@ -148,14 +148,15 @@ def registered(registry: dict[str, Weights], name: str, what: str) -> Weights:
                               f"{', '.join(registry)}") from None
 
 
-def _fetcher(source: Source, timeout: float) -> Callable[[Path], None]:
+def _fetcher(source: Source, timeout: float, label: str) -> Callable[[Path], None]:
+    """Fetches ``source`` into a temporary path: the file itself, or its archive's member."""
     if source.member is None:
-        return lambda tmp: fetch_url(source.url, tmp, timeout)
+        return lambda tmp: fetch_url(source.url, tmp, timeout, label)
 
     def fetch_member(tmp: Path) -> None:
         archive = tmp.with_name(tmp.name + ".archive")
         try:
-            fetch_url(source.url, archive, timeout)
+            fetch_url(source.url, archive, timeout, label)
             if source.archive_sha256:
                 got = file_digest(archive, "sha256")
                 if got != source.archive_sha256:
@@ -190,7 +191,7 @@ def download_weights(entry: Weights, weights_root: str | os.PathLike | None = No
 
     attempts = []
     for source in entry.sources:
-        fetch = _fetcher(source, timeout)
+        fetch = _fetcher(source, timeout, entry.file_name)
 
         def attempt(tmp: Path, fetch=fetch, source=source) -> None:
             if log:
