@@ -1,8 +1,10 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,8 @@ from safetensors.torch import load_file
 from tests.conftest import shared_path
 
 from cnnlab.cli import main
+from cnnlab.engine.checkpoint import load_checkpoint
+from cnnlab.engine.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +54,10 @@ def test_tiny_training_writes_a_complete_run_dir(tiny_mnist_root, tmp_path, caps
     # a second train into the same folder is refused rather than overwriting
     assert run_cli(*train_args(tiny_mnist_root, out)) == 1
     assert "already holds a run" in capsys.readouterr().err
+    # a run still training there (holding the folder) refuses a --resume as well
+    with RunDir(out).lock():
+        assert run_cli("classify", "train", "--resume", str(out), "--epochs", "4") == 1
+    assert "another cnnlab run is training into it" in capsys.readouterr().err
 
 
 def test_results_use_the_test_set_also_with_a_carved_validation_split(tiny_mnist_root, tmp_path):
@@ -83,6 +91,37 @@ def test_resume_is_exact(tiny_mnist_root, tmp_path):
         assert torch.equal(a[key], b[key]), key
     rows = read_rows(split / "metrics.csv")
     assert len(rows) == 2
+
+
+def test_sigterm_stops_cleanly_and_the_run_resumes(tiny_mnist_root, tmp_path):
+    """A scheduler's SIGTERM mid-run: one line, exit 143, no partial files, checkpoint,
+    metrics.csv and best in step, and --resume continues from the last finished epoch."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-m", "cnnlab", *train_args(tiny_mnist_root, out, "--model",
+               "mlp", "--batch-size", "16", "--epochs", "100000")]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "last.json").is_file() or json.loads(
+                (out / "last.json").read_text())["epoch"] < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "cnnlab: terminated (SIGTERM)"
+    assert f"continue with cnnlab classify train --resume {out}" in stdout
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no partial files
+    epoch = load_checkpoint(out / "last.safetensors")["metadata"]["epoch"]
+    assert len(read_rows(out / "metrics.csv")) >= epoch  # a row ahead is redone on resume
+    assert run_cli("classify", "train", "--resume", str(out), "--epochs", str(epoch + 1),
+                   "--no-progress") == 0
+    rows = read_rows(out / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == list(range(1, epoch + 2))
 
 
 def test_eval_and_predict(tiny_mnist_root, tmp_path, capsys):

@@ -115,6 +115,17 @@ RUN_ERRORS = [  # refused before work: exit 1
                                          "synthetic", "--synthetic-size", "32x64",
                                          "--max-disparity", "64", "--count", "1"],
      "wider than"),
+    ("data root a symlink loop", [*TRAIN[:5], "{tmp}/loop", *TRAIN[6:]],
+     "--data-root {tmp}/loop: a loop of symbolic links"),
+    ("out a symlink loop", [*TRAIN[:-1], "{tmp}/loop"],
+     "--out {tmp}/loop: a broken or looping symbolic link"),
+    ("image a symlink loop", [*PREDICT[:2], "{tmp}/loop", *PREDICT[3:]], "loop: not a readable"),
+    ("truncated image", [*PREDICT[:2], "{tmp}/truncated.png", *PREDICT[3:]],
+     "truncated.png: not a readable image (image file is truncated)"),
+    ("empty config", ["classify", "train", "--config", "{tmp}/empty.json"],
+     "empty.json: not a readable JSON file"),
+    ("images of two sizes", [*PREDICT[:3], "{pair}/flat6_r.png", *PREDICT[4:]],
+     "flat6_r.png: size 64x6 differs from left.png (64x40)"),
 ]
 
 
@@ -143,6 +154,10 @@ def places(tmp_path_factory):
     (pair / "kitti_calib.txt").write_text("P_rect_02: 0 0 600 45 0 700 170 0 0 0 1 0\n"
                                           "P_rect_03: 0 0 600 -330 0 700 170 0 0 0 1 0\n")
     (root / "a_file").write_text("not an image, not a folder")
+    (root / "loop").symlink_to(root / "loop2")
+    (root / "loop2").symlink_to(root / "loop")
+    (root / "truncated.png").write_bytes((pair / "left.png").read_bytes()[:2000])
+    (root / "empty.json").write_text("")
     stereo_run = root / "stereo_run"
     stereo_run.mkdir()
     (stereo_run / "config.json").write_text(json.dumps({"lab": "stereo", "stereo": {},
@@ -200,6 +215,7 @@ def test_refused_in_one_line(argv, fragment, places, capsys, monkeypatch):
     monkeypatch.setenv("CNNLAB_MAX_PIXELS", "10000")  # big.png is over it, the pair is not
     before = _files(places["tmp"])
     code, err = _run(argv, places, capsys)
+    fragment = fragment.format(**places)
     assert code == 1, err
     assert err.startswith("cnnlab: error:") and fragment in err and len(err.splitlines()) == 1
     assert "Traceback" not in err and "unexpected" not in err, err
@@ -286,3 +302,28 @@ def test_long_epochs_are_announced_after_a_few_steps():
                      "epoch(s) of this session, validation not included"]
     _estimate(lines.append, 0.1, 100, 10)  # a 10 s epoch needs no estimate
     assert len(lines) == 1
+
+
+def test_a_bad_image_is_refused_before_the_model_is_loaded(places, capsys):
+    code, err = _run([*PREDICT[:2], "{tmp}/truncated.png", *PREDICT[3:]], places, capsys)
+    assert code == 1 and "truncated.png" in err
+    assert capsys.readouterr().out == ""  # the model card is printed once a model is loaded
+
+
+@pytest.mark.parametrize("argv, where, hint", [
+    (TRAIN, "cnnlab.engine.lab.train_run", "out of memory at --batch-size 128: lower it ("),
+    (["stereo", "train", "--batch-size", "64"], "cnnlab.engine.lab.train_run",
+     "out of memory at --batch-size 64: lower it or --crop"),
+    (PREDICT, "cnnlab.stereo.predict.predict_inputs", "images are too large for this machine"),
+    (["classify", "predict", "--weights", "mlp-mnist", "x.png"],
+     "cnnlab.classify.predict.predict_files", "out of memory; try fewer or smaller inputs"),
+])
+def test_running_out_of_memory_says_what_to_lower(argv, where, hint, places, capsys,
+                                                  monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                           "can't allocate memory: you tried to allocate 268435456 bytes.")
+    monkeypatch.setattr(where, exhausted)
+    code, err = _run(argv, places, capsys)
+    assert code == 1 and err.startswith("cnnlab: error: ") and hint in err, err
+    assert len(err.splitlines()) == 1 and "unexpected" not in err

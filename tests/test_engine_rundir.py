@@ -1,7 +1,10 @@
-"""engine/rundir.py: metrics.csv and curves.png of a run."""
+"""engine/rundir.py: metrics.csv and curves.png of a run, and the lock that keeps two runs out
+of one folder."""
 
+import pytest
 
 from cnnlab.engine.rundir import RunDir
+from cnnlab.errors import ConfigError
 
 
 def test_rundir_metrics_and_curves(tmp_path):
@@ -13,3 +16,28 @@ def test_rundir_metrics_and_curves(tmp_path):
     assert run.read_metrics() == rows
     run.plot_curves(rows, "t")
     assert run.curves_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_held_run_directory_refuses_a_second_run(tmp_path):
+    run = RunDir(tmp_path / "run")
+    with run.lock():
+        with pytest.raises(ConfigError, match=r"--out .*run: another cnnlab run is training "
+                                              "into it; wait for it"):
+            with RunDir(tmp_path / "run").lock():
+                pass
+        (run.path / "config.json").write_text("{}")
+    with RunDir(tmp_path / "run").lock("--resume"):  # released: the next run may take it
+        pass
+    assert (run.path / "config.json").is_file()
+
+
+def test_a_folder_the_lock_created_goes_when_nothing_was_written(tmp_path):
+    run = RunDir(tmp_path / "new" / "run")
+    with pytest.raises(RuntimeError), run.lock():
+        raise RuntimeError("the data check failed")
+    assert not run.path.exists() and (tmp_path / "new").is_dir()
+    existing = RunDir(tmp_path / "existing")
+    existing.path.mkdir()
+    with existing.lock():
+        pass
+    assert existing.path.is_dir()  # a folder the user made stays

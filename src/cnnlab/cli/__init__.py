@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
+import threading
 
 from cnnlab.cli import basics, classify, stereo
 from cnnlab.cli.common import Parser, apply_config
@@ -36,6 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """CPU allocator failure, CUDA/MPS out of memory, or Python's MemoryError."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()))
+
+
+def _memory_hint(args: argparse.Namespace) -> str:
+    """What to lower, for the command that ran out of memory."""
+    if getattr(args, "action", None) == "train":
+        batch = getattr(args, "batch_size", None)
+        crop = "or --crop " if args.lab == "stereo" else ""
+        return (f" at --batch-size {batch}: lower it {crop}(the run's finished epochs are "
+                "kept)")
+    if args.lab == "stereo":
+        return ": the images are too large for this machine's memory; downscale them"
+    return "; try fewer or smaller inputs"
+
+
 def _os_error(exc: OSError) -> str:
     """One line for a failed file operation: the file, then what went wrong."""
     where = exc.filename or ""
@@ -45,7 +66,26 @@ def _os_error(exc: OSError) -> str:
     return f"{where}: {reason}" if where else reason
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, `kill`, torchrun stopping its workers) as an
+    exception, so that partial files are removed and the last checkpoint stays usable."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("CNNLAB_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
@@ -61,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("cnnlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"cnnlab: {stopped}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
@@ -75,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # last resort: one line, the traceback on request
         if debug:
             raise
+        if _out_of_memory(exc):
+            print(f"cnnlab: error: out of memory{_memory_hint(args)}", file=sys.stderr)
+            return 1
         text = str(exc).strip().splitlines()
         detail = f": {text[0][:300]}" if text else ""
         print(f"cnnlab: error: unexpected {type(exc).__name__}{detail} (rerun with --debug "

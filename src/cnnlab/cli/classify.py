@@ -52,7 +52,7 @@ def cmd_train(args) -> int:
         # --config's model options (args.model_kwargs), then --model-arg over them
         options = {**args.model_kwargs, **model_kwargs(args.model_arg)}
         return settings_from_args(ClassifyConfig, args, model_kwargs=options,
-                                  data_root=absolute(args.data_root))
+                                  data_root=absolute(args.data_root, "--data-root"))
 
     results, out, is_main = run_training(args, CLASSIFY, settings,
                                          f"runs/{args.model}-{args.dataset}")

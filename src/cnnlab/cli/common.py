@@ -95,9 +95,14 @@ def boolean(text: str) -> bool:
     return value[text.lower()]
 
 
-def absolute(path: str | None) -> str | None:
+def absolute(path: str | None, option: str) -> str | None:
     """A folder as an absolute path, so that a saved run works from any working directory."""
-    return str(Path(path).expanduser().resolve()) if path else None
+    if not path:
+        return None
+    try:
+        return str(Path(path).expanduser().resolve())
+    except (RuntimeError, OSError):  # RuntimeError before Python 3.13
+        raise ConfigError(f"{option} {path}: a loop of symbolic links") from None
 
 
 def settings_from_args(config_class: type, args: argparse.Namespace, **special: Any):
@@ -221,7 +226,7 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
                 f"{Path(args.resume) / 'config.json'}; only "
                 f"{', '.join('--' + k.replace('_', '-') for k in applied)} apply")
         machine = {k: getattr(args, k, None) for k in lab.machine_settings}
-        machine.update({k: absolute(v) for k, v in machine.items()
+        machine.update({k: absolute(v, "--" + k.replace("_", "-")) for k, v in machine.items()
                         if k.endswith("_root") and v is not None})
         run = resumed_config(read_run_config(args.resume, lab), lab, args.epochs, machine)
         out = Path(args.resume)
@@ -234,6 +239,11 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
                             log if info.is_main else (lambda _msg: None),
                             not args.no_progress, args.stop_after,
                             getattr(args, "download", False))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finished epochs are kept
+        if info.is_main and (out / "last.safetensors").is_file():
+            log(f"Stopped: the last finished epoch is kept; continue with "
+                f"cnnlab {lab.name} train --resume {out}")
+        raise
     finally:
         cleanup(info)
     return results, out, info.is_main

@@ -67,9 +67,11 @@ def cmd_train(args) -> int:
     def settings() -> StereoConfig:
         init = args.init  # a file or run directory as an absolute path; a registered name as is
         if init and Path(init).exists():
-            init = absolute(init)
-        return settings_from_args(StereoConfig, args, data_root=absolute(args.data_root),
-                                  weights_root=absolute(args.weights_root), init=init)
+            init = absolute(init, "--init")
+        return settings_from_args(StereoConfig, args,
+                                  data_root=absolute(args.data_root, "--data-root"),
+                                  weights_root=absolute(args.weights_root, "--weights-root"),
+                                  init=init)
 
     results, out, is_main = run_training(args, STEREO, settings, f"runs/psmnet-{args.dataset}")
     if is_main and "val" in results:
@@ -141,17 +143,19 @@ def cmd_predict(args) -> int:
     from cnnlab.engine.atomic import check_writable_folder
     from cnnlab.engine.device import select_device
     from cnnlab.stereo.io import Calibration
-    from cnnlab.stereo.predict import predict_pair
+    from cnnlab.stereo.predict import predict_inputs, read_pair_inputs
 
     if (args.focal is None) != (args.baseline is None):
         raise ConfigError("--focal and --baseline go together (or use --calib FILE)")
     calibration = Calibration(args.focal, args.baseline) if args.focal else None
-    check_writable_folder(Path(args.out), "--out")  # before a model is loaded or downloaded
+    # every input is checked before a model is loaded or downloaded
+    check_writable_folder(Path(args.out), "--out")
+    inputs = read_pair_inputs(Path(args.left), Path(args.right), calibration,
+                              Path(args.calib) if args.calib else None,
+                              Path(args.gt) if args.gt else None)
     model, card = _load(args, select_device(args.device))
-    result = predict_pair(model, card, Path(args.left), Path(args.right), Path(args.out),
-                          calibration, Path(args.calib) if args.calib else None,
-                          Path(args.gt) if args.gt else None,
-                          log=lambda message: print(message, file=sys.stderr))
+    result = predict_inputs(model, card, inputs, Path(args.out),
+                            log=lambda message: print(message, file=sys.stderr))
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
     low, high = result["disparity_range"]

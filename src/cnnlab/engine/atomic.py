@@ -54,6 +54,8 @@ def check_writable_folder(path: str | Path, option: str) -> Path:
     """``path`` as a folder cnnlab can write into (created later, by the first write), or a
     one-line error naming ``option``, before any expensive work starts."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"{option} {path}: a broken or looping symbolic link")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {path}: exists and is not a folder")
     existing = path

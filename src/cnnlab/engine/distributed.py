@@ -75,6 +75,11 @@ def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
             dist.broadcast(buffer, src=0)
 
 
+def all_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """Whether ``flag`` holds on every rank, so that all ranks stop together when one must."""
+    return all_reduce_sums({"flag": float(flag)}, info, device)["flag"] == info.world_size
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

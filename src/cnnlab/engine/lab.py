@@ -7,6 +7,7 @@ its model card and network, its data as a loop ``Task``, and what its results ar
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.config import RunConfig, read_config_file
 from cnnlab.engine.device import check_compile, prepare_model, seed_everything, select_device
-from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
+from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo, all_true
 from cnnlab.engine.loop import FitResult, Task, fit
 from cnnlab.engine.rundir import RunDir
 from cnnlab.errors import ConfigError
@@ -99,7 +100,27 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
     if run.lab != lab.name:
         raise ConfigError(f"a {run.lab} run cannot be trained by the {lab.name} lab")
     run.optim.validate()
-    run_dir = RunDir(check_writable_folder(out, "--resume" if resume else "--out"))
+    option = "--resume" if resume else "--out"
+    run_dir = RunDir(check_writable_folder(out, option))
+    torch_device = select_device(device)
+    with contextlib.ExitStack() as held:
+        refused = None
+        if info.is_main:  # rank 0 writes the run, so it holds it; every rank stops if refused
+            try:
+                held.enter_context(run_dir.lock(option))
+            except ConfigError as exc:
+                refused = exc
+        if not all_true(refused is None, info, torch_device):
+            raise refused or ConfigError(f"{option} {run_dir.path}: refused by rank 0")
+        return _train_held(run, lab, run_dir, resume, torch_device, info, log, progress,
+                           stop_after, download)
+
+
+def _train_held(run: RunConfig, lab: Lab, run_dir: RunDir, resume: bool,
+                torch_device: torch.device, info: DistInfo, log: Callable[[str], None],
+                progress: bool, stop_after: int | None, download: bool) -> dict[str, Any]:
+    """``train_run`` once its run directory is held (checked here, not before, so that two
+    runs cannot both pass the check)."""
     if not resume and run_dir.checkpoint("last").exists():
         raise ConfigError(f"{run_dir.path}: already holds a run; use --resume {run_dir.path} "
                           "or another --out")
@@ -111,7 +132,6 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
                 f"--resume {run_dir.path}: trained by {trained_by} process(es), resumed by "
                 f"{info.world_size}: the global batch would change from {trained_by * batch} "
                 f"to {info.world_size * batch}; resume with {trained_by} process(es)")
-    torch_device = select_device(device)
     if run.optim.compile:
         check_compile(torch_device)
     seed_everything(run.optim.seed + info.rank)

@@ -182,6 +182,8 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         meta = ckpt["metadata"]
         start_epoch, step, best = meta["epoch"], meta["step"], meta.get("best")
         history = run_dir.read_metrics()[:start_epoch]
+        if len(history) == start_epoch - 1 and meta.get("metrics"):
+            history.append(meta["metrics"])  # stopped before metrics.csv caught up (old order)
         if start_epoch >= config.epochs:
             log(f"{run_dir.path}: already trained for {start_epoch} epochs")
             return FitResult(history, best)
@@ -243,12 +245,14 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
                     "metrics": row}
             if card is not None:
                 meta["card"] = epoch_card(card, row).to_dict()
-            save_checkpoint(run_dir.checkpoint("last"), bare.state_dict(), meta,
-                            optimizer.state_dict(), _rng_states(generator, device))
+            # "last" is written last: a run stopped between these writes resumes from the
+            # epoch before and redoes this one exactly, so best and metrics.csv stay in step
             if better:
                 save_checkpoint(run_dir.checkpoint("best"), bare.state_dict(), meta)
             run_dir.write_metrics(history)
             run_dir.plot_curves(history, title=full_config.get("title", ""))
+            save_checkpoint(run_dir.checkpoint("last"), bare.state_dict(), meta,
+                            optimizer.state_dict(), _rng_states(generator, device))
             summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
                                 if k not in ("epoch",) and isinstance(v, float))
             log(f"Epoch {epoch + 1}/{config.epochs}: {summary}")

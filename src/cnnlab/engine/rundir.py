@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from cnnlab.engine.atomic import atomic_write, atomic_write_json, atomic_write_text
+from cnnlab.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked
+    fcntl = None
 
 # metric key -> axis label with its unit
 AXIS_LABELS = {"loss": "loss", "acc": "accuracy (fraction)", "epe": "EPE (px)", "d1": "D1 (%)"}
@@ -32,6 +41,32 @@ class RunDir:
 
     def checkpoint(self, which: str) -> Path:
         return self.path / f"{which}.safetensors"
+
+    @contextlib.contextmanager
+    def lock(self, option: str = "--out") -> Iterator[None]:
+        """Hold the run directory for one training process: a second run into the same
+        folder (or a second --resume of it) is refused instead of interleaving its
+        checkpoints. The lock is the kernel's (flock on the folder itself), so a killed
+        process never leaves a stale one and no lock file is left behind; a folder this
+        creates is removed again if the run writes nothing."""
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        folder = os.open(self.path, os.O_RDONLY)
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise ConfigError(f"{option} {self.path}: another cnnlab run is training "
+                                      "into it; wait for it to finish or choose another "
+                                      "folder") from None
+                except OSError:  # a file system without folder locks (NFS): run unlocked
+                    pass
+            yield
+        finally:
+            if created and not any(self.path.iterdir()):
+                self.path.rmdir()  # nothing was written: leave no empty run behind
+            os.close(folder)
 
     def write_config(self, config: dict) -> None:
         atomic_write_json(self.config_path, config)

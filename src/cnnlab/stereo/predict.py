@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,21 +87,52 @@ def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray]:
 OPTIONAL_OUTPUTS = ("{stem}_error.png", "{stem}_depth.pfm", "{stem}.ply")
 
 
+@dataclass
+class PairInputs:
+    """Everything ``stereo predict`` reads before inference, checked: the views, the notes about
+    them, the calibration and the ground truth (disparity, valid mask)."""
+
+    left_path: Path
+    left: np.ndarray
+    right: np.ndarray
+    notes: list[str]
+    calibration: Calibration | None = None
+    truth: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def read_pair_inputs(left_path: Path, right_path: Path, calibration: Calibration | None = None,
+                     calib_file: Path | None = None, ground_truth: Path | None = None
+                     ) -> PairInputs:
+    """Read and check a pair and its optional calibration and ground truth, so that a bad
+    file is refused before a model is loaded and inference runs, not after."""
+    left, right, notes = check_pair(Path(left_path), Path(right_path))
+    if calib_file is not None:
+        calibration = read_calibration(Path(calib_file))
+    truth = None
+    if ground_truth is not None:
+        truth = read_ground_truth(Path(ground_truth))
+        if truth[0].shape != left.shape[:2]:
+            raise DataError(f"{ground_truth}: size {truth[0].shape[1]}x{truth[0].shape[0]} "
+                            f"differs from the images ({left.shape[1]}x{left.shape[0]})")
+    return PairInputs(Path(left_path), left, right, notes, calibration, truth)
+
+
 def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path: Path,
                  out_dir: Path, calibration: Calibration | None = None,
                  calib_file: Path | None = None, ground_truth: Path | None = None,
                  log: Callable[[str], None] | None = None) -> dict:
     """Write disparity (KITTI PNG, PFM, colour PNG), error map, depth and PLY into ``out_dir``."""
+    check_writable_folder(out_dir, "--out")  # before the inputs are read
+    inputs = read_pair_inputs(left_path, right_path, calibration, calib_file, ground_truth)
+    return predict_inputs(model, card, inputs, out_dir, log)
+
+
+def predict_inputs(model: nn.Module, card: ModelCard, inputs: PairInputs, out_dir: Path,
+                   log: Callable[[str], None] | None = None) -> dict:
+    """``predict_pair`` on inputs already read and checked (see ``read_pair_inputs``)."""
+    left, right, truth, calibration = inputs.left, inputs.right, inputs.truth, inputs.calibration
+    left_path, notes = inputs.left_path, inputs.notes
     check_writable_folder(out_dir, "--out")
-    left, right, notes = check_pair(Path(left_path), Path(right_path))
-    if calib_file is not None:
-        calibration = read_calibration(calib_file)
-    truth = None
-    if ground_truth is not None:  # checked before the (long) inference, not after it
-        truth = read_ground_truth(Path(ground_truth))
-        if truth[0].shape != left.shape[:2]:
-            raise DataError(f"{ground_truth}: size {truth[0].shape[1]}x{truth[0].shape[0]} "
-                            f"differs from the images ({left.shape[1]}x{left.shape[0]})")
     if log is not None:
         log(f"Running {card.architecture} on {left.shape[1]}x{left.shape[0]} "
             f"({left.shape[0] * left.shape[1] / 1e6:.2f} megapixels)...")
