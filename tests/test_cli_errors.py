@@ -327,3 +327,31 @@ def test_running_out_of_memory_says_what_to_lower(argv, where, hint, places, cap
     code, err = _run(argv, places, capsys)
     assert code == 1 and err.startswith("cnnlab: error: ") and hint in err, err
     assert len(err.splitlines()) == 1 and "unexpected" not in err
+
+
+def test_read_only_folders_are_refused_and_a_read_only_run_evaluates_elsewhere(
+        places, tmp_path, capsys, monkeypatch):
+    """Tests run as root here, for whom every folder is writable: the permission check is
+    shown a folder it may not write, as another user would see it."""
+    from cnnlab.engine import atomic
+
+    run = tmp_path / "shared_run"
+    assert main([a.format(**places) for a in TRAIN[:-1]] + [str(run)]) == 0
+    capsys.readouterr()
+    read_only = {run, tmp_path / "ro"}
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: Path(path) not in read_only)
+    before = _files(tmp_path)
+    assert main(["classify", "eval", "--checkpoint", str(run), "--data-root",
+                 places["data"]]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"cnnlab: error: --checkpoint {run}: {run} is not writable for this user; give --out "
+        "DIR for eval.json and confusion.png")
+    assert main([a.format(**places) for a in TRAIN[:-1]] + [str(tmp_path / "ro" / "run")]) == 1
+    assert f"--out {tmp_path}/ro/run: {tmp_path}/ro is not writable" in capsys.readouterr().err
+    assert main(["classify", "train", "--resume", str(run), "--epochs", "2"]) == 1
+    assert f"--resume {run}: {run} is not writable" in capsys.readouterr().err
+    assert _files(tmp_path) == before
+    assert main(["classify", "eval", "--checkpoint", str(run), "--data-root", places["data"],
+                 "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "eval.json").is_file()

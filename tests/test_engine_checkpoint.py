@@ -53,3 +53,35 @@ def test_weights_of_wrapped_modules_load(tmp_path):
     assert torch.equal(fresh.weight, model.weight + 1)
     with pytest.raises(CheckpointError, match="old.safetensors: weights do not fit"):
         load_model_weights(fresh, {"_orig_mod.weight": model.weight}, tmp_path / "old.safetensors")
+
+
+def test_checkpoints_get_ordinary_permissions(tmp_path):
+    """safetensors recreates the file it writes (0o600); a run must stay readable by a TA."""
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "last.safetensors", {"w": torch.ones(2)}, {})
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_a_full_disk_is_reported_as_the_os_error_it_is(tmp_path, monkeypatch):
+    import errno
+
+    from safetensors import SafetensorError
+
+    from cnnlab.engine import checkpoint
+
+    save_checkpoint(tmp_path / "last.safetensors", {"w": torch.ones(2)}, {"epoch": 1})
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                              "(os error 28)")
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(OSError) as info:
+        save_checkpoint(tmp_path / "last.safetensors", {"w": torch.zeros(2)}, {"epoch": 2})
+    assert info.value.errno == errno.ENOSPC and info.value.filename.endswith("last.safetensors")
+    monkeypatch.undo()
+    kept = load_checkpoint(tmp_path / "last.safetensors")  # the earlier epoch is intact
+    assert kept["metadata"]["epoch"] == 1 and torch.equal(kept["model"]["w"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.json", "last.safetensors"]

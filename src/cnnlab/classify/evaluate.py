@@ -72,9 +72,16 @@ def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "a
         raise ConfigError(f"--dataset {dataset}: its classes ({brief(spec.classes)}; "
                           f"{spec.channels}-channel images) are not those {where} predicts "
                           f"({brief(classes)}; {card.preprocess['channels']} channel)")
-    if out_dir is None:  # registered weights live in the package or a shared folder: not there
-        out_dir = Path("runs") / "eval" / card.name if card.name else Path(where).parent
-    out = check_writable_folder(out_dir, "--out")
+    if out_dir is not None:
+        out = check_writable_folder(out_dir, "--out")
+    elif card.name:  # registered weights live in the package or a shared folder: not there
+        out = check_writable_folder(Path("runs") / "eval" / card.name, "--out (default)")
+    else:
+        out = Path(where).parent
+        try:
+            check_writable_folder(out, "--checkpoint")
+        except ConfigError as exc:  # a shared or read-only run: say how to evaluate it anyway
+            raise ConfigError(f"{exc}; give --out DIR for eval.json and confusion.png") from None
     root = data_root if data_root is not None else card.training.get("data_root")
     images, labels = load_split(dataset, "test", root)
     split = TensorSplit(images, labels, torch_device)

@@ -32,8 +32,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result over ``path`` only once it is complete."""
     path = Path(path)
     tmp = temp_beside(path)
+    mode = tmp.stat().st_mode & 0o777
     try:
         write(tmp)
+        if tmp.stat().st_mode & 0o777 != mode:  # a writer that recreated the file (safetensors)
+            os.chmod(tmp, mode)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

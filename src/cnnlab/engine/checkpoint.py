@@ -7,7 +7,10 @@ state under ``optim.``, RNG states under ``rng.``) and, in its header, the JSON 
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,18 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
+def _save_file(tensors: dict[str, torch.Tensor], tmp: Path, header: dict[str, str],
+               path: Path) -> None:
+    """safetensors' save_file, its I/O failures (a full disk) as the OSError they are, so
+    that they are reported like any other failed write."""
+    try:
+        save_file(tensors, str(tmp), metadata=header)
+    except SafetensorError as exc:
+        found = re.search(r"os error (\d+)", str(exc))
+        code = int(found.group(1)) if found else errno.EIO
+        raise OSError(code, os.strerror(code), str(path)) from None
+
+
 def save_checkpoint(path: Path, model_state: dict[str, torch.Tensor], metadata: dict,
                     optimizer_state: dict | None = None,
                     rng_states: dict[str, torch.Tensor] | None = None,
@@ -58,7 +73,7 @@ def save_checkpoint(path: Path, model_state: dict[str, torch.Tensor], metadata: 
         tensors[f"rng.{name}"] = value
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     header = {META_KEY: json.dumps(meta)}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    atomic_write(path, lambda tmp: _save_file(tensors, tmp, header, path))
     if sidecar:
         atomic_write_json(path.with_suffix(".json"),
                           {k: v for k, v in meta.items() if k != "optimizer"})
