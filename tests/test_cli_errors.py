@@ -124,6 +124,8 @@ RUN_ERRORS = [  # refused before work: exit 1
      "truncated.png: not a readable image (image file is truncated)"),
     ("empty config", ["classify", "train", "--config", "{tmp}/empty.json"],
      "empty.json: not a readable JSON file"),
+    ("batch larger than the data", [*TRAIN, "--batch-size", "1000"],
+     "--batch-size 1000: the training data gives no full batch"),
     ("images of two sizes", [*PREDICT[:3], "{pair}/flat6_r.png", *PREDICT[4:]],
      "flat6_r.png: size 64x6 differs from left.png (64x40)"),
 ]

@@ -21,10 +21,10 @@ def test_rundir_metrics_and_curves(tmp_path):
 def test_a_held_run_directory_refuses_a_second_run(tmp_path):
     run = RunDir(tmp_path / "run")
     with run.lock():
-        with pytest.raises(ConfigError, match=r"--out .*run: another cnnlab run is training "
-                                              "into it; wait for it"):
-            with RunDir(tmp_path / "run").lock():
-                pass
+        refused = pytest.raises(ConfigError, match=r"--out .*run: another cnnlab run is "
+                                                   "training into it; wait for it")
+        with refused, RunDir(tmp_path / "run").lock():
+            pass
         (run.path / "config.json").write_text("{}")
     with RunDir(tmp_path / "run").lock("--resume"):  # released: the next run may take it
         pass

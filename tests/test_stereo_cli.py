@@ -186,3 +186,25 @@ def test_cpu_preset_sets_defaults_that_flags_override(tmp_path):
         48, [1, 2, 1, 1], False)
     assert optim["schedule"] == "cosine" and optim["batch_size"] == 4
     assert optim["epochs"] == 1 and stereo["crop"] == [32, 64]  # given: the preset yields
+
+
+def test_a_crop_larger_than_the_pairs_is_pointed_out(tmp_path, capsys):
+    """Pairs smaller than the crop are zero-padded (Middlebury's sizes vary), but a crop larger
+    than every pair is a slip that costs time: the run says so."""
+    from cnnlab.stereo.io import write_kitti_disparity
+
+    rng = np.random.default_rng(0)
+    for frame in (0, 1):
+        name = f"{frame:06d}_10.png"
+        image = rng.integers(0, 255, (40, 80, 3), dtype=np.uint8)
+        for folder, shown in (("image_2", image), ("image_3", np.roll(image, -2, axis=1))):
+            (tmp_path / "kitti/training" / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(shown).save(tmp_path / "kitti/training" / folder / name)
+        write_kitti_disparity(tmp_path / "kitti/training/disp_occ_0" / name,
+                              np.full((40, 80), 2.0, np.float32))
+    args = [a for a in TINY if a not in ("--crop", "32x64")]
+    assert main(["stereo", "train", "--dataset", "kitti2015", "--data-root",
+                 str(tmp_path / "kitti"), "--crop", "48x64", "--epochs", "1", "--val-count",
+                 "0", "--out", str(tmp_path / "run"), *args]) == 0
+    assert ("note: --crop 48x64 is larger than the smallest kitti2015 pair (40x80)"
+            in capsys.readouterr().out)

@@ -155,7 +155,8 @@ def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int
                             "takes about 20 s to start; default off)")
     group.add_argument("--seed", type=int, default=0, help="default 0")
     add_device(group)
-    group.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly (default: start a new run)")
+    group.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue this run exactly (default: start a new run)")
     group.add_argument("--config", metavar="FILE",
                        help="a run's config.json (or its run directory): its settings become "
                             "the defaults, so the run is reproduced; flags given override them")

@@ -296,8 +296,9 @@ def add_parser(sub) -> None:
                           help="default 256x512")
     _max_disparity(evaluate, "SGBM range, rounded up to a multiple of 16, and the synthetic "
                              "scenes' (default: the model's, else 192)", POSITIVE_INT)
-    evaluate.add_argument("--json", help="write all results and the model card to this JSON file (default: "
-                               "print only; eval writes nothing else)")
+    evaluate.add_argument("--json", help="write all results and the model card to this JSON "
+                                         "file (default: print only; eval writes nothing "
+                                         "else)")
     add_device(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 
@@ -308,13 +309,16 @@ def add_parser(sub) -> None:
     _add_weights_options(predict)
     predict.add_argument("--out", default="runs/predict",
                          help="folder for the outputs (default runs/predict)")
-    predict.add_argument("--focal", type=POSITIVE, help="focal length in pixels, > 0 (default: from --calib; "
-                              "with neither, no depth or point cloud)")
-    predict.add_argument("--baseline", type=POSITIVE, help="baseline in metres, > 0 (default: from --calib)")
-    predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury calib.txt, "
-                              "for depth and the point cloud (default: none)")
-    predict.add_argument("--gt", help="ground-truth disparity (KITTI PNG or PFM) for an error map "
-                              "and EPE/D1 (default: none)")
+    predict.add_argument("--focal", type=POSITIVE,
+                         help="focal length in pixels, > 0 (default: from --calib; with "
+                              "neither, no depth or point cloud)")
+    predict.add_argument("--baseline", type=POSITIVE,
+                         help="baseline in metres, > 0 (default: from --calib)")
+    predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury "
+                                         "calib.txt, for depth and the point cloud (default: "
+                                         "none)")
+    predict.add_argument("--gt", help="ground-truth disparity (KITTI PNG or PFM) for an error "
+                                      "map and EPE/D1 (default: none)")
     add_device(predict)
     predict.set_defaults(func=cmd_predict)
 

@@ -84,8 +84,9 @@ class StereoDataset(Dataset):
     def __getitem__(self, index: int) -> StereoSample:
         return self.load(index)
 
-    def min_width(self) -> int | None:
-        """The narrowest image, without decoding any (None: not known up front)."""
+    def min_size(self) -> tuple[int, int] | None:
+        """The smallest height and the smallest width of the images, without decoding any
+        (None: not known up front)."""
         return None
 
 
@@ -99,16 +100,18 @@ class FileStereoDataset(StereoDataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def min_width(self) -> int | None:
+    def min_size(self) -> tuple[int, int] | None:
         """From the files' headers; unreadable files are left to ``load``, which names them."""
-        widths = []
+        sizes = []
         for entry in self.entries:
             try:
                 with Image.open(entry.left) as image:
-                    widths.append(image.size[0])
+                    sizes.append(image.size[::-1])
             except (OSError, ValueError, Image.DecompressionBombError):
                 continue
-        return min(widths, default=None)
+        if not sizes:
+            return None
+        return min(h for h, _ in sizes), min(w for _, w in sizes)
 
     def load(self, index: int) -> StereoSample:
         entry = self.entries[index]
@@ -128,7 +131,8 @@ def _split_by_frame(entries: list[_Entry], split: str, first_val: int) -> list[_
     if split == "all":
         return entries
     if split not in ("train", "val"):
-        raise DataError(f"unknown split {split!r}; use train, val or all")
+        raise DataError(f"--split {split}: not available here (KITTI's test pairs have no "
+                        "public ground truth); use train, val or all")
     return [e for e in entries if (_frame_id(e.left) >= first_val) == (split == "val")]
 
 
@@ -198,7 +202,8 @@ class SceneFlow(FileStereoDataset):
             raise DataError(f"SceneFlow: missing folder {root / 'FlyingThings3D'} "
                             f"(or {', '.join(SCENEFLOW_SUBSETS[1:])})")
         if split not in ("train", "test", "all"):
-            raise DataError(f"unknown split {split!r}; use train, test or all")
+            raise DataError(f"--split {split}: SceneFlow has train and test; use train, test or "
+                        "all")
         entries = []
         for subset in subsets:
             frames = _require(subset / f"frames_{render_pass}", f"SceneFlow {subset.name}")
@@ -264,8 +269,8 @@ class SyntheticStereo(StereoDataset):
     def __len__(self) -> int:
         return self.count
 
-    def min_width(self) -> int | None:
-        return self.width
+    def min_size(self) -> tuple[int, int] | None:
+        return self.height, self.width
 
     def load(self, index: int) -> StereoSample:
         pair = render_pair(self.height, self.width, self.max_disparity,

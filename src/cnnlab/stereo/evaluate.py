@@ -94,9 +94,9 @@ def open_eval_dataset(dataset: str, data_root: str | None, split: str, count: in
 def check_methods(methods: dict[str, Predictor], source: StereoDataset, max_disparity: int
                   ) -> None:
     """Refuse, before any pair is scored, what would fail on the way (SGBM's range)."""
-    width = source.min_width() if "sgbm" in methods else None
-    if width is not None:
-        check_range(max_disparity, width)
+    size = source.min_size() if "sgbm" in methods else None
+    if size is not None:
+        check_range(max_disparity, size[1])
 
 
 def evaluate_samples(predict: Predictor, samples, log: Callable[[str], None] | None = None

@@ -187,6 +187,11 @@ class StereoLab:
         max_disparity = card.kwargs["max_disparity"]
         normalize = Normalize(card.preprocess["mean"], card.preprocess["std"])
         train_set, val_set = _datasets(config, max_disparity)
+        smallest = train_set.min_size() if config.dataset != "synthetic" else None
+        if smallest is not None and (config.crop[0] > smallest[0] or config.crop[1] > smallest[1]):
+            log(f"note: --crop {config.crop[0]}x{config.crop[1]} is larger than the smallest "
+                f"{config.dataset} pair ({smallest[0]}x{smallest[1]}): what lies outside a pair "
+                "is zero padding with no ground truth, which costs time and teaches nothing")
         cache = (config.workers == 0 and config.dataset != "synthetic"
                  and len(train_set) <= CACHED_PAIRS)
         pairs = TrainingPairs(train_set, Augmentor(tuple(config.crop), config.jitter),
