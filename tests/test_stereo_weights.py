@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tests.conftest import shared_path, shared_weights
 
 from cnnlab.cli import main
@@ -109,7 +110,8 @@ def test_unregistered_official_file_loads_with_inferred_align_corners(tmp_path, 
 
 
 def test_missing_registered_weights_give_one_line(tmp_path, isolated_roots, capsys):
-    left = tmp_path / "l.png"
+    left = tmp_path / "l.png"  # a readable pair: inputs are checked before the weights
+    Image.fromarray(np.zeros((16, 32, 3), np.uint8)).save(left)
     assert main(["stereo", "predict", str(left), str(left), "--weights", "psmnet-kitti2012",
                  "--weights-root", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
