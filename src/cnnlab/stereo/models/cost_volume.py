@@ -1,4 +1,5 @@
-"""The concatenation cost volume, built without a Python loop over disparities."""
+"""The concatenation cost volume: the reference's construction and an equal one that export and
+compilers accept."""
 
 from __future__ import annotations
 
@@ -12,21 +13,25 @@ def build_concat_volume(left: torch.Tensor, right: torch.Tensor, levels: int,
     """(B, C, H, W), (B, C, H, W) -> (B, 2C, D, H, W) with D = ``levels``.
 
     At disparity d and column x: [left[x], right[x - d]] where x >= d, zeros elsewhere, as
-    the reference's loop builds it. The right features are padded on the left by D-1 columns
-    and read through one sliding-window view, so the volume is written in one pass, directly
-    in ``memory_format`` (channels_last_3d feeds the 3-D convolutions without a copy).
+    the reference's loop builds it, to the last bit. Each disparity plane is made in the
+    channels-last order (H, W, 2C) from a slice of the left-padded right features and stacked,
+    so there is no slice assignment: torch.export and ONNX keep the width dynamic and frozen
+    torch.compile accepts it. The result has channels_last_3d strides, which feed the 3-D
+    convolutions without a copy; another ``memory_format`` costs one copy.
     """
-    b, c, h, w = left.shape
-    # windows[..., k, x] = padded[x + k] = right[x + k - (D - 1)]; disparity d = D - 1 - k
-    padded = F.pad(right, (levels - 1, 0))
-    shifted = padded.unfold(3, w, 1).flip(3)  # (B, C, H, D, W)
-    columns = torch.arange(w, device=left.device)
-    valid = (columns.view(1, w) >= torch.arange(levels, device=left.device).view(levels, 1))
-    volume = torch.empty(b, 2 * c, levels, h, w, dtype=left.dtype, device=left.device,
-                         memory_format=memory_format)
-    volume[:, :c] = left.unsqueeze(2) * valid.view(1, 1, levels, 1, w).to(left.dtype)
-    volume[:, c:] = shifted.permute(0, 1, 3, 2, 4)
-    return volume
+    width = left.shape[3]
+    left_last = left.permute(0, 2, 3, 1)  # (B, H, W, C): a view for channels_last features
+    padded = F.pad(right.permute(0, 2, 3, 1), (0, 0, levels - 1, 0))  # W padded on the left
+    columns = torch.arange(width, device=left.device).view(1, 1, width, 1)
+    planes = []
+    for d in range(levels):
+        kept = left_last * (columns >= d).to(left.dtype)
+        start = levels - 1 - d
+        planes.append(torch.cat([kept, padded[:, :, start:start + width]], dim=-1))
+    volume = torch.stack(planes, dim=1).permute(0, 4, 1, 2, 3)  # (B, 2C, D, H, W)
+    if memory_format == torch.channels_last_3d:
+        return volume
+    return volume.contiguous(memory_format=memory_format)
 
 
 def build_concat_volume_loop(left: torch.Tensor, right: torch.Tensor, levels: int
