@@ -99,7 +99,7 @@ def _load(args, device):
 
 def cmd_eval(args) -> int:
     from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
-    from cnnlab.engine.device import select_device
+    from cnnlab.engine.device import inference_precision, select_device
     from cnnlab.stereo.evaluate import (
         check_methods,
         eval_max_disparity,
@@ -114,11 +114,14 @@ def cmd_eval(args) -> int:
             raise ConfigError(f"--json {args.json}: a folder; give the name of a file to write")
         check_writable_folder(Path(args.json).parent, "--json")
     model = card = None
+    precision = "fp32"
     if args.model in ("psmnet", "both"):
         if not (args.checkpoint or args.weights):
             raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
-        model, card = _load(args, select_device(args.device))
-    methods = predictors(args.model, model, card, args.max_disparity)
+        device = select_device(args.device)
+        precision = inference_precision(args.precision, device)
+        model, card = _load(args, device)
+    methods = predictors(args.model, model, card, args.max_disparity, precision)
     max_disparity = eval_max_disparity(card, args.max_disparity)
     sources = {dataset: open_eval_dataset(dataset, args.data_root, args.split, args.count,
                                           args.synthetic_size, max_disparity)
@@ -133,7 +136,8 @@ def cmd_eval(args) -> int:
             results[f"{dataset}/{method}"] = evaluate_samples(predict, pairs, print)
     print(format_table(results))
     if args.json:
-        payload = {"results": results, "card": card.to_dict() if card else None}
+        payload = {"results": results, "card": card.to_dict() if card else None,
+                   "precision": precision if model is not None else None}
         atomic_write_json(Path(args.json), payload)
         print(f"Results: {args.json}")
     return 0
@@ -141,7 +145,7 @@ def cmd_eval(args) -> int:
 
 def cmd_predict(args) -> int:
     from cnnlab.engine.atomic import check_writable_folder
-    from cnnlab.engine.device import select_device
+    from cnnlab.engine.device import inference_precision, select_device
     from cnnlab.stereo.io import Calibration
     from cnnlab.stereo.predict import predict_inputs, read_pair_inputs
 
@@ -153,9 +157,12 @@ def cmd_predict(args) -> int:
     inputs = read_pair_inputs(Path(args.left), Path(args.right), calibration,
                               Path(args.calib) if args.calib else None,
                               Path(args.gt) if args.gt else None)
-    model, card = _load(args, select_device(args.device))
+    device = select_device(args.device)
+    precision = inference_precision(args.precision, device)
+    model, card = _load(args, device)
     result = predict_inputs(model, card, inputs, Path(args.out),
-                            log=lambda message: print(message, file=sys.stderr))
+                            log=lambda message: print(message, file=sys.stderr),
+                            precision=precision)
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
     low, high = result["disparity_range"]
@@ -204,6 +211,8 @@ def cmd_weights_import(args) -> int:
 
 
 WEIGHTS_LOOKUP = "$CNNLAB_WEIGHTS, then ~/.cache/cnnlab/weights"
+# engine.device.PRECISIONS, restated so that --help does not import torch (a test compares)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _weights_root(parser: argparse.ArgumentParser, what: str, **kwargs: object) -> None:
@@ -220,6 +229,11 @@ def _add_weights_options(parser: argparse.ArgumentParser) -> None:
                              "(kept only if they verify)")
     parser.add_argument("--align-corners", type=boolean, metavar="true|false",
                         help="override the card's upsampling convention (default: the card's)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="arithmetic of the network: fp32, or bf16/fp16 autocast with the "
+                             "soft-argmin in fp32 (default auto: bf16 where the device runs "
+                             "it natively, e.g. AVX-512 BF16 / AMX CPUs and recent GPUs, "
+                             "else fp32)")
 
 
 def _max_disparity(parser: argparse.ArgumentParser | argparse._ArgumentGroup,

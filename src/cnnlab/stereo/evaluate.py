@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.engine.card import ModelCard
+from cnnlab.engine.device import inference_autocast
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.datasets import (
     VAL_SEED,
@@ -31,19 +32,20 @@ from cnnlab.stereo.synthetic import scene_max_disparity
 Predictor = Callable[[StereoSample], tuple[np.ndarray, np.ndarray]]
 
 
-def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray
-                 ) -> np.ndarray:
-    """(H, W) float32 disparity of one uint8 RGB pair, normalised as the card says."""
+def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray,
+                 precision: str = "fp32") -> np.ndarray:
+    """(H, W) float32 disparity of one uint8 RGB pair, normalised as the card says, computed
+    in ``precision`` (fp32, or bf16/fp16 autocast with the soft-argmin kept in fp32)."""
     device = next(model.parameters()).device
     mean, std = card.preprocess["mean"], card.preprocess["std"]
-    with torch.no_grad():
+    with torch.no_grad(), inference_autocast(device, precision):
         output = model(to_input(left, device, mean, std), to_input(right, device, mean, std))
     return output["disparity"][0].float().cpu().numpy()
 
 
-def psmnet_predictor(model: nn.Module, card: ModelCard) -> Predictor:
+def psmnet_predictor(model: nn.Module, card: ModelCard, precision: str = "fp32") -> Predictor:
     def predict(sample: StereoSample):
-        disparity = disparity_of(model, card, sample.left, sample.right)
+        disparity = disparity_of(model, card, sample.left, sample.right, precision)
         return disparity, np.ones_like(disparity, dtype=bool)
     return predict
 
@@ -55,14 +57,16 @@ def sgbm_predictor(max_disparity: int) -> Predictor:
 
 
 def predictors(method: str, model: nn.Module | None = None, card: ModelCard | None = None,
-               max_disparity: int | None = None) -> dict[str, Predictor]:
+               max_disparity: int | None = None, precision: str = "fp32"
+               ) -> dict[str, Predictor]:
     """The methods ``method`` names ("psmnet", "sgbm" or "both"): PSMNet needs ``model`` and
-    its ``card``; SGBM searches ``max_disparity`` (default: the model's range, else 192)."""
+    its ``card`` and runs in ``precision``; SGBM searches ``max_disparity`` (default: the
+    model's range, else 192)."""
     chosen = {}
     if method in ("psmnet", "both"):
         if model is None or card is None:
             raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
-        chosen["psmnet"] = psmnet_predictor(model, card)
+        chosen["psmnet"] = psmnet_predictor(model, card, precision)
     if method in ("sgbm", "both"):
         chosen["sgbm"] = sgbm_predictor(eval_max_disparity(card, max_disparity))
     if not chosen:

@@ -322,9 +322,14 @@ class PSMNet(nn.Module):
         if not self.training:  # only the final output is used: skip the others' regression
             costs = costs[-1:]
         chunk = None if self.training else self.row_chunk
-        disparities = [disparity_regression(c, self.max_disparity, padded,
-                                            self.config.align_corners, chunk)[:, :height, :width]
-                       for c in costs]
+        # the soft-argmin stays in fp32 under autocast: in bf16 its softmax over 192 levels and
+        # weighted sum cost accuracy (official KITTI 2015 weights, the 3 shared pairs: EPE
+        # 0.3571 instead of 0.3497 px; with this fp32 regression bf16 gives 0.3497)
+        with torch.autocast(left.device.type, enabled=False):
+            disparities = [disparity_regression(c.float(), self.max_disparity, padded,
+                                                self.config.align_corners,
+                                                chunk)[:, :height, :width]
+                           for c in costs]
         return {"disparity": disparities[-1], "disparities": disparities}
 
 
