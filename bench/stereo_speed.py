@@ -1,4 +1,5 @@
-"""PSMNet inference: cnnlab's implementation vs. the reference's layer order, same weights.
+"""PSMNet inference: cnnlab's implementation (fp32 and, where the device runs it natively, bf16
+autocast) vs. the reference's layer order, same weights.
 
 The reference path is a straightforward re-implementation of the published forward pass: cost
 volume filled by a Python loop over disparities, conv and BN as separate layers, and the cost
@@ -7,10 +8,13 @@ PyTorch's default memory layout. cnnlab's path builds the volume in one pass dir
 channels_last_3d, runs the convolutions channels-last, folds BN into them and regresses row
 chunk by row chunk. Same weights, same input, same run: latencies are timed in one process with
 the two implementations interleaved; peak memory (max RSS growth on CPU, max allocated on CUDA)
-is measured for each in a fresh process. Prints one JSON line with latencies, peak memory, the
-ratios and the largest output difference.
+is measured for each in a fresh process. The convolution FLOPs of one forward pass are counted
+(torch's FlopCounterMode) and set against a large matrix product's rate measured in the same
+run, in fp32 and bf16: the fraction of the library's best rate each path reaches. With the
+official KITTI 2015 weights present (``--weights-root``), EPE and D1 on the shared KITTI 2015
+pairs are measured in fp32 and bf16. Prints one JSON line.
 
-    python bench/stereo_speed.py --sizes 256x512 384x1248
+    python bench/stereo_speed.py --sizes 256x512 384x1248 --weights-root ../shared/weights
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ import multiprocessing as mp
 import resource
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
+from cnnlab.engine.device import inference_autocast, native_precisions
 from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.models.cost_volume import build_concat_volume_loop
 
@@ -43,8 +50,23 @@ def reference_forward(model: PSMNet, left: torch.Tensor, right: torch.Tensor) ->
     return torch.sum(probabilities * disparities.view(1, -1, 1, 1), dim=1)
 
 
-def _make_model(device: torch.device, seed: int) -> PSMNet:
-    torch.manual_seed(seed)
+# where the timed model and pair come from: the official KITTI 2015 weights and the shared
+# pair 000000 when --weights-root is given (then bf16's output difference means something),
+# else random weights with realistic BN statistics and a random pair
+Source = tuple  # (weights_root or None, data_root)
+
+
+def _make_model(device: torch.device, source: Source) -> PSMNet:
+    weights_root, _ = source
+    if weights_root:
+        from cnnlab.engine.checkpoint import load_model_weights
+        from cnnlab.stereo.weights import build_stereo_model, load_weights
+
+        state, card = load_weights("psmnet-kitti2015", weights_root)
+        model = build_stereo_model(card, card.source["file"])
+        load_model_weights(model, state, Path(card.source["file"]))
+        return model.to(device).eval()
+    torch.manual_seed(0)
     model = PSMNet().to(device)
     model.train()  # realistic BN statistics: a few forward passes on random data
     with torch.no_grad():
@@ -54,19 +76,42 @@ def _make_model(device: torch.device, seed: int) -> PSMNet:
     return model.eval()
 
 
-def _inputs(size: tuple[int, int], device: torch.device):
+def _inputs(size: tuple[int, int], device: torch.device, source: Source):
+    """A pair of ``size``: KITTI 2015 000000 cropped from the bottom left or padded with the
+    mean colour (zeros after normalising, as the network pads), else random."""
+    weights_root, data_root = source
+    if weights_root:
+        from cnnlab.stereo.datasets import open_dataset
+        from cnnlab.stereo.preprocess import IMAGENET_PREPROCESS, to_input
+
+        sample = open_dataset("kitti2015", data_root, "all").load(0)
+        mean, std = IMAGENET_PREPROCESS["mean"], IMAGENET_PREPROCESS["std"]
+        pair = []
+        for image in (sample.left, sample.right):
+            x = to_input(image, device, mean, std)[..., -size[0]:, :size[1]]
+            pair.append(F.pad(x, (0, size[1] - x.shape[3], 0, size[0] - x.shape[2])))
+        return pair
     generator = torch.Generator().manual_seed(1)
     left = torch.randn(1, 3, *size, generator=generator)
     right = torch.roll(left, -7, dims=3) + 0.1 * torch.randn(1, 3, *size, generator=generator)
     return left.to(device), right.to(device)
 
 
+IMPLEMENTATIONS = ("ours", "ours_bf16", "reference")
+
+
 def _runner(implementation: str, model: PSMNet, left, right):
-    """A closure running one implementation; ours fuses BN, the reference keeps the default
-    memory layout for every weight (as the published code has it)."""
-    if implementation == "ours":
+    """A closure running one implementation; ours fuses BN (and runs under bf16 autocast with
+    the soft-argmin in fp32 for ours_bf16), the reference keeps the default memory layout for
+    every weight (as the published code has it)."""
+    if implementation.startswith("ours"):
         model.fuse_for_inference()
-        return lambda: model(left, right)["disparity"]
+        precision = "bf16" if implementation == "ours_bf16" else "fp32"
+
+        def run():
+            with inference_autocast(left.device, precision):
+                return model(left, right)["disparity"]
+        return run
     for parameter in model.parameters():
         parameter.data = parameter.data.contiguous()
     return lambda: reference_forward(model, left, right)
@@ -77,13 +122,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_both(queue, size, repeats, device_name, threads) -> None:
+def _time_both(queue, size, repeats, device_name, threads, source) -> None:
     """Latency of both implementations in one process, runs interleaved (same conditions)."""
     torch.set_num_threads(threads)
     device = torch.device(device_name)
-    left, right = _inputs(size, device)
-    runs = {name: _runner(name, _make_model(device, seed=0), left, right)
-            for name in ("ours", "reference")}
+    left, right = _inputs(size, device, source)
+    runs = {name: _runner(name, _make_model(device, source), left, right)
+            for name in implementations(device)}
     times: dict[str, list[float]] = {name: [] for name in runs}
     outputs = {}
     with torch.inference_mode():
@@ -97,16 +142,62 @@ def _time_both(queue, size, repeats, device_name, threads) -> None:
                 _sync(device)
                 times[name].append(time.perf_counter() - started)
     queue.put({"seconds": {k: statistics.median(v) for k, v in times.items()},
-               "difference": float(abs(outputs["ours"] - outputs["reference"]).max())})
+               "difference": {k: float(abs(outputs[k] - outputs["reference"]).max())
+                              for k in outputs if k != "reference"}})
 
 
-def _peak_memory(queue, implementation, size, device_name, threads) -> None:
+def implementations(device: torch.device) -> list[str]:
+    return [name for name in IMPLEMENTATIONS
+            if name != "ours_bf16" or "bf16" in native_precisions(device)]
+
+
+def _convolution_flops(queue, size, device_name) -> None:
+    """FLOPs (2 per multiply-add) of one forward pass at ``size``, counted by torch."""
+    device = torch.device(device_name)
+    model = PSMNet().to(device).eval()
+    left, right = _inputs(size, device, (None, None))
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(left, right)
+    queue.put(counter.get_total_flops())
+
+
+def _matmul_rate(queue, device_name, threads, dtype_name, n=4096, repeats=5) -> None:
+    """GFLOP/s of an n x n matrix product: the library's best rate on this machine."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    dtype = getattr(torch, dtype_name)
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - started)
+    queue.put(2 * n**3 / best / 1e9)
+
+
+def _accuracy(queue, weights_root, data_root, precision, threads) -> None:
+    """EPE and D1 of the official KITTI 2015 weights on the shared KITTI 2015 pairs."""
+    from cnnlab.stereo.datasets import open_dataset
+    from cnnlab.stereo.evaluate import evaluate_samples, psmnet_predictor
+    from cnnlab.stereo.weights import load_model
+
+    torch.set_num_threads(threads)
+    model, card = load_model("psmnet-kitti2015", weights_root=weights_root)
+    dataset = open_dataset("kitti2015", data_root, "all")
+    samples = (dataset.load(i) for i in range(len(dataset)))
+    total = evaluate_samples(psmnet_predictor(model, card, precision), samples)["aggregate"]
+    queue.put({"pairs": len(dataset), "epe": total["all"]["epe"], "d1": total["all"]["d1"]})
+
+
+def _peak_memory(queue, implementation, size, device_name, threads, source) -> None:
     """Peak memory of one inference in a fresh process (max RSS growth on CPU, max allocated
     on CUDA)."""
     torch.set_num_threads(threads)
     device = torch.device(device_name)
-    left, right = _inputs(size, device)
-    run = _runner(implementation, _make_model(device, seed=0), left, right)
+    left, right = _inputs(size, device, source)
+    run = _runner(implementation, _make_model(device, source), left, right)
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -130,29 +221,51 @@ def in_child(target, *args):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["256x512", "384x1248"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--weights-root", help="folder holding PSMNet/pretrained_model_"
+                                               "KITTI2015.tar: adds EPE/D1 on real pairs")
+    parser.add_argument("--data-root", default="../shared/data",
+                        help="folder holding KITTI2015/ (default ../shared/data)")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    names = implementations(device)
+    source = (args.weights_root, args.data_root)
+    rates = {dtype: round(in_child(_matmul_rate, args.device, args.threads, dtype), 1)
+             for dtype in ("float32", "bfloat16")}
     report = {"bench": "stereo_speed", "device": args.device, "threads": args.threads,
-              "max_disparity": 192, "repeats": args.repeats, "sizes": {}}
+              "max_disparity": 192, "repeats": args.repeats,
+              "timed_on": "official KITTI 2015 weights, KITTI 2015 000000" if args.weights_root
+              else "random weights, random pair",
+              "matmul_gflops": {"fp32": rates["float32"], "bf16": rates["bfloat16"]},
+              "sizes": {}}
     for text in args.sizes:
         size = tuple(int(v) for v in text.split("x"))
-        timing = in_child(_time_both, size, args.repeats, args.device, args.threads)
-        ours_mb = in_child(_peak_memory, "ours", size, args.device, args.threads)
-        reference_mb = in_child(_peak_memory, "reference", size, args.device, args.threads)
+        timing = in_child(_time_both, size, args.repeats, args.device, args.threads, source)
+        flops = in_child(_convolution_flops, size, args.device)
         seconds = timing["seconds"]
-        report["sizes"][text] = {
-            "ours_seconds": round(seconds["ours"], 3),
-            "reference_seconds": round(seconds["reference"], 3),
-            "speedup": round(seconds["reference"] / seconds["ours"], 3),
-            "ours_peak_mb": round(ours_mb, 1),
-            "reference_peak_mb": round(reference_mb, 1),
-            "peak_memory_ratio": round(ours_mb / max(reference_mb, 1e-9), 3),
-            "max_abs_output_difference": timing["difference"],
-        }
+        entry = {"conv_gflop": round(flops / 1e9, 1)}
+        for name in names:
+            peak = in_child(_peak_memory, name, size, args.device, args.threads, source)
+            rate = flops / seconds[name] / 1e9
+            best = rates["bfloat16" if name == "ours_bf16" else "float32"]
+            entry[name] = {"seconds": round(seconds[name], 3), "peak_mb": round(peak, 1),
+                           "gflops": round(rate, 1),
+                           "fraction_of_matmul_rate": round(rate / best, 3),
+                           "speedup_vs_reference": round(seconds["reference"] / seconds[name],
+                                                         3)}
+            if name != "reference":
+                entry[name]["max_abs_difference_vs_reference"] = timing["difference"][name]
+        report["sizes"][text] = entry
+    if args.weights_root:
+        report["kitti2015_official_weights"] = {
+            precision: in_child(_accuracy, args.weights_root, args.data_root, precision,
+                                args.threads)
+            for precision in ("fp32", "bf16") if precision == "fp32" or "ours_bf16" in names}
     print(json.dumps(report))
 
 
