@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.engine.device import inference_autocast, native_precisions
+from cnnlab.stereo.evaluate import FAST_SCALE, scaled_max_disparity
 from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.models.cost_volume import build_concat_volume_loop
 
@@ -97,24 +98,45 @@ def _inputs(size: tuple[int, int], device: torch.device, source: Source):
     return left.to(device), right.to(device)
 
 
-IMPLEMENTATIONS = ("ours", "ours_bf16", "reference")
+IMPLEMENTATIONS = ("ours", "ours_bf16", "fast", "half", "reference")
+# previews: the pair downscaled (cnnlab's --fast, and naive half resolution for comparison),
+# in bf16 where the device runs it natively
+SCALES = {"fast": FAST_SCALE, "half": 0.5}
+
+
+def _low_precision(device: torch.device) -> str:
+    return "bf16" if "bf16" in native_precisions(device) else "fp32"
 
 
 def _runner(implementation: str, model: PSMNet, left, right):
     """A closure running one implementation; ours fuses BN (and runs under bf16 autocast with
-    the soft-argmin in fp32 for ours_bf16), the reference keeps the default memory layout for
-    every weight (as the published code has it)."""
-    if implementation.startswith("ours"):
-        model.fuse_for_inference()
-        precision = "bf16" if implementation == "ours_bf16" else "fp32"
+    the soft-argmin in fp32 for ours_bf16; on the downscaled pair for fast and half), the
+    reference keeps the default memory layout for every weight (as the published code has
+    it)."""
+    if implementation == "reference":
+        for parameter in model.parameters():
+            parameter.data = parameter.data.contiguous()
+        return lambda: reference_forward(model, left, right)
+    model.fuse_for_inference()
+    precision = "fp32" if implementation == "ours" else _low_precision(left.device)
+    scale = SCALES.get(implementation, 1.0)
+    height, width = left.shape[-2:]
+    small = (round(height * scale), round(width * scale))
+    if scale != 1:
+        model.set_max_disparity(scaled_max_disparity(model.max_disparity, scale))
 
-        def run():
-            with inference_autocast(left.device, precision):
-                return model(left, right)["disparity"]
-        return run
-    for parameter in model.parameters():
-        parameter.data = parameter.data.contiguous()
-    return lambda: reference_forward(model, left, right)
+    def run():
+        pair = [left, right]
+        if scale != 1:
+            pair = [F.interpolate(x, small, mode="bilinear", align_corners=False,
+                                  antialias=True) for x in pair]
+        with inference_autocast(left.device, precision):
+            disparity = model(*pair)["disparity"].float()
+        if scale != 1:
+            disparity = F.interpolate(disparity[:, None], (height, width), mode="bilinear",
+                                      align_corners=False)[:, 0] * (width / small[1])
+        return disparity
+    return run
 
 
 def _sync(device: torch.device) -> None:
@@ -143,12 +165,22 @@ def _time_both(queue, size, repeats, device_name, threads, source) -> None:
                 times[name].append(time.perf_counter() - started)
     queue.put({"seconds": {k: statistics.median(v) for k, v in times.items()},
                "difference": {k: float(abs(outputs[k] - outputs["reference"]).max())
-                              for k in outputs if k != "reference"}})
+                              for k in outputs if k not in ("reference", *SCALES)}})
 
 
 def implementations(device: torch.device) -> list[str]:
     return [name for name in IMPLEMENTATIONS
             if name != "ours_bf16" or "bf16" in native_precisions(device)]
+
+
+def _accuracy_settings(device: torch.device) -> dict[str, tuple[str, float]]:
+    """Name -> (precision, scale) of the accuracy runs on real pairs."""
+    low = _low_precision(device)
+    settings = {"fp32": ("fp32", 1.0), "bf16": ("bf16", 1.0),
+                "fast": (low, FAST_SCALE), "half": (low, 0.5)}
+    if low == "fp32":
+        del settings["bf16"]
+    return settings
 
 
 def _convolution_flops(queue, size, device_name) -> None:
@@ -177,7 +209,7 @@ def _matmul_rate(queue, device_name, threads, dtype_name, n=4096, repeats=5) -> 
     queue.put(2 * n**3 / best / 1e9)
 
 
-def _accuracy(queue, weights_root, data_root, precision, threads) -> None:
+def _accuracy(queue, weights_root, data_root, precision, scale, threads) -> None:
     """EPE and D1 of the official KITTI 2015 weights on the shared KITTI 2015 pairs."""
     from cnnlab.stereo.datasets import open_dataset
     from cnnlab.stereo.evaluate import evaluate_samples, psmnet_predictor
@@ -187,8 +219,13 @@ def _accuracy(queue, weights_root, data_root, precision, threads) -> None:
     model, card = load_model("psmnet-kitti2015", weights_root=weights_root)
     dataset = open_dataset("kitti2015", data_root, "all")
     samples = (dataset.load(i) for i in range(len(dataset)))
-    total = evaluate_samples(psmnet_predictor(model, card, precision), samples)["aggregate"]
-    queue.put({"pairs": len(dataset), "epe": total["all"]["epe"], "d1": total["all"]["d1"]})
+    predict = psmnet_predictor(model, card, precision, scale)
+    started = time.perf_counter()
+    total = evaluate_samples(predict, samples)["aggregate"]
+    seconds = (time.perf_counter() - started) / len(dataset)
+    queue.put({"precision": precision, "scale": round(scale, 4), "pairs": len(dataset),
+               "epe": total["all"]["epe"], "d1": total["all"]["d1"],
+               "seconds_per_pair_with_reading": round(seconds, 3)})
 
 
 def _peak_memory(queue, implementation, size, device_name, threads, source) -> None:
@@ -251,21 +288,23 @@ def main() -> None:
         entry = {"conv_gflop": round(flops / 1e9, 1)}
         for name in names:
             peak = in_child(_peak_memory, name, size, args.device, args.threads, source)
-            rate = flops / seconds[name] / 1e9
-            best = rates["bfloat16" if name == "ours_bf16" else "float32"]
             entry[name] = {"seconds": round(seconds[name], 3), "peak_mb": round(peak, 1),
-                           "gflops": round(rate, 1),
-                           "fraction_of_matmul_rate": round(rate / best, 3),
                            "speedup_vs_reference": round(seconds["reference"] / seconds[name],
                                                          3)}
+            if name in SCALES:  # a preview does other work: no rate, no like-for-like output
+                continue
+            rate = flops / seconds[name] / 1e9
+            best = rates["float32" if name in ("ours", "reference") else "bfloat16"]
+            entry[name].update({"gflops": round(rate, 1),
+                                "fraction_of_matmul_rate": round(rate / best, 3)})
             if name != "reference":
                 entry[name]["max_abs_difference_vs_reference"] = timing["difference"][name]
         report["sizes"][text] = entry
     if args.weights_root:
         report["kitti2015_official_weights"] = {
-            precision: in_child(_accuracy, args.weights_root, args.data_root, precision,
-                                args.threads)
-            for precision in ("fp32", "bf16") if precision == "fp32" or "ours_bf16" in names}
+            name: in_child(_accuracy, args.weights_root, args.data_root, precision, scale,
+                           args.threads)
+            for name, (precision, scale) in _accuracy_settings(device).items()}
     print(json.dumps(report))
 
 

@@ -7,10 +7,12 @@ where the fill is wrong, and the density of real SGBM output is reported.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.engine.card import ModelCard
@@ -32,20 +34,51 @@ from cnnlab.stereo.synthetic import scene_max_disparity
 Predictor = Callable[[StereoSample], tuple[np.ndarray, np.ndarray]]
 
 
+# --fast: the network on the pair downscaled by this factor, with the range scaled alike.
+# Official KITTI 2015 weights, the 3 shared KITTI 2015 pairs, bf16 on this 2-core CPU:
+# 1.54 s per pair, EPE 0.70 px, D1 1.40% (full resolution: 4.9 s, 0.350 px, 0.32%; half
+# resolution: 0.76 s, 1.00 px, 4.49%)
+FAST_SCALE = 2 / 3
+
+
+def scaled_max_disparity(max_disparity: int, scale: float) -> int:
+    """The range that covers ``max_disparity`` pixels once the images are scaled by
+    ``scale``: the next multiple of 16 (PSMNet's constraint)."""
+    return max(16, math.ceil(max_disparity * scale / 16 - 1e-9) * 16)
+
+
 def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray,
-                 precision: str = "fp32") -> np.ndarray:
+                 precision: str = "fp32", scale: float = 1.0) -> np.ndarray:
     """(H, W) float32 disparity of one uint8 RGB pair, normalised as the card says, computed
-    in ``precision`` (fp32, or bf16/fp16 autocast with the soft-argmin kept in fp32)."""
+    in ``precision`` (fp32, or bf16/fp16 autocast with the soft-argmin kept in fp32). With
+    ``scale`` < 1 the network sees the pair downscaled (antialiased) and its disparity is
+    brought back to full size and full-resolution pixels; the range searched shrinks with the
+    images, so the card's range (in full-resolution pixels) is still what is covered."""
+    if not 0 < scale <= 1:
+        raise ConfigError(f"--scale {scale}: expected a number in (0, 1]")
+    searched = scaled_max_disparity(card.kwargs["max_disparity"], scale)
+    if model.max_disparity != searched:  # no parameter depends on the range
+        model.set_max_disparity(searched)
     device = next(model.parameters()).device
     mean, std = card.preprocess["mean"], card.preprocess["std"]
+    pair = [to_input(image, device, mean, std) for image in (left, right)]
+    height, width = left.shape[:2]
+    small = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if scale != 1:
+        pair = [F.interpolate(x, small, mode="bilinear", align_corners=False, antialias=True)
+                for x in pair]
     with torch.no_grad(), inference_autocast(device, precision):
-        output = model(to_input(left, device, mean, std), to_input(right, device, mean, std))
-    return output["disparity"][0].float().cpu().numpy()
+        disparity = model(*pair)["disparity"].float()
+    if scale != 1:
+        disparity = F.interpolate(disparity[:, None], (height, width), mode="bilinear",
+                                  align_corners=False)[:, 0] * (width / small[1])
+    return disparity[0].cpu().numpy()
 
 
-def psmnet_predictor(model: nn.Module, card: ModelCard, precision: str = "fp32") -> Predictor:
+def psmnet_predictor(model: nn.Module, card: ModelCard, precision: str = "fp32",
+                     scale: float = 1.0) -> Predictor:
     def predict(sample: StereoSample):
-        disparity = disparity_of(model, card, sample.left, sample.right, precision)
+        disparity = disparity_of(model, card, sample.left, sample.right, precision, scale)
         return disparity, np.ones_like(disparity, dtype=bool)
     return predict
 
@@ -57,16 +90,16 @@ def sgbm_predictor(max_disparity: int) -> Predictor:
 
 
 def predictors(method: str, model: nn.Module | None = None, card: ModelCard | None = None,
-               max_disparity: int | None = None, precision: str = "fp32"
+               max_disparity: int | None = None, precision: str = "fp32", scale: float = 1.0
                ) -> dict[str, Predictor]:
     """The methods ``method`` names ("psmnet", "sgbm" or "both"): PSMNet needs ``model`` and
-    its ``card`` and runs in ``precision``; SGBM searches ``max_disparity`` (default: the
-    model's range, else 192)."""
+    its ``card`` and runs in ``precision`` at ``scale``; SGBM searches ``max_disparity``
+    (default: the model's range, else 192)."""
     chosen = {}
     if method in ("psmnet", "both"):
         if model is None or card is None:
             raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
-        chosen["psmnet"] = psmnet_predictor(model, card, precision)
+        chosen["psmnet"] = psmnet_predictor(model, card, precision, scale)
     if method in ("sgbm", "both"):
         chosen["sgbm"] = sgbm_predictor(eval_max_disparity(card, max_disparity))
     if not chosen:

@@ -120,24 +120,27 @@ def read_pair_inputs(left_path: Path, right_path: Path, calibration: Calibration
 def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path: Path,
                  out_dir: Path, calibration: Calibration | None = None,
                  calib_file: Path | None = None, ground_truth: Path | None = None,
-                 log: Callable[[str], None] | None = None, precision: str = "fp32") -> dict:
+                 log: Callable[[str], None] | None = None, precision: str = "fp32",
+                 scale: float = 1.0) -> dict:
     """Write disparity (KITTI PNG, PFM, colour PNG), error map, depth and PLY into ``out_dir``."""
     check_writable_folder(out_dir, "--out")  # before the inputs are read
     inputs = read_pair_inputs(left_path, right_path, calibration, calib_file, ground_truth)
-    return predict_inputs(model, card, inputs, out_dir, log, precision)
+    return predict_inputs(model, card, inputs, out_dir, log, precision, scale)
 
 
 def predict_inputs(model: nn.Module, card: ModelCard, inputs: PairInputs, out_dir: Path,
-                   log: Callable[[str], None] | None = None, precision: str = "fp32") -> dict:
+                   log: Callable[[str], None] | None = None, precision: str = "fp32",
+                   scale: float = 1.0) -> dict:
     """``predict_pair`` on inputs already read and checked (see ``read_pair_inputs``), the
-    network run in ``precision``."""
+    network run in ``precision`` on the pair scaled by ``scale`` (see ``disparity_of``)."""
     left, right, truth, calibration = inputs.left, inputs.right, inputs.truth, inputs.calibration
     left_path, notes = inputs.left_path, inputs.notes
     check_writable_folder(out_dir, "--out")
     if log is not None:
+        scaled = f", scaled by {scale:.3g}" if scale != 1 else ""
         log(f"Running {card.architecture} in {precision} on {left.shape[1]}x{left.shape[0]} "
-            f"({left.shape[0] * left.shape[1] / 1e6:.2f} megapixels)...")
-    disparity = disparity_of(model, card, left, right, precision)
+            f"({left.shape[0] * left.shape[1] / 1e6:.2f} megapixels{scaled})...")
+    disparity = disparity_of(model, card, left, right, precision, scale)
     out_dir = Path(out_dir)
     stem = Path(left_path).stem
     outputs = {
@@ -148,6 +151,7 @@ def predict_inputs(model: nn.Module, card: ModelCard, inputs: PairInputs, out_di
                                                  np.ones_like(disparity, dtype=bool))),
     }
     result = {"notes": notes, "size": list(disparity.shape), "precision": precision,
+              "scale": scale,
               "disparity_range": [float(disparity.min()), float(disparity.max())]}
     error_image = None
     if truth is not None:

@@ -21,7 +21,7 @@ makes the 3-D stages 1.56x faster (bench/stereo_speed.py) with the same results.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -156,8 +156,11 @@ def disparity_regression(cost: torch.Tensor, max_disparity: int, size: tuple[int
                          align_corners: bool, row_chunk: int | None = None) -> torch.Tensor:
     """(B, 1, D/4, H/4, W/4) cost -> (B, H, W): trilinear upsampling, softmax over D, soft-argmin.
 
-    The upsampling is separable, so D and W are upsampled once and the H direction row chunk by
-    row chunk: the full-resolution (B, D, H, W) volume is never held at once at inference.
+    With ``row_chunk`` (inference), the upsampling is done separably: D and W once, into a
+    (B, H/4, W, D) volume with the disparities innermost, then the H direction a few rows at a
+    time. Each chunk stays in cache, its softmax runs over contiguous memory and the soft-argmin
+    is a matrix-vector product; the full-resolution (B, D, H, W) volume is never held (measured
+    at 384x1248: 0.24 s instead of 1.09 s for 64-row chunks in (B, D, rows, W) order).
     """
     height, width = size
     if row_chunk is None:
@@ -166,25 +169,24 @@ def disparity_regression(cost: torch.Tensor, max_disparity: int, size: tuple[int
         probabilities = F.softmax(full, dim=1)
         disparities = torch.arange(max_disparity, device=cost.device, dtype=probabilities.dtype)
         return torch.einsum("bdhw,d->bhw", probabilities, disparities)
-    b, _, _, low_h, _ = cost.shape
-    # upsample D and W: (B, 1, D/4, H/4, W/4) -> (B, D, H/4, W)
-    dw = F.interpolate(cost.squeeze(1).transpose(1, 2).reshape(b * low_h, 1, -1, cost.shape[-1]),
+    b, _, _, low_h, low_w = cost.shape
+    # upsample D and W: (B, 1, D/4, H/4, W/4) -> (B, H/4, W, D)
+    dw = F.interpolate(cost.squeeze(1).transpose(1, 2).reshape(b * low_h, 1, -1, low_w),
                        (max_disparity, width), mode="bilinear", align_corners=align_corners)
-    dw = dw.reshape(b, low_h, max_disparity, width).transpose(1, 2)  # (B, D, H/4, W)
-    disparities = torch.arange(max_disparity, device=cost.device,
-                               dtype=cost.dtype).view(1, -1, 1, 1)
+    dw = dw.reshape(b, low_h, max_disparity, width).transpose(2, 3).contiguous()
+    disparities = torch.arange(max_disparity, device=cost.device, dtype=cost.dtype)
     out = cost.new_empty(b, height, width)
     for start in range(0, height, row_chunk):
         stop = min(start + row_chunk, height)
-        rows = _linear_rows(dw, height, start, stop, align_corners)  # (B, D, rows, W)
-        out[:, start:stop] = (F.softmax(rows, dim=1) * disparities).sum(1)
+        rows = _linear_rows(dw, height, start, stop, align_corners)  # (B, rows, W, D)
+        out[:, start:stop] = torch.softmax(rows, dim=-1) @ disparities
     return out
 
 
 def _linear_rows(volume: torch.Tensor, out_height: int, start: int, stop: int,
                  align_corners: bool) -> torch.Tensor:
-    """Rows [start, stop) of a linear upsampling of ``volume`` (B, D, h, W) along dim 2."""
-    in_height = volume.shape[2]
+    """Rows [start, stop) of a linear upsampling of ``volume`` (B, h, W, D) along dim 1."""
+    in_height = volume.shape[1]
     rows = torch.arange(start, stop, device=volume.device, dtype=torch.float64)
     if align_corners:
         scale = (in_height - 1) / (out_height - 1) if out_height > 1 else 0.0
@@ -193,8 +195,8 @@ def _linear_rows(volume: torch.Tensor, out_height: int, start: int, stop: int,
         source = ((rows + 0.5) * (in_height / out_height) - 0.5).clamp(min=0)
     lower = source.floor().long().clamp(max=in_height - 1)
     upper = (lower + 1).clamp(max=in_height - 1)
-    weight = (source - lower).to(volume.dtype).view(1, 1, -1, 1)
-    return volume[:, :, lower] * (1 - weight) + volume[:, :, upper] * weight
+    weight = (source - lower).to(volume.dtype).view(1, -1, 1, 1)
+    return torch.lerp(volume[:, lower], volume[:, upper], weight)
 
 
 # module paths of checkpoints written before the modules were renamed (cnnlab <= 0.1.0)
@@ -253,7 +255,7 @@ class PSMNet(nn.Module):
         else:
             self.residuals = nn.ModuleList(_residual_3d() for _ in range(3))
             self.classifiers = nn.ModuleList([_classifier()])
-        self.row_chunk: int | None = 64  # inference-time regression chunking (None: one go)
+        self.row_chunk: int | None = 8  # inference-time regression chunking (None: one go)
         self._init_weights()
         self._use_channels_last()
         self.register_load_state_dict_pre_hook(_upgrade_hook)
@@ -274,6 +276,13 @@ class PSMNet(nn.Module):
             elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
                 module.weight.data.fill_(1)
                 module.bias.data.zero_()
+
+    def set_max_disparity(self, max_disparity: int) -> PSMNet:
+        """Change the disparity range searched: no parameter depends on it (the card's
+        ``with_overrides`` records the change)."""
+        self.config = replace(self.config, max_disparity=max_disparity)  # validates it
+        self.max_disparity = max_disparity
+        return self
 
     def fuse_for_inference(self) -> PSMNet:
         """Fold every BN into its convolution (eval mode only; training undoes it)."""
