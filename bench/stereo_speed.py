@@ -193,12 +193,15 @@ def _convolution_flops(queue, size, device_name) -> None:
     queue.put(counter.get_total_flops())
 
 
-def _matmul_rate(queue, device_name, threads, dtype_name, n=4096, repeats=5) -> None:
-    """GFLOP/s of an n x n matrix product: the library's best rate on this machine."""
+def _matmul_rate(queue, device_name, threads, dtype_name, n=4096, repeats=10) -> None:
+    """GFLOP/s of an n x n matrix product: the library's best rate on this machine (the best
+    of ``repeats`` after warm-up: a cold first product can read half the rate)."""
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     dtype = getattr(torch, dtype_name)
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
     best = float("inf")
     for _ in range(repeats):
         _sync(device)

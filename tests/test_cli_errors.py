@@ -60,6 +60,10 @@ PARSE_ERRORS = [  # refused where they are parsed: exit 2
     ("focal zero", [*PREDICT, "--focal", "0", "--baseline", "0.5"], "argument --focal"),
     ("baseline nan", [*PREDICT, "--focal", "700", "--baseline", "nan"], "argument --baseline"),
     ("crop zero", ["stereo", "train", "--crop", "0x64"], "argument --crop"),
+    ("scale zero", [*PREDICT, "--scale", "0"], "argument --scale"),
+    ("scale above one", [*PREDICT, "--scale", "1.5"], "argument --scale"),
+    ("scale and fast", [*PREDICT, "--scale", "0.5", "--fast"], "not allowed with argument"),
+    ("precision unknown", [*PREDICT, "--precision", "fp8"], "argument --precision"),
     ("workers negative", ["stereo", "train", "--workers", "-1"], "argument --workers"),
 ]
 

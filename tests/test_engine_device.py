@@ -38,9 +38,11 @@ def test_compiled_training_writes_loadable_checkpoints(tiny_mnist_root, tmp_path
 
 
 def test_inference_precision_resolves_auto_and_refuses_emulated_ones():
+    from cnnlab.cli.stereo import FAST_SCALE as SHOWN
     from cnnlab.cli.stereo import PRECISIONS as OFFERED
+    from cnnlab.stereo.evaluate import FAST_SCALE
 
-    assert OFFERED == PRECISIONS
+    assert OFFERED == PRECISIONS and SHOWN == FAST_SCALE
     cpu = torch.device("cpu")
     native = native_precisions(cpu)
     assert inference_precision("auto", cpu) == ("bf16" if "bf16" in native else "fp32")
