@@ -35,9 +35,9 @@ Predictor = Callable[[StereoSample], tuple[np.ndarray, np.ndarray]]
 
 
 # --fast: the network on the pair downscaled by this factor, with the range scaled alike.
-# Official KITTI 2015 weights, the 3 shared KITTI 2015 pairs, bf16 on this 2-core CPU:
-# 1.54 s per pair, EPE 0.70 px, D1 1.40% (full resolution: 4.9 s, 0.350 px, 0.32%; half
-# resolution: 0.76 s, 1.00 px, 4.49%)
+# Official KITTI 2015 weights, the 3 shared KITTI 2015 pairs, bf16 on a 2-core Zen 4 CPU
+# (bench/stereo_speed.py): 1.4 s at 384x1248, EPE 0.716 px, D1 1.46% (full resolution:
+# 4.8 s, 0.350 px, 0.32%; naive half resolution: 0.64 s, 1.003 px, 4.49%)
 FAST_SCALE = 2 / 3
 
 
