@@ -157,3 +157,24 @@ def test_checkpoints_with_the_older_module_names_load():
     fresh = PSMNet(**TINY)
     fresh.load_state_dict(older)  # strict: every key found
     assert all(torch.equal(fresh.state_dict()[k], state[k]) for k in state)
+
+
+@pytest.mark.slow  # about 15 s
+def test_export_keeps_height_and_width_dynamic():
+    """With the cost volume stacked rather than slice-assigned, torch.export traces PSMNet once
+    for a range of sizes (multiples of 16 within one SPP regime: the 64-pool sees one row and
+    at least two columns) and answers exactly as eager does at other sizes."""
+    torch.manual_seed(0)
+    model = PSMNet(**TINY).eval()
+    model.row_chunk = None  # the chunk loop runs a Python loop over the height
+    rows = torch.export.Dim("rows", min=16, max=31)
+    columns = torch.export.Dim("columns", min=32, max=128)
+    shapes = {2: 16 * rows, 3: 16 * columns}
+    example = (torch.randn(1, 3, 256, 512), torch.randn(1, 3, 256, 512))  # two tensors: one
+    # passed twice would be traced as the same input
+    with torch.no_grad():
+        exported = torch.export.export(model, example, dynamic_shapes=(shapes, shapes)).module()
+        for size in ((320, 640), (256, 1024)):
+            left, right = torch.randn(1, 3, *size), torch.randn(1, 3, *size)
+            expected = model(left, right)["disparity"]
+            assert torch.equal(exported(left, right)["disparity"], expected), size
