@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnlab.engine.device import inference_autocast, native_precisions
+from cnnlab.engine.precision import inference_autocast, native_precisions
 from cnnlab.stereo.evaluate import FAST_SCALE, scaled_max_disparity
 from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.models.cost_volume import build_concat_volume_loop
@@ -99,8 +99,8 @@ def _inputs(size: tuple[int, int], device: torch.device, source: Source):
 
 
 IMPLEMENTATIONS = ("ours", "ours_bf16", "fast", "half", "reference")
-# previews: the pair downscaled (cnnlab's --fast, and naive half resolution for comparison),
-# in bf16 where the device runs it natively
+# previews: the pair downscaled (cnnlab's --fast, and half resolution, --scale 0.5, for
+# comparison), in bf16 where the device runs it natively
 SCALES = {"fast": FAST_SCALE, "half": 0.5}
 
 

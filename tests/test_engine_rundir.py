@@ -41,3 +41,14 @@ def test_a_folder_the_lock_created_goes_when_nothing_was_written(tmp_path):
     with existing.lock():
         pass
     assert existing.path.is_dir()  # a folder the user made stays
+
+
+def test_a_refused_run_leaves_the_holders_new_folder_alone(tmp_path):
+    """The holder created the folder and has not written yet (it may be reading data): the
+    run refused meanwhile must not remove it as 'its own empty folder'."""
+    holder = RunDir(tmp_path / "fresh")
+    with holder.lock():
+        with pytest.raises(ConfigError), RunDir(tmp_path / "fresh").lock():
+            pass
+        assert holder.path.is_dir()
+    assert not holder.path.exists()  # the holder wrote nothing: its folder goes with it

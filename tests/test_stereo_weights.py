@@ -11,7 +11,7 @@ from PIL import Image
 from tests.conftest import shared_path, shared_weights
 
 from cnnlab.cli import main
-from cnnlab.engine.device import inference_precision, native_precisions
+from cnnlab.engine.precision import inference_precision, native_precisions
 from cnnlab.errors import CheckpointError
 from cnnlab.stereo.datasets import open_dataset
 from cnnlab.stereo.evaluate import FAST_SCALE, evaluate_samples, psmnet_predictor

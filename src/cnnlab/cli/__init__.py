@@ -48,12 +48,17 @@ def _out_of_memory(exc: BaseException) -> bool:
 def _memory_hint(args: argparse.Namespace) -> str:
     """What to lower, for the command that ran out of memory."""
     if getattr(args, "action", None) == "train":
+        if getattr(args, "resume", None):  # its batch size is the run's, and cannot change
+            return (": this run's batch does not fit this machine's memory; resume it on a "
+                    "machine with more, or start a new run with a smaller --batch-size (the "
+                    "finished epochs are kept)")
         batch = getattr(args, "batch_size", None)
         crop = "or --crop " if args.lab == "stereo" else ""
         return (f" at --batch-size {batch}: lower it {crop}(the run's finished epochs are "
                 "kept)")
     if args.lab == "stereo":
-        return ": the images are too large for this machine's memory; downscale them"
+        return (": the images are too large for this machine's memory; run the network on "
+                "them downscaled (--scale 0.5, or --fast), or downscale them")
     return "; try fewer or smaller inputs"
 
 

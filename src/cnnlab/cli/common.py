@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -99,9 +101,15 @@ def absolute(path: str | None, option: str) -> str | None:
     """A folder as an absolute path, so that a saved run works from any working directory."""
     if not path:
         return None
+    expanded = Path(path).expanduser()
     try:
-        return str(Path(path).expanduser().resolve())
-    except (RuntimeError, OSError):  # RuntimeError before Python 3.13
+        os.stat(expanded)
+    except OSError as exc:  # a missing path is the reader's to report, with its own words
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{option} {path}: a loop of symbolic links") from None
+    try:
+        return str(expanded.resolve())
+    except RuntimeError:  # Python < 3.13 on a loop below a missing folder
         raise ConfigError(f"{option} {path}: a loop of symbolic links") from None
 
 
@@ -266,10 +274,13 @@ def _ignored_on_resume(args: argparse.Namespace, lab: Any) -> list[str]:
 
 
 def add_model_source(parser: argparse.ArgumentParser, lab: str, required: bool = True,
-                     files: str = "a .safetensors file") -> None:
+                     files: str = "a .safetensors file", when: str = "") -> None:
     """--checkpoint or --weights: where the network comes from (``required``: one of the two
-    must be given, which each help says, since there is no default)."""
-    needed = "; this or --{} is required" if required else "; default: none"
+    must be given, which each help says, since there is no default; ``when``: the condition
+    under which one is required when argparse cannot enforce it)."""
+    needed = "; this or --{} is required" + (f" {when}" if when else "")
+    if not required and not when:
+        needed = "; default: none"
     source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--checkpoint", help="a run directory (its best, else last, checkpoint) "
                                              f"or {files}" + needed.format("weights"))

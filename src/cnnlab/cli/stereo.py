@@ -99,7 +99,8 @@ def _load(args, device):
 
 def cmd_eval(args) -> int:
     from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
-    from cnnlab.engine.device import inference_precision, select_device
+    from cnnlab.engine.device import select_device
+    from cnnlab.engine.precision import inference_precision
     from cnnlab.stereo.evaluate import (
         check_methods,
         eval_max_disparity,
@@ -147,7 +148,8 @@ def cmd_eval(args) -> int:
 
 def cmd_predict(args) -> int:
     from cnnlab.engine.atomic import check_writable_folder
-    from cnnlab.engine.device import inference_precision, select_device
+    from cnnlab.engine.device import select_device
+    from cnnlab.engine.precision import inference_precision
     from cnnlab.stereo.io import Calibration
     from cnnlab.stereo.predict import predict_inputs, read_pair_inputs
 
@@ -213,7 +215,7 @@ def cmd_weights_import(args) -> int:
 
 
 WEIGHTS_LOOKUP = "$CNNLAB_WEIGHTS, then ~/.cache/cnnlab/weights"
-# engine.device.PRECISIONS and stereo.evaluate.FAST_SCALE, restated so that --help does not
+# engine.precision.PRECISIONS and stereo.evaluate.FAST_SCALE, restated so that --help does not
 # import torch (a test compares)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FAST_SCALE = 2 / 3
@@ -304,7 +306,8 @@ def add_parser(sub) -> None:
     train.set_defaults(func=cmd_train, command_parser=train, presets=PRESETS)
 
     evaluate = ssub.add_parser("eval", help="EPE / D1 / bad-x tables, PSMNet and/or SGBM")
-    add_model_source(evaluate, "stereo", required=False, files=OFFICIAL_FILES)
+    add_model_source(evaluate, "stereo", required=False, files=OFFICIAL_FILES,
+                     when="unless --model sgbm")
     _add_weights_options(evaluate)
     evaluate.add_argument("--model", choices=("psmnet", "sgbm", "both"), default="psmnet",
                           help="default psmnet")

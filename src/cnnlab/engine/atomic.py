@@ -31,9 +31,10 @@ def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result over ``path`` only once it is complete."""
     path = Path(path)
-    tmp = temp_beside(path)
-    mode = tmp.stat().st_mode & 0o777
-    try:
+    tmp = None
+    try:  # the temporary file is made inside: a stop (SIGTERM) right after still removes it
+        tmp = temp_beside(path)
+        mode = tmp.stat().st_mode & 0o777
         write(tmp)
         if tmp.stat().st_mode & 0o777 != mode:  # a writer that recreated the file (safetensors)
             os.chmod(tmp, mode)
@@ -41,7 +42,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return path
 
 

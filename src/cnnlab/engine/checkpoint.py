@@ -7,7 +7,6 @@ state under ``optim.``, RNG states under ``rng.``) and, in its header, the JSON 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -53,7 +52,9 @@ def _save_file(tensors: dict[str, torch.Tensor], tmp: Path, header: dict[str, st
         save_file(tensors, str(tmp), metadata=header)
     except SafetensorError as exc:
         found = re.search(r"os error (\d+)", str(exc))
-        code = int(found.group(1)) if found else errno.EIO
+        if found is None:  # not an I/O failure: left as it is
+            raise
+        code = int(found.group(1))
         raise OSError(code, os.strerror(code), str(path)) from None
 
 

@@ -1,6 +1,5 @@
-"""Device selection, seeding, mixed precision (training: CUDA only; inference: the precision a
-device runs natively) and a network made ready to train: channels_last, DDP, torch.compile,
-and the unwrapping that saving needs."""
+"""Device selection, seeding, mixed precision for training (CUDA only) and a network made ready
+to train: channels_last, DDP, torch.compile, and the unwrapping that saving needs."""
 
 from __future__ import annotations
 
@@ -55,49 +54,6 @@ def autocast(device: torch.device, amp: str):
     if dtype is None or device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda", dtype=dtype)
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def native_precisions(device: torch.device) -> tuple[str, ...]:
-    """The reduced precisions ``device`` computes natively, fastest first (emulated ones are
-    slower than fp32 and are left out)."""
-    if device.type == "cuda":
-        return ("bf16", "fp16") if torch.cuda.is_bf16_supported(including_emulation=False) \
-            else ("fp16",)
-    if device.type == "cpu":
-        found = []
-        if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # AVX-512 BF16 or AMX
-            found.append("bf16")
-        if torch.ops.mkldnn._is_mkldnn_fp16_supported():  # AVX-512 FP16 or AMX-FP16
-            found.append("fp16")
-        return tuple(found)
-    return ()
-
-
-def inference_precision(name: str, device: torch.device) -> str:
-    """``name`` for ``device``: 'auto' is bf16 where the device runs it natively (on an
-    AVX-512 BF16 CPU, 2 cores: PSMNet on KITTI 2015 pairs 2.07x faster than fp32, EPE
-    0.34968 vs 0.34967 px), else fp32; a precision the device would only emulate is refused."""
-    if name not in PRECISIONS:
-        raise ConfigError(f"--precision {name}: choose from {', '.join(PRECISIONS)}")
-    native = native_precisions(device)
-    if name == "auto":
-        return "bf16" if "bf16" in native else "fp32"
-    if name != "fp32" and name not in native:
-        offered = ", ".join(("fp32", *native))
-        raise ConfigError(f"--precision {name}: {device.type} on this machine has no native "
-                          f"{name} (emulated, it is slower than fp32); use {offered}")
-    return name
-
-
-def inference_autocast(device: torch.device, precision: str):
-    """Autocast for a resolved inference precision (fp32: nothing)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=LOW_PRECISION[precision])
 
 
 def make_grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:

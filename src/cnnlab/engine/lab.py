@@ -104,11 +104,11 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
     run_dir = RunDir(check_writable_folder(out, option))
     torch_device = select_device(device)
     with contextlib.ExitStack() as held:
-        refused = None
+        refused: Exception | None = None
         if info.is_main:  # rank 0 writes the run, so it holds it; every rank stops if refused
             try:
                 held.enter_context(run_dir.lock(option))
-            except ConfigError as exc:
+            except Exception as exc:  # any failure: the other ranks must not wait for rank 0
                 refused = exc
         if not all_true(refused is None, info, torch_device):
             raise refused or ConfigError(f"{option} {run_dir.path}: refused by rank 0")

@@ -48,12 +48,14 @@ class RunDir:
         folder (or a second --resume of it) is refused instead of interleaving its
         checkpoints. The lock is the kernel's (flock on the folder itself), so a killed
         process never leaves a stale one and no lock file is left behind; a folder this
-        creates is removed again if the run writes nothing."""
+        creates is removed again if the run writes nothing. Where folders cannot be locked
+        (Windows, some network file systems) the run goes unlocked."""
         created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        folder = os.open(self.path, os.O_RDONLY)
+        held = False
+        folder = os.open(self.path, os.O_RDONLY) if fcntl is not None else None
         try:
-            if fcntl is not None:
+            if folder is not None:
                 try:
                     fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -62,11 +64,14 @@ class RunDir:
                                       "folder") from None
                 except OSError:  # a file system without folder locks (NFS): run unlocked
                     pass
+            held = True
             yield
         finally:
-            if created and not any(self.path.iterdir()):
+            # only the holder removes: a refused run must not take the holder's new folder
+            if held and created and not any(self.path.iterdir()):
                 self.path.rmdir()  # nothing was written: leave no empty run behind
-            os.close(folder)
+            if folder is not None:
+                os.close(folder)
 
     def write_config(self, config: dict) -> None:
         atomic_write_json(self.config_path, config)

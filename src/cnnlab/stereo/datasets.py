@@ -84,9 +84,9 @@ class StereoDataset(Dataset):
     def __getitem__(self, index: int) -> StereoSample:
         return self.load(index)
 
-    def min_size(self) -> tuple[int, int] | None:
-        """The smallest height and the smallest width of the images, without decoding any
-        (None: not known up front)."""
+    def min_size(self, limit: int | None = None) -> tuple[int, int] | None:
+        """The smallest height and the smallest width of the images (of the first ``limit``
+        pairs, if given), without decoding any (None: not known up front)."""
         return None
 
 
@@ -100,10 +100,10 @@ class FileStereoDataset(StereoDataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def min_size(self) -> tuple[int, int] | None:
+    def min_size(self, limit: int | None = None) -> tuple[int, int] | None:
         """From the files' headers; unreadable files are left to ``load``, which names them."""
         sizes = []
-        for entry in self.entries:
+        for entry in self.entries[:limit]:
             try:
                 with Image.open(entry.left) as image:
                     sizes.append(image.size[::-1])
@@ -269,7 +269,7 @@ class SyntheticStereo(StereoDataset):
     def __len__(self) -> int:
         return self.count
 
-    def min_size(self) -> tuple[int, int] | None:
+    def min_size(self, limit: int | None = None) -> tuple[int, int] | None:
         return self.height, self.width
 
     def load(self, index: int) -> StereoSample:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.engine.card import ModelCard
-from cnnlab.engine.device import inference_autocast
+from cnnlab.engine.precision import inference_autocast
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.datasets import (
     VAL_SEED,
@@ -37,7 +37,7 @@ Predictor = Callable[[StereoSample], tuple[np.ndarray, np.ndarray]]
 # --fast: the network on the pair downscaled by this factor, with the range scaled alike.
 # Official KITTI 2015 weights, the 3 shared KITTI 2015 pairs, bf16 on a 2-core Zen 4 CPU
 # (bench/stereo_speed.py): 1.4 s at 384x1248, EPE 0.716 px, D1 1.46% (full resolution:
-# 4.8 s, 0.350 px, 0.32%; naive half resolution: 0.64 s, 1.003 px, 4.49%)
+# 4.8 s, 0.350 px, 0.32%; half resolution: 0.64 s, 1.003 px, 4.49%)
 FAST_SCALE = 2 / 3
 
 
@@ -56,9 +56,16 @@ def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.
     images, so the card's range (in full-resolution pixels) is still what is covered."""
     if not 0 < scale <= 1:
         raise ConfigError(f"--scale {scale}: expected a number in (0, 1]")
-    searched = scaled_max_disparity(card.kwargs["max_disparity"], scale)
-    if model.max_disparity != searched:  # no parameter depends on the range
-        model.set_max_disparity(searched)
+    full_range = model.max_disparity
+    model.set_max_disparity(scaled_max_disparity(card.kwargs["max_disparity"], scale))
+    try:
+        return _disparity(model, card, left, right, precision, scale)
+    finally:
+        model.set_max_disparity(full_range)  # the caller's model is left as it was
+
+
+def _disparity(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray,
+               precision: str, scale: float) -> np.ndarray:
     device = next(model.parameters()).device
     mean, std = card.preprocess["mean"], card.preprocess["std"]
     pair = [to_input(image, device, mean, std) for image in (left, right)]

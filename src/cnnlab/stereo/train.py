@@ -37,6 +37,7 @@ from cnnlab.stereo.weights import load_weights
 # real datasets up to this many pairs stay decoded in memory when read in the training process
 # (KITTI 2015's 200 training pairs: ~1.1 GB)
 CACHED_PAIRS = 500
+CROP_CHECK_PAIRS = 200  # pairs whose sizes the crop is compared with
 ARCHITECTURE = tuple(f.name for f in fields(PSMNetConfig))  # StereoConfig fields of the same name
 
 
@@ -187,7 +188,9 @@ class StereoLab:
         max_disparity = card.kwargs["max_disparity"]
         normalize = Normalize(card.preprocess["mean"], card.preprocess["std"])
         train_set, val_set = _datasets(config, max_disparity)
-        smallest = train_set.min_size() if config.dataset != "synthetic" else None
+        # headers of the first pairs only: SceneFlow has tens of thousands
+        smallest = (train_set.min_size(limit=CROP_CHECK_PAIRS)
+                    if info.is_main and config.dataset != "synthetic" else None)
         if smallest is not None and (config.crop[0] > smallest[0] or config.crop[1] > smallest[1]):
             log(f"note: --crop {config.crop[0]}x{config.crop[1]} is larger than the smallest "
                 f"{config.dataset} pair ({smallest[0]}x{smallest[1]}): what lies outside a pair "

@@ -17,7 +17,8 @@ def build_concat_volume(left: torch.Tensor, right: torch.Tensor, levels: int,
     channels-last order (H, W, 2C) from a slice of the left-padded right features and stacked,
     so there is no slice assignment: torch.export and ONNX keep the width dynamic and frozen
     torch.compile accepts it. The result has channels_last_3d strides, which feed the 3-D
-    convolutions without a copy; another ``memory_format`` costs one copy.
+    convolutions without a copy; another ``memory_format`` costs one copy. The planes are
+    held until stacked: twice the volume's memory for a moment.
     """
     width = left.shape[3]
     left_last = left.permute(0, 2, 3, 1)  # (B, H, W, C): a view for channels_last features
@@ -25,7 +26,7 @@ def build_concat_volume(left: torch.Tensor, right: torch.Tensor, levels: int,
     columns = torch.arange(width, device=left.device).view(1, 1, width, 1)
     planes = []
     for d in range(levels):
-        kept = left_last * (columns >= d).to(left.dtype)
+        kept = torch.where(columns >= d, left_last, 0.0)  # +0.0 where masked, as the loop
         start = levels - 1 - d
         planes.append(torch.cat([kept, padded[:, :, start:start + width]], dim=-1))
     volume = torch.stack(planes, dim=1).permute(0, 4, 1, 2, 3)  # (B, 2C, D, H, W)

@@ -278,8 +278,8 @@ class PSMNet(nn.Module):
                 module.bias.data.zero_()
 
     def set_max_disparity(self, max_disparity: int) -> PSMNet:
-        """Change the disparity range searched: no parameter depends on it (the card's
-        ``with_overrides`` records the change)."""
+        """Change the disparity range searched, a multiple of 16: no parameter depends on it
+        (scaled inference searches a range scaled with the images)."""
         self.config = replace(self.config, max_disparity=max_disparity)  # validates it
         self.max_disparity = max_disparity
         return self
@@ -328,16 +328,20 @@ class PSMNet(nn.Module):
         right = right.contiguous(memory_format=torch.channels_last)
         costs = self.aggregate_costs(self.build_cost_volume(self.features(left),
                                                             self.features(right)))
-        if not self.training:  # only the final output is used: skip the others' regression
-            costs = costs[-1:]
-        chunk = None if self.training else self.row_chunk
-        # the soft-argmin stays in fp32 under autocast: in bf16 its softmax over 192 levels and
-        # weighted sum cost accuracy (official KITTI 2015 weights, the 3 shared pairs: EPE
-        # 0.3571 instead of 0.3497 px; with this fp32 regression bf16 gives 0.3497)
+        if self.training:  # under --amp as autocast decides: fp32 here would hold the
+            # full-resolution (B, D, H, W) volume of each output in fp32
+            disparities = [disparity_regression(c, self.max_disparity, padded,
+                                                self.config.align_corners)[:, :height, :width]
+                           for c in costs]
+            return {"disparity": disparities[-1], "disparities": disparities}
+        costs = costs[-1:]  # only the final output is used: skip the others' regression
+        # at inference the soft-argmin stays in fp32 under autocast: in bf16 its softmax over
+        # 192 levels and weighted sum cost accuracy (official KITTI 2015 weights, the 3 shared
+        # pairs: EPE 0.3571 instead of 0.3497 px; with this fp32 regression bf16 gives 0.3497)
         with torch.autocast(left.device.type, enabled=False):
             disparities = [disparity_regression(c.float(), self.max_disparity, padded,
                                                 self.config.align_corners,
-                                                chunk)[:, :height, :width]
+                                                self.row_chunk)[:, :height, :width]
                            for c in costs]
         return {"disparity": disparities[-1], "disparities": disparities}
 

@@ -1,0 +1,57 @@
+"""engine/precision.py: the inference precision a device runs natively, and PSMNet under it."""
+
+import pytest
+import torch
+
+from cnnlab.engine.precision import (
+    PRECISIONS,
+    inference_autocast,
+    inference_precision,
+    native_precisions,
+)
+from cnnlab.errors import ConfigError
+
+
+def test_inference_precision_resolves_auto_and_refuses_emulated_ones():
+    from cnnlab.cli.stereo import FAST_SCALE as SHOWN
+    from cnnlab.cli.stereo import PRECISIONS as OFFERED
+    from cnnlab.stereo.evaluate import FAST_SCALE
+
+    assert OFFERED == PRECISIONS and SHOWN == FAST_SCALE
+    cpu = torch.device("cpu")
+    native = native_precisions(cpu)
+    assert inference_precision("auto", cpu) == ("bf16" if "bf16" in native else "fp32")
+    assert inference_precision("fp32", cpu) == "fp32"
+    for name in ("bf16", "fp16"):
+        if name in native:
+            assert inference_precision(name, cpu) == name
+        else:
+            with pytest.raises(ConfigError, match=rf"--precision {name}: cpu on this machine "
+                                                  rf"has no native {name}"):
+                inference_precision(name, cpu)
+    with pytest.raises(ConfigError, match="--precision fp64: choose from auto"):
+        inference_precision("fp64", cpu)
+
+
+@pytest.mark.skipif("bf16" not in native_precisions(torch.device("cpu")),
+                    reason="no native bf16 on this CPU")
+def test_psmnet_in_bf16_keeps_the_soft_argmin_in_fp32(monkeypatch):
+    from cnnlab.stereo.models import PSMNet, PSMNetConfig
+    from cnnlab.stereo.models import psmnet as module
+
+    torch.manual_seed(0)
+    model = PSMNet(PSMNetConfig(max_disparity=16, blocks=(1, 1, 1, 1))).eval()
+    left, right = torch.randn(1, 3, 32, 64), torch.randn(1, 3, 32, 64)
+    seen = []  # (dtype of the cost, whether autocast is on) where the soft-argmin runs
+    regression = module.disparity_regression
+
+    def recorded(cost, *args):
+        seen.append((cost.dtype, torch.is_autocast_enabled("cpu")))
+        return regression(cost, *args)
+    monkeypatch.setattr(module, "disparity_regression", recorded)
+    with torch.no_grad(), inference_autocast(torch.device("cpu"), "bf16"):
+        low = model(left, right)["disparity"]
+    with torch.no_grad():
+        full = model(left, right)["disparity"]
+    assert seen[0] == (torch.float32, False) and low.dtype == torch.float32
+    assert (low - full).abs().mean() < 0.1  # the 3-D stages in bf16, the same answer
