@@ -1,6 +1,8 @@
 """engine/rundir.py: metrics.csv and curves.png of a run, and the lock that keeps two runs out
 of one folder."""
 
+from pathlib import Path
+
 import pytest
 
 from cnnlab.engine.rundir import RunDir
@@ -43,12 +45,23 @@ def test_a_folder_the_lock_created_goes_when_nothing_was_written(tmp_path):
     assert existing.path.is_dir()  # a folder the user made stays
 
 
-def test_a_refused_run_leaves_the_holders_new_folder_alone(tmp_path):
+def test_a_refused_run_leaves_the_holders_new_folder_alone(tmp_path, monkeypatch):
     """The holder created the folder and has not written yet (it may be reading data): the
     run refused meanwhile must not remove it as 'its own empty folder'."""
     holder = RunDir(tmp_path / "fresh")
     with holder.lock():
+        # the refused run looked before the holder made the folder: it thinks it made it
+        looked = []
+        real_exists = Path.exists
+
+        def exists(path):
+            if path == holder.path and not looked:
+                looked.append(path)
+                return False
+            return real_exists(path)
+        monkeypatch.setattr(Path, "exists", exists)
         with pytest.raises(ConfigError), RunDir(tmp_path / "fresh").lock():
             pass
-        assert holder.path.is_dir()
+        monkeypatch.undo()
+        assert looked and holder.path.is_dir()
     assert not holder.path.exists()  # the holder wrote nothing: its folder goes with it
