@@ -183,6 +183,32 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    import torch
+
+    from cnnlab.engine.atomic import check_writable_folder
+    from cnnlab.stereo.export import check_size_range, export_onnx, onnx_parity
+
+    check_writable_folder(Path(args.out).parent, "--out")
+    check_size_range(args.min_size, args.max_size)
+    if Path(args.out).suffix != ".onnx":
+        raise ConfigError(f"--out {args.out}: the exported file must end in .onnx")
+    model, card = _load(args, torch.device("cpu"))
+    written = export_onnx(model, card, Path(args.out), args.min_size, args.max_size, print)
+    print(f"Exported {written['file']} in {written['export_seconds']} s")
+    if args.no_check:
+        return 0
+    generator = torch.Generator().manual_seed(1)
+    middle = tuple(16 * round((a + b) / 32) for a, b in zip(args.min_size, args.max_size))
+    pairs = [tuple(torch.randn(1, 3, *size, generator=generator) for _ in range(2))
+             for size in (args.min_size, middle)]
+    for row in onnx_parity(Path(args.out), model, pairs):
+        height, width = row["size"]
+        print(f"  ONNX Runtime vs PyTorch at {height}x{width}: max {row['max_px']:.2e} px, "
+              f"mean {row['mean_px']:.2e} px")
+    return 0
+
+
 def cmd_weights(args) -> int:
     from cnnlab.stereo.weights import STEREO_WEIGHTS, listing_card
 
@@ -228,6 +254,7 @@ def _weights_root(parser: argparse.ArgumentParser, what: str, **kwargs: object) 
 
 
 def _add_weights_options(parser: argparse.ArgumentParser) -> None:
+    """Where registered weights are found, and the card's convention overridden."""
     _weights_root(parser, "folder holding PSMNet/<released file> or the file itself, searched "
                           "before {} (default: only those)")
     parser.add_argument("--download", action="store_true",
@@ -235,6 +262,10 @@ def _add_weights_options(parser: argparse.ArgumentParser) -> None:
                              "(kept only if they verify)")
     parser.add_argument("--align-corners", type=boolean, metavar="true|false",
                         help="override the card's upsampling convention (default: the card's)")
+
+
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """How the network runs on a pair: its scale and its precision."""
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--scale", type=number(float, 0, 1, low_open=True), default=1.0,
                        help="run the network on the pair downscaled by this factor, the "
@@ -309,6 +340,7 @@ def add_parser(sub) -> None:
     add_model_source(evaluate, "stereo", required=False, files=OFFICIAL_FILES,
                      when="unless --model sgbm")
     _add_weights_options(evaluate)
+    _add_inference_options(evaluate)
     evaluate.add_argument("--model", choices=("psmnet", "sgbm", "both"), default="psmnet",
                           help="default psmnet")
     evaluate.add_argument("--dataset", choices=DATASETS, action="append", required=True,
@@ -336,6 +368,7 @@ def add_parser(sub) -> None:
     predict.add_argument("right", help="right image, same size, rectified")
     add_model_source(predict, "stereo", files=OFFICIAL_FILES)
     _add_weights_options(predict)
+    _add_inference_options(predict)
     predict.add_argument("--out", default="runs/predict",
                          help="folder for the outputs (default runs/predict)")
     predict.add_argument("--focal", type=POSITIVE,
@@ -350,6 +383,21 @@ def add_parser(sub) -> None:
                                       "map and EPE/D1 (default: none)")
     add_device(predict)
     predict.set_defaults(func=cmd_predict)
+
+    export = ssub.add_parser("export", help="PSMNet as ONNX with dynamic height and width "
+                                            "(needs the 'export' extra)")
+    add_model_source(export, "stereo", files=OFFICIAL_FILES)
+    _add_weights_options(export)
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument("--min-size", type=size, default=(256, 512),
+                        help="smallest HxW the file accepts, multiples of 16, at least "
+                             "256x512 (default 256x512)")
+    export.add_argument("--max-size", type=size, default=(1008, 2048),
+                        help="largest HxW, multiples of 16 (default 1008x2048: KITTI's "
+                             "384x1248 and SceneFlow's 544x960 lie between)")
+    export.add_argument("--no-check", action="store_true",
+                        help="skip comparing ONNX Runtime with PyTorch at two sizes")
+    export.set_defaults(func=cmd_export)
 
     weights = ssub.add_parser("weights", help="official PSMNet releases: where they are, their "
                                               "cards; download or import one")

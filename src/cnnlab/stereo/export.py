@@ -1,0 +1,122 @@
+"""PSMNet as an ONNX file with dynamic height and width, checked against PyTorch.
+
+The stacked cost volume lets the exporter keep both sizes symbolic. The smallest size is
+256x512: below a quarter-resolution map of 64x128 the SPP pools are clipped to the map, a
+branch the graph cannot hold. One file then serves KITTI (384x1248 after padding) and
+SceneFlow (544x960), checked against PyTorch at both with the official weights.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.engine.atomic import atomic_write
+from cnnlab.engine.card import ModelCard
+from cnnlab.errors import ConfigError
+
+DEFAULT_MIN_SIZE = (256, 512)
+DEFAULT_MAX_SIZE = (1008, 2048)
+
+
+class DisparityOnly(nn.Module):
+    """PSMNet whose forward returns the (B, H, W) disparity alone: ONNX outputs are tensors."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return self.network(left, right)["disparity"]
+
+
+def check_size_range(low: tuple[int, int], high: tuple[int, int]) -> None:
+    """Refuse a size range the export cannot take, before any model is loaded."""
+    for name, a, b in (("height", low[0], high[0]), ("width", low[1], high[1])):
+        if a % 16 or b % 16 or a > b:
+            raise ConfigError(f"--min-size/--max-size: the {name} range {a}-{b} must be "
+                              "multiples of 16, the smaller first")
+    if low[0] < DEFAULT_MIN_SIZE[0] or low[1] < DEFAULT_MIN_SIZE[1]:
+        raise ConfigError(f"--min-size {low[0]}x{low[1]}: at least "
+                          f"{DEFAULT_MIN_SIZE[0]}x{DEFAULT_MIN_SIZE[1]} (smaller maps clip the "
+                          "SPP pools, a branch an exported graph cannot hold)")
+
+
+def export_onnx(model: nn.Module, card: ModelCard, out: Path,
+                min_size: tuple[int, int] = DEFAULT_MIN_SIZE,
+                max_size: tuple[int, int] = DEFAULT_MAX_SIZE,
+                log: Callable[[str], None] | None = None) -> dict:
+    """Write ``model`` (a PSMNet in eval mode) to ``out`` as ONNX taking normalised
+    (1, 3, H, W) left and right images for any H and W in the range, multiples of 16, and
+    returning the (1, H, W) disparity; the model card goes into the file's metadata. Returns
+    what was written and how long the export took."""
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it, and onnxscript)
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ConfigError("export needs the optional 'export' extra: pip install "
+                          "'cnnlab[export]' (onnx, onnxscript, onnxruntime)") from None
+    check_size_range(min_size, max_size)
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ConfigError(f"--out {out}: the exported file must end in .onnx")
+    model.row_chunk = None  # the chunked regression loops over rows in Python
+    wrapped = DisparityOnly(model).eval()
+    rows = torch.export.Dim("rows", min=min_size[0] // 16, max=max_size[0] // 16)
+    columns = torch.export.Dim("columns", min=min_size[1] // 16, max=max_size[1] // 16)
+    shapes = {"left": {2: 16 * rows, 3: 16 * columns}, "right": {2: 16 * rows, 3: 16 * columns}}
+    generator = torch.Generator().manual_seed(0)
+    example = tuple(torch.randn(1, 3, *min_size, generator=generator) for _ in range(2))
+    if log:
+        log(f"Exporting for heights {min_size[0]}-{max_size[0]} and widths "
+            f"{min_size[1]}-{max_size[1]} (multiples of 16)...")
+    started = time.perf_counter()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes on axis names and the like
+            program = torch.onnx.export(wrapped, example, dynamo=True, dynamic_shapes=shapes,
+                                        input_names=["left", "right"],
+                                        output_names=["disparity"], verbose=False)
+    except Exception as exc:  # the exporter's own failures: one line, the cause kept
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ConfigError(f"--min-size/--max-size {min_size[0]}x{min_size[1]} to "
+                          f"{max_size[0]}x{max_size[1]}: the export failed "
+                          f"({type(exc).__name__}: {first})") from None
+    seconds = time.perf_counter() - started
+    proto = program.model_proto
+    for key, value in (("cnnlab_card", json.dumps(card.to_dict())),
+                       ("cnnlab_sizes", json.dumps({"min": list(min_size),
+                                                    "max": list(max_size)}))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    atomic_write(out, lambda tmp: tmp.write_bytes(proto.SerializeToString()))
+    return {"file": str(out), "export_seconds": round(seconds, 1),
+            "min_size": list(min_size), "max_size": list(max_size)}
+
+
+def onnx_parity(path: Path, model: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]]
+                ) -> list[dict]:
+    """Largest and mean |ONNX Runtime - PyTorch| disparity (px) on each normalised pair."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("checking the export needs onnxruntime: pip install "
+                          "'cnnlab[export]'") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    wrapped = DisparityOnly(model).eval()
+    report = []
+    for left, right in pairs:
+        with torch.no_grad():
+            expected = wrapped(left, right)
+        got = torch.from_numpy(session.run(None, {"left": left.numpy(),
+                                                  "right": right.numpy()})[0])
+        difference = (got - expected).abs()
+        report.append({"size": list(left.shape[-2:]), "max_px": float(difference.max()),
+                       "mean_px": float(difference.mean())})
+    return report
