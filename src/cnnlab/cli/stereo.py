@@ -388,6 +388,8 @@ def add_parser(sub) -> None:
                                             "(needs the 'export' extra)")
     add_model_source(export, "stereo", files=OFFICIAL_FILES)
     _add_weights_options(export)
+    export.add_argument("--format", choices=("onnx",), default="onnx",
+                        help="file format (default onnx, the only one so far)")
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.add_argument("--min-size", type=size, default=(256, 512),
                         help="smallest HxW the file accepts, multiples of 16, at least "
