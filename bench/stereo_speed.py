@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnlab.engine.precision import inference_autocast, native_precisions
-from cnnlab.stereo.evaluate import FAST_SCALE, scaled_max_disparity
+from cnnlab.engine.precision import native_precisions
+from cnnlab.stereo.evaluate import FAST_SCALE, scaled_disparity
 from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.models.cost_volume import build_concat_volume_loop
 
@@ -120,23 +120,8 @@ def _runner(implementation: str, model: PSMNet, left, right):
     model.fuse_for_inference()
     precision = "fp32" if implementation == "ours" else _low_precision(left.device)
     scale = SCALES.get(implementation, 1.0)
-    height, width = left.shape[-2:]
-    small = (round(height * scale), round(width * scale))
-    if scale != 1:
-        model.set_max_disparity(scaled_max_disparity(model.max_disparity, scale))
-
-    def run():
-        pair = [left, right]
-        if scale != 1:
-            pair = [F.interpolate(x, small, mode="bilinear", align_corners=False,
-                                  antialias=True) for x in pair]
-        with inference_autocast(left.device, precision):
-            disparity = model(*pair)["disparity"].float()
-        if scale != 1:
-            disparity = F.interpolate(disparity[:, None], (height, width), mode="bilinear",
-                                      align_corners=False)[:, 0] * (width / small[1])
-        return disparity
-    return run
+    full_range = model.max_disparity
+    return lambda: scaled_disparity(model, left, right, full_range, precision, scale)
 
 
 def _sync(device: torch.device) -> None:

@@ -187,12 +187,10 @@ def cmd_export(args) -> int:
     import torch
 
     from cnnlab.engine.atomic import check_writable_folder
-    from cnnlab.stereo.export import check_size_range, export_onnx, onnx_parity
+    from cnnlab.stereo.export import check_export, export_onnx, onnx_parity
 
     check_writable_folder(Path(args.out).parent, "--out")
-    check_size_range(args.min_size, args.max_size)
-    if Path(args.out).suffix != ".onnx":
-        raise ConfigError(f"--out {args.out}: the exported file must end in .onnx")
+    check_export(Path(args.out), args.min_size, args.max_size)
     model, card = _load(args, torch.device("cpu"))
     written = export_onnx(model, card, Path(args.out), args.min_size, args.max_size, print)
     print(f"Exported {written['file']} in {written['export_seconds']} s")

@@ -47,39 +47,43 @@ def scaled_max_disparity(max_disparity: int, scale: float) -> int:
     return max(16, math.ceil(max_disparity * scale / 16 - 1e-9) * 16)
 
 
-def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray,
-                 precision: str = "fp32", scale: float = 1.0) -> np.ndarray:
-    """(H, W) float32 disparity of one uint8 RGB pair, normalised as the card says, computed
-    in ``precision`` (fp32, or bf16/fp16 autocast with the soft-argmin kept in fp32). With
-    ``scale`` < 1 the network sees the pair downscaled (antialiased) and its disparity is
-    brought back to full size and full-resolution pixels; the range searched shrinks with the
-    images, so the card's range (in full-resolution pixels) is still what is covered."""
+def scaled_disparity(model: nn.Module, left: torch.Tensor, right: torch.Tensor,
+                     full_range: int, precision: str = "fp32", scale: float = 1.0
+                     ) -> torch.Tensor:
+    """(B, H, W) float32 disparity of normalised (B, 3, H, W) views, computed in ``precision``
+    (fp32, or bf16/fp16 autocast with the soft-argmin kept in fp32). With ``scale`` < 1 the
+    network sees the pair downscaled (antialiased), searching ``full_range`` scaled alike, and
+    its disparity is brought back to full size and full-resolution pixels."""
     if not 0 < scale <= 1:
         raise ConfigError(f"--scale {scale}: expected a number in (0, 1]")
-    full_range = model.max_disparity
-    model.set_max_disparity(scaled_max_disparity(card.kwargs["max_disparity"], scale))
-    try:
-        return _disparity(model, card, left, right, precision, scale)
-    finally:
-        model.set_max_disparity(full_range)  # the caller's model is left as it was
-
-
-def _disparity(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray,
-               precision: str, scale: float) -> np.ndarray:
-    device = next(model.parameters()).device
-    mean, std = card.preprocess["mean"], card.preprocess["std"]
-    pair = [to_input(image, device, mean, std) for image in (left, right)]
-    height, width = left.shape[:2]
+    height, width = left.shape[-2:]
     small = (max(1, round(height * scale)), max(1, round(width * scale)))
     if scale != 1:
-        pair = [F.interpolate(x, small, mode="bilinear", align_corners=False, antialias=True)
-                for x in pair]
-    with torch.no_grad(), inference_autocast(device, precision):
-        disparity = model(*pair)["disparity"].float()
+        left, right = (F.interpolate(x, small, mode="bilinear", align_corners=False,
+                                     antialias=True) for x in (left, right))
+    searched = model.max_disparity
+    model.set_max_disparity(scaled_max_disparity(full_range, scale))
+    try:
+        with torch.no_grad(), inference_autocast(left.device, precision):
+            disparity = model(left, right)["disparity"].float()
+    finally:
+        model.set_max_disparity(searched)  # the caller's model is left as it was
     if scale != 1:
         disparity = F.interpolate(disparity[:, None], (height, width), mode="bilinear",
                                   align_corners=False)[:, 0] * (width / small[1])
-    return disparity[0].cpu().numpy()
+    return disparity
+
+
+def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray,
+                 precision: str = "fp32", scale: float = 1.0) -> np.ndarray:
+    """(H, W) float32 disparity of one uint8 RGB pair, normalised as the card says (see
+    ``scaled_disparity``); at any scale the card's range, in full-resolution pixels, is what
+    is covered."""
+    device = next(model.parameters()).device
+    mean, std = card.preprocess["mean"], card.preprocess["std"]
+    pair = (to_input(image, device, mean, std) for image in (left, right))
+    return scaled_disparity(model, *pair, card.kwargs["max_disparity"], precision,
+                            scale)[0].cpu().numpy()
 
 
 def psmnet_predictor(model: nn.Module, card: ModelCard, precision: str = "fp32",

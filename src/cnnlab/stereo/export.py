@@ -8,10 +8,11 @@ SceneFlow (544x960), checked against PyTorch at both with the official weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -36,8 +37,21 @@ class DisparityOnly(nn.Module):
         return self.network(left, right)["disparity"]
 
 
-def check_size_range(low: tuple[int, int], high: tuple[int, int]) -> None:
-    """Refuse a size range the export cannot take, before any model is loaded."""
+@contextlib.contextmanager
+def _unchunked(model: nn.Module) -> Iterator[None]:
+    """The model with its one-go regression (the chunked one loops over rows in Python, which
+    an exported graph would fix to one height), restored afterwards."""
+    chunk, model.row_chunk = model.row_chunk, None
+    try:
+        yield
+    finally:
+        model.row_chunk = chunk
+
+
+def check_export(out: Path, low: tuple[int, int], high: tuple[int, int]) -> None:
+    """Refuse a file name or size range the export cannot take, before any model is loaded."""
+    if Path(out).suffix != ".onnx":
+        raise ConfigError(f"--out {out}: the exported file must end in .onnx")
     for name, a, b in (("height", low[0], high[0]), ("width", low[1], high[1])):
         if a % 16 or b % 16 or a > b:
             raise ConfigError(f"--min-size/--max-size: the {name} range {a}-{b} must be "
@@ -62,11 +76,8 @@ def export_onnx(model: nn.Module, card: ModelCard, out: Path,
     except ImportError:
         raise ConfigError("export needs the optional 'export' extra: pip install "
                           "'cnnlab[export]' (onnx, onnxscript, onnxruntime)") from None
-    check_size_range(min_size, max_size)
+    check_export(out, min_size, max_size)
     out = Path(out)
-    if out.suffix != ".onnx":
-        raise ConfigError(f"--out {out}: the exported file must end in .onnx")
-    model.row_chunk = None  # the chunked regression loops over rows in Python
     wrapped = DisparityOnly(model).eval()
     rows = torch.export.Dim("rows", min=min_size[0] // 16, max=max_size[0] // 16)
     columns = torch.export.Dim("columns", min=min_size[1] // 16, max=max_size[1] // 16)
@@ -78,7 +89,7 @@ def export_onnx(model: nn.Module, card: ModelCard, out: Path,
             f"{min_size[1]}-{max_size[1]} (multiples of 16)...")
     started = time.perf_counter()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), _unchunked(model):
             warnings.simplefilter("ignore")  # the exporter's notes on axis names and the like
             program = torch.onnx.export(wrapped, example, dynamo=True, dynamic_shapes=shapes,
                                         input_names=["left", "right"],
@@ -112,7 +123,7 @@ def onnx_parity(path: Path, model: nn.Module, pairs: list[tuple[torch.Tensor, to
     wrapped = DisparityOnly(model).eval()
     report = []
     for left, right in pairs:
-        with torch.no_grad():
+        with torch.no_grad(), _unchunked(model):  # the path that was exported
             expected = wrapped(left, right)
         got = torch.from_numpy(session.run(None, {"left": left.numpy(),
                                                   "right": right.numpy()})[0])
