@@ -6,8 +6,11 @@ volume filled by a Python loop over disparities, conv and BN as separate layers,
 upsampled trilinearly to full (D, H, W) before softmax and regression in one go, all in
 PyTorch's default memory layout. cnnlab's path builds the volume in one pass directly in
 channels_last_3d, runs the convolutions channels-last, folds BN into them and regresses row
-chunk by row chunk. Same weights, same input, same run: latencies are timed in one process with
-the two implementations interleaved; peak memory (max RSS growth on CPU, max allocated on CUDA)
+chunk by row chunk, with glibc keeping freed memory for reuse (engine.memory, as cnnlab's
+inference commands run). Same weights, same input: latencies are timed in one process with the
+implementations interleaved, except the reference as the published code runs (glibc's default
+allocator), timed in a process of its own; reference_kept is the reference path with cnnlab's
+allocator setting. Peak memory (max RSS growth on CPU, max allocated on CUDA)
 is measured for each in a fresh process. The convolution FLOPs of one forward pass are counted
 (torch's FlopCounterMode) and set against a large matrix product's rate measured in the same
 run, in fp32 and bf16: the fraction of the library's best rate each path reaches. With the
@@ -31,10 +34,26 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from cnnlab.engine.memory import keep_freed_memory
 from cnnlab.engine.precision import native_precisions
 from cnnlab.stereo.evaluate import FAST_SCALE, scaled_disparity
 from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.models.cost_volume import build_concat_volume_loop
+
+
+def _reference_hourglass(hourglass, x, presqu, postsqu):
+    """The published hourglass forward on ``hourglass``'s layers (sums out of place)."""
+    out = hourglass.conv2(hourglass.conv1(x))
+    pre = F.relu(out + postsqu if postsqu is not None else out, inplace=True)
+    out = hourglass.conv4(hourglass.conv3(pre))
+    post = F.relu(hourglass.conv5(out) + (presqu if presqu is not None else pre), inplace=True)
+    return hourglass.conv6(post), pre, post
+
+
+def _reference_classifier(classifier, x):
+    """conv-BN-ReLU then the published 32 -> 1 conv3d (not cnnlab's decomposition)."""
+    last = classifier[2]
+    return F.conv3d(classifier[1](classifier[0](x)), last.weight, padding=1)
 
 
 def reference_forward(model: PSMNet, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -42,7 +61,17 @@ def reference_forward(model: PSMNet, left: torch.Tensor, right: torch.Tensor) ->
     features_left = model.features(left)
     features_right = model.features(right)
     volume = build_concat_volume_loop(features_left, features_right, model.max_disparity // 4)
-    cost = model.aggregate_costs(volume.contiguous())[-1]
+    cost0 = model.cost_stem(volume.contiguous())
+    cost0 = model.cost_residual(cost0) + cost0
+    out1, pre1, post1 = _reference_hourglass(model.hourglasses[0], cost0, None, None)
+    out1 = out1 + cost0
+    out2, _, post2 = _reference_hourglass(model.hourglasses[1], out1, pre1, post1)
+    out2 = out2 + cost0
+    out3, _, _ = _reference_hourglass(model.hourglasses[2], out2, pre1, post2)
+    out3 = out3 + cost0
+    cost1 = _reference_classifier(model.classifiers[0], out1)
+    cost2 = _reference_classifier(model.classifiers[1], out2) + cost1
+    cost = _reference_classifier(model.classifiers[2], out3) + cost2
     cost = F.interpolate(cost, (model.max_disparity, left.shape[2], left.shape[3]),
                          mode="trilinear",
                          align_corners=model.config.align_corners).squeeze(1)
@@ -98,7 +127,11 @@ def _inputs(size: tuple[int, int], device: torch.device, source: Source):
     return left.to(device), right.to(device)
 
 
-IMPLEMENTATIONS = ("ours", "ours_bf16", "fast", "half", "reference")
+IMPLEMENTATIONS = ("ours", "ours_bf16", "fast", "half", "reference_kept", "reference")
+# the reference as the published code runs it: glibc's default allocator, in a process of its
+# own; reference_kept is the same path in cnnlab's process (keep_freed_memory), to show how
+# much of the speed-up is the allocator setting
+DEFAULT_ALLOCATOR = ("reference",)
 # previews: the pair downscaled (cnnlab's --fast, and half resolution, --scale 0.5, for
 # comparison), in bf16 where the device runs it natively
 SCALES = {"fast": FAST_SCALE, "half": 0.5}
@@ -113,7 +146,7 @@ def _runner(implementation: str, model: PSMNet, left, right):
     the soft-argmin in fp32 for ours_bf16; on the downscaled pair for fast and half), the
     reference keeps the default memory layout for every weight (as the published code has
     it)."""
-    if implementation == "reference":
+    if implementation.startswith("reference"):
         for parameter in model.parameters():
             parameter.data = parameter.data.contiguous()
         return lambda: reference_forward(model, left, right)
@@ -129,13 +162,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_both(queue, size, repeats, device_name, threads, source) -> None:
-    """Latency of both implementations in one process, runs interleaved (same conditions)."""
+def _time_both(queue, size, repeats, device_name, threads, source, names, keep) -> None:
+    """Latency of the implementations ``names`` in one process, runs interleaved (same
+    conditions), with cnnlab's allocator setting if ``keep``."""
     torch.set_num_threads(threads)
+    if keep:
+        keep_freed_memory()
     device = torch.device(device_name)
     left, right = _inputs(size, device, source)
-    runs = {name: _runner(name, _make_model(device, source), left, right)
-            for name in implementations(device)}
+    runs = {name: _runner(name, _make_model(device, source), left, right) for name in names}
     times: dict[str, list[float]] = {name: [] for name in runs}
     outputs = {}
     with torch.inference_mode():
@@ -149,8 +184,7 @@ def _time_both(queue, size, repeats, device_name, threads, source) -> None:
                 _sync(device)
                 times[name].append(time.perf_counter() - started)
     queue.put({"seconds": {k: statistics.median(v) for k, v in times.items()},
-               "difference": {k: float(abs(outputs[k] - outputs["reference"]).max())
-                              for k in outputs if k not in ("reference", *SCALES)}})
+               "outputs": outputs})
 
 
 def implementations(device: torch.device) -> list[str]:
@@ -204,6 +238,7 @@ def _accuracy(queue, weights_root, data_root, precision, scale, threads) -> None
     from cnnlab.stereo.weights import load_model
 
     torch.set_num_threads(threads)
+    keep_freed_memory()
     model, card = load_model("psmnet-kitti2015", weights_root=weights_root)
     dataset = open_dataset("kitti2015", data_root, "all")
     samples = (dataset.load(i) for i in range(len(dataset)))
@@ -216,10 +251,12 @@ def _accuracy(queue, weights_root, data_root, precision, scale, threads) -> None
                "seconds_per_pair_with_reading": round(seconds, 3)})
 
 
-def _peak_memory(queue, implementation, size, device_name, threads, source) -> None:
+def _peak_memory(queue, implementation, size, device_name, threads, source, keep) -> None:
     """Peak memory of one inference in a fresh process (max RSS growth on CPU, max allocated
-    on CUDA)."""
+    on CUDA), with cnnlab's allocator setting if ``keep``."""
     torch.set_num_threads(threads)
+    if keep:
+        keep_freed_memory()
     device = torch.device(device_name)
     left, right = _inputs(size, device, source)
     run = _runner(implementation, _make_model(device, source), left, right)
@@ -263,6 +300,9 @@ def main() -> None:
     rates = {dtype: round(in_child(_matmul_rate, args.device, args.threads, dtype), 1)
              for dtype in ("float32", "bfloat16")}
     report = {"bench": "stereo_speed", "device": args.device, "threads": args.threads,
+              "allocator": "cnnlab's paths and reference_kept: engine.memory."
+                           "keep_freed_memory() (as cnnlab's inference commands run); "
+                           "reference: glibc's default, in a process of its own",
               "max_disparity": 192, "repeats": args.repeats,
               "timed_on": "official KITTI 2015 weights, KITTI 2015 000000" if args.weights_root
               else "random weights, random pair",
@@ -270,23 +310,30 @@ def main() -> None:
               "sizes": {}}
     for text in args.sizes:
         size = tuple(int(v) for v in text.split("x"))
-        timing = in_child(_time_both, size, args.repeats, args.device, args.threads, source)
+        seconds, outputs = {}, {}
+        for keep in (True, False):
+            timed = [name for name in names if (name in DEFAULT_ALLOCATOR) != keep]
+            timing = in_child(_time_both, size, args.repeats, args.device, args.threads,
+                              source, timed, keep)
+            seconds.update(timing["seconds"])
+            outputs.update(timing["outputs"])
         flops = in_child(_convolution_flops, size, args.device)
-        seconds = timing["seconds"]
         entry = {"conv_gflop": round(flops / 1e9, 1)}
         for name in names:
-            peak = in_child(_peak_memory, name, size, args.device, args.threads, source)
+            peak = in_child(_peak_memory, name, size, args.device, args.threads, source,
+                            name not in DEFAULT_ALLOCATOR)
             entry[name] = {"seconds": round(seconds[name], 3), "peak_mb": round(peak, 1),
                            "speedup_vs_reference": round(seconds["reference"] / seconds[name],
                                                          3)}
             if name in SCALES:  # a preview does other work: no rate, no like-for-like output
                 continue
             rate = flops / seconds[name] / 1e9
-            best = rates["float32" if name in ("ours", "reference") else "bfloat16"]
+            best = rates["bfloat16" if name == "ours_bf16" else "float32"]
             entry[name].update({"gflops": round(rate, 1),
                                 "fraction_of_matmul_rate": round(rate / best, 3)})
             if name != "reference":
-                entry[name]["max_abs_difference_vs_reference"] = timing["difference"][name]
+                difference = abs(outputs[name] - outputs["reference"]).max()
+                entry[name]["max_abs_difference_vs_reference"] = float(difference)
         report["sizes"][text] = entry
     if args.weights_root:
         report["kitti2015_official_weights"] = {

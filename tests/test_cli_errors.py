@@ -6,6 +6,7 @@ root, {stereo} a tiny stereo checkpoint, {pair} a folder with a small rectified 
 {tmp} a scratch folder.
 """
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -64,6 +65,7 @@ PARSE_ERRORS = [  # refused where they are parsed: exit 2
     ("scale above one", [*PREDICT, "--scale", "1.5"], "argument --scale"),
     ("scale and fast", [*PREDICT, "--scale", "0.5", "--fast"], "not allowed with argument"),
     ("precision unknown", [*PREDICT, "--precision", "fp8"], "argument --precision"),
+    ("runtime unknown", [*PREDICT, "--runtime", "tensorrt"], "argument --runtime"),
     ("workers negative", ["stereo", "train", "--workers", "-1"], "argument --workers"),
 ]
 
@@ -132,6 +134,28 @@ RUN_ERRORS = [  # refused before work: exit 1
      "--batch-size 1000: the training data gives no full batch"),
     ("images of two sizes", [*PREDICT[:3], "{pair}/flat6_r.png", *PREDICT[4:]],
      "flat6_r.png: size 64x6 differs from left.png (64x40)"),
+    ("runtime without an exported file", [*PREDICT, "--runtime", "onnxruntime"],
+     "--runtime onnxruntime: give the exported model as --checkpoint FILE.onnx"),
+    ("exported file without a runtime", [*PREDICT[:5], "{tmp}/fake.onnx", *PREDICT[6:]],
+     "fake.onnx: an exported graph; run it with --runtime onnxruntime"),
+    ("exported file missing", [*PREDICT[:5], "{tmp}/none.onnx", *PREDICT[6:], "--runtime",
+                               "onnxruntime"], "--checkpoint {tmp}/none.onnx: no such file"),
+    ("exported file with a preview", [*PREDICT[:5], "{tmp}/fake.onnx", *PREDICT[6:],
+                                      "--runtime", "onnxruntime", "--fast"],
+     "--scale/--fast: an exported graph searches the fixed range"),
+    ("onnx runtime in bf16", [*PREDICT[:5], "{tmp}/fake.onnx", *PREDICT[6:], "--runtime",
+                              "onnxruntime", "--precision", "bf16"],
+     "--precision bf16: ONNX Runtime runs this model in fp32 only"),
+    pytest.param("exported file not ONNX", [*PREDICT[:5], "{tmp}/fake.onnx", *PREDICT[6:],
+                                            "--runtime", "onnxruntime"],
+                 "fake.onnx: not a model ONNX Runtime can load",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
+                                          reason="the 'export' extra is not installed")),
+    pytest.param("exported file not ONNX (OpenVINO)", [*PREDICT[:5], "{tmp}/fake.onnx",
+                                                       *PREDICT[6:], "--runtime", "openvino"],
+                 "fake.onnx: not a model OpenVINO can read",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                          reason="the 'openvino' extra is not installed")),
 ]
 
 
@@ -164,6 +188,7 @@ def places(tmp_path_factory):
     (root / "loop2").symlink_to(root / "loop")
     (root / "truncated.png").write_bytes((pair / "left.png").read_bytes()[:2000])
     (root / "empty.json").write_text("")
+    (root / "fake.onnx").write_text("not a graph")
     stereo_run = root / "stereo_run"
     stereo_run.mkdir()
     (stereo_run / "config.json").write_text(json.dumps({"lab": "stereo", "stereo": {},

@@ -2,11 +2,14 @@
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.engine.checkpoint import save_checkpoint
 from cnnlab.stereo.card import psmnet_card
+from cnnlab.stereo.io import read_pfm
 from cnnlab.stereo.models import PSMNet, PSMNetConfig
 
 onnx = pytest.importorskip("onnx", reason="the 'export' extra (onnx) is not installed")
@@ -22,12 +25,22 @@ def tiny_checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    """The tiny model exported for 256x512 to 320x1024, and what the export printed."""
+    out = tmp_path_factory.mktemp("exported") / "psmnet.onnx"
+    import contextlib
+    import io
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["stereo", "export", "--checkpoint", str(tiny_checkpoint), "--out",
+                     str(out), "--min-size", "256x512", "--max-size", "320x1024"]) == 0
+    return out, printed.getvalue()
+
+
 @pytest.mark.slow  # about 15 s
-def test_one_export_answers_like_pytorch_at_other_sizes(tiny_checkpoint, tmp_path, capsys):
-    out = tmp_path / "psmnet.onnx"
-    assert main(["stereo", "export", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
-                 "--min-size", "256x512", "--max-size", "320x1024"]) == 0
-    text = capsys.readouterr().out
+def test_one_export_answers_like_pytorch_at_other_sizes(exported):
+    out, text = exported
     lines = [line for line in text.splitlines() if "ONNX Runtime vs PyTorch" in line]
     assert [line.split(" at ")[1].split(":")[0] for line in lines] == ["256x512", "288x768"]
     for line in lines:  # float rounding only (random weights make the soft-argmin sensitive)
@@ -55,3 +68,33 @@ def test_a_bad_size_range_is_refused_before_exporting(tiny_checkpoint, tmp_path,
     captured = capsys.readouterr()
     assert fragment in captured.err and not list(tmp_path.iterdir())
     assert captured.out == ""  # refused before the model was loaded (its card is printed)
+
+
+@pytest.mark.slow  # the export, about 15 s, shared with the test above
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_stereo_predict_runs_the_export(runtime, exported, tiny_checkpoint, tmp_path, capsys):
+    """An exported file answers through ``stereo predict --runtime`` as PyTorch does; a pair
+    outside the exported range is refused."""
+    pytest.importorskip(runtime, reason=f"{runtime} is not installed")
+    out, _ = exported
+    rng = np.random.default_rng(0)
+    left = rng.integers(0, 255, (260, 520, 3), dtype=np.uint8)  # padded to 272x528
+    Image.fromarray(left).save(tmp_path / "l.png")
+    Image.fromarray(np.roll(left, -4, axis=1)).save(tmp_path / "r.png")
+    pair = [str(tmp_path / "l.png"), str(tmp_path / "r.png")]
+    assert main(["stereo", "predict", *pair, "--checkpoint", str(tiny_checkpoint),
+                 "--precision", "fp32", "--out", str(tmp_path / "torch")]) == 0
+    assert main(["stereo", "predict", *pair, "--checkpoint", str(out), "--runtime", runtime,
+                 "--precision", "fp32", "--out", str(tmp_path / runtime)]) == 0
+    assert f"run by {runtime}" in capsys.readouterr().out
+    ours = read_pfm(tmp_path / "torch" / "l_disp.pfm")
+    theirs = read_pfm(tmp_path / runtime / "l_disp.pfm")
+    assert theirs.shape == ours.shape == (260, 520)
+    assert np.abs(theirs - ours).max() < 0.05  # float rounding (random weights, see above)
+    for height, width in ((300, 1040), (100, 600)):
+        image = tmp_path / f"{height}x{width}.png"
+        Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(image)
+        assert main(["stereo", "predict", str(image), str(image), "--checkpoint", str(out),
+                     "--runtime", runtime, "--out", str(tmp_path / "outside")]) == 1
+        assert (f"exported for pairs of 256x512 to 320x1024 (HxW, after padding to multiples "
+                f"of 16), this one is {height}x{width}") in capsys.readouterr().err

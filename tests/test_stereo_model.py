@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from cnnlab.stereo.losses import disparity_loss, valid_mask
 from cnnlab.stereo.models import PSMNet
+from cnnlab.stereo.models.blocks import OneChannelConv3d, one_channel_conv3d
 from cnnlab.stereo.models.cost_volume import build_concat_volume, build_concat_volume_loop
 from cnnlab.stereo.models.psmnet import SpatialPyramidPooling, disparity_regression
 
@@ -89,6 +90,44 @@ def test_fused_and_chunked_inference_match_plain():
     torch.testing.assert_close(fused, plain, atol=2e-3, rtol=1e-3)
     model.train()  # training must drop the fused copies
     assert all(m.fused is None for m in model.modules() if hasattr(m, "fused"))
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_one_channel_conv3d_equals_the_convolution(batch, layout):
+    torch.manual_seed(batch)
+    x = torch.randn(batch, 32, 5, 6, 7).contiguous(memory_format=layout)
+    weight = torch.randn(1, 32, 3, 3, 3)
+    expected = F.conv3d(x, weight, padding=1)
+    torch.testing.assert_close(one_channel_conv3d(x, weight), expected, atol=1e-4, rtol=1e-5)
+    # bf16 inputs: as close as the bf16 convolution is (same inputs, same rounding scale)
+    low = one_channel_conv3d(x.bfloat16(), weight.bfloat16())
+    conv_low = F.conv3d(x.bfloat16(), weight.bfloat16(), padding=1).float()
+    assert low.dtype == torch.float32
+    assert (low - expected).abs().mean() <= 2 * (conv_low - expected).abs().mean()
+
+
+def test_one_channel_conv_keeps_the_convolution_for_training_and_export():
+    conv = OneChannelConv3d(4)
+    x = torch.randn(1, 4, 3, 4, 5, requires_grad=True)
+    conv(x).sum().backward()  # with autograd: the convolution (and its gradients)
+    assert x.grad is not None and conv.weight.grad is not None
+    with torch.no_grad():
+        decomposed = conv(x)
+        conv.decomposed = False
+        plain = conv(x)
+    torch.testing.assert_close(decomposed, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_eager_inference_path_matches_the_plain_forward():
+    """No autograd (decomposed one-channel convs, in-place sums) vs autograd (plain convs)."""
+    torch.manual_seed(3)
+    model = _calibrated(PSMNet(max_disparity=32, blocks=(1, 1, 1, 1))).eval()
+    left, right = torch.randn(1, 3, 64, 96), torch.randn(1, 3, 64, 96)
+    plain = model(left, right)["disparity"].detach()
+    with torch.no_grad():
+        eager = model(left, right)["disparity"]
+    torch.testing.assert_close(eager, plain, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("align_corners", [False, True])

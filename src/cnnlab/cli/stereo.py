@@ -34,6 +34,8 @@ PRESETS = {
                   "epochs": 15, "lr": 1e-3, "schedule": "cosine", "align_corners": False},
 }
 OFFICIAL_FILES = "a .safetensors or official PSMNet .tar file"
+RUNNABLE_FILES = OFFICIAL_FILES + " (or, with --runtime, a .onnx file from cnnlab stereo export)"
+RUNTIMES = ("torch", "onnxruntime", "openvino")  # stereo.runtime.RUNTIMES (test compares)
 MAX_DISPARITY = number(int, 16, multiple=16)  # PSMNet's range
 
 
@@ -82,10 +84,15 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _load(args, device):
-    """The PSMNet of --weights or --checkpoint, its card printed."""
+def _load(args, device, precision: str = "fp32"):
+    """The PSMNet of --weights or --checkpoint, its card printed; with --runtime other than
+    torch, the exported graph given as --checkpoint FILE.onnx, run in ``precision``."""
     from cnnlab.stereo.weights import get_weights, load_model
 
+    runtime = getattr(args, "runtime", "torch")
+    exported = bool(args.checkpoint) and Path(args.checkpoint).suffix.lower() == ".onnx"
+    if runtime != "torch" or exported:
+        return _load_exported(args, runtime, exported, precision)
     if args.weights:
         get_weights(args.weights)  # a name, not a path: unknown names get the list
     model, card = load_model(args.weights or args.checkpoint, device, args.weights_root,
@@ -97,10 +104,36 @@ def _load(args, device):
     return model, card
 
 
+def _load_exported(args, runtime: str, exported: bool, precision: str):
+    from cnnlab.stereo.runtime import ExportedStereoModel
+
+    if runtime == "torch":
+        raise ConfigError(f"--checkpoint {args.checkpoint}: an exported graph; run it with "
+                          "--runtime onnxruntime or --runtime openvino")
+    if not exported:
+        raise ConfigError(f"--runtime {runtime}: give the exported model as --checkpoint "
+                          "FILE.onnx (write one with: cnnlab stereo export --weights NAME "
+                          "--out FILE.onnx)")
+    path = Path(absolute(args.checkpoint, "--checkpoint"))
+    if not path.is_file():
+        raise ConfigError(f"--checkpoint {args.checkpoint}: no such file")
+    if args.align_corners is not None:
+        raise ConfigError("--align-corners: an exported graph has its convention built in; "
+                          "export again to change it")
+    if args.scale != 1:
+        raise ConfigError("--scale/--fast: an exported graph searches the fixed range it was "
+                          "exported with; previews need --runtime torch")
+    model = ExportedStereoModel(path, runtime, precision)
+    print_card(model.card, f"Weights: {model.card.name or 'checkpoint'} exported ({path}, "
+                           f"run by {runtime}, sizes {model.min_size[0]}x{model.min_size[1]} "
+                           f"to {model.max_size[0]}x{model.max_size[1]})")
+    return model, model.card
+
+
 def cmd_eval(args) -> int:
     from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
     from cnnlab.engine.device import select_device
-    from cnnlab.engine.precision import inference_precision
+    from cnnlab.engine.memory import keep_freed_memory
     from cnnlab.stereo.evaluate import (
         check_methods,
         eval_max_disparity,
@@ -109,6 +142,7 @@ def cmd_eval(args) -> int:
         open_eval_dataset,
         predictors,
     )
+    from cnnlab.stereo.runtime import runtime_precision
 
     if args.json:
         if Path(args.json).is_dir():
@@ -116,12 +150,13 @@ def cmd_eval(args) -> int:
         check_writable_folder(Path(args.json).parent, "--json")
     model = card = None
     precision = "fp32"
+    keep_freed_memory()
     if args.model in ("psmnet", "both"):
         if not (args.checkpoint or args.weights):
             raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
         device = select_device(args.device)
-        precision = inference_precision(args.precision, device)
-        model, card = _load(args, device)
+        precision = runtime_precision(args.precision, args.runtime, device)
+        model, card = _load(args, device, precision)
     methods = predictors(args.model, model, card, args.max_disparity, precision, args.scale)
     max_disparity = eval_max_disparity(card, args.max_disparity)
     sources = {dataset: open_eval_dataset(dataset, args.data_root, args.split, args.count,
@@ -149,9 +184,10 @@ def cmd_eval(args) -> int:
 def cmd_predict(args) -> int:
     from cnnlab.engine.atomic import check_writable_folder
     from cnnlab.engine.device import select_device
-    from cnnlab.engine.precision import inference_precision
+    from cnnlab.engine.memory import keep_freed_memory
     from cnnlab.stereo.io import Calibration
     from cnnlab.stereo.predict import predict_inputs, read_pair_inputs
+    from cnnlab.stereo.runtime import runtime_precision
 
     if (args.focal is None) != (args.baseline is None):
         raise ConfigError("--focal and --baseline go together (or use --calib FILE)")
@@ -162,8 +198,9 @@ def cmd_predict(args) -> int:
                               Path(args.calib) if args.calib else None,
                               Path(args.gt) if args.gt else None)
     device = select_device(args.device)
-    precision = inference_precision(args.precision, device)
-    model, card = _load(args, device)
+    precision = runtime_precision(args.precision, args.runtime, device)
+    keep_freed_memory()
+    model, card = _load(args, device, precision)
     result = predict_inputs(model, card, inputs, Path(args.out),
                             log=lambda message: print(message, file=sys.stderr),
                             precision=precision, scale=args.scale)
@@ -276,7 +313,11 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
                         help="arithmetic of the network: fp32, or bf16/fp16 autocast with the "
                              "soft-argmin in fp32 (default auto: bf16 where the device runs "
                              "it natively, e.g. AVX-512 BF16 / AMX CPUs and recent GPUs, "
-                             "else fp32)")
+                             "else fp32; fp32 with --runtime onnxruntime)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                        help="what runs the network: torch (PyTorch, default), or an exported "
+                             "graph given as --checkpoint FILE.onnx run by onnxruntime (the "
+                             "'export' extra) or openvino (the 'openvino' extra), CPU only")
 
 
 def _max_disparity(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
@@ -335,7 +376,7 @@ def add_parser(sub) -> None:
     train.set_defaults(func=cmd_train, command_parser=train, presets=PRESETS)
 
     evaluate = ssub.add_parser("eval", help="EPE / D1 / bad-x tables, PSMNet and/or SGBM")
-    add_model_source(evaluate, "stereo", required=False, files=OFFICIAL_FILES,
+    add_model_source(evaluate, "stereo", required=False, files=RUNNABLE_FILES,
                      when="unless --model sgbm")
     _add_weights_options(evaluate)
     _add_inference_options(evaluate)
@@ -364,7 +405,7 @@ def add_parser(sub) -> None:
     predict = ssub.add_parser("predict", help="disparity, depth and point cloud of a pair")
     predict.add_argument("left", help="left image (any 8/16-bit PNG or JPEG)")
     predict.add_argument("right", help="right image, same size, rectified")
-    add_model_source(predict, "stereo", files=OFFICIAL_FILES)
+    add_model_source(predict, "stereo", files=RUNNABLE_FILES)
     _add_weights_options(predict)
     _add_inference_options(predict)
     predict.add_argument("--out", default="runs/predict",

@@ -78,8 +78,8 @@ def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.
                  precision: str = "fp32", scale: float = 1.0) -> np.ndarray:
     """(H, W) float32 disparity of one uint8 RGB pair, normalised as the card says (see
     ``scaled_disparity``); at any scale the card's range, in full-resolution pixels, is what
-    is covered."""
-    device = next(model.parameters()).device
+    is covered. ``model`` is a PSMNet or an ``ExportedStereoModel`` (which has a ``device``)."""
+    device = getattr(model, "device", None) or next(model.parameters()).device
     mean, std = card.preprocess["mean"], card.preprocess["std"]
     pair = (to_input(image, device, mean, std) for image in (left, right))
     return scaled_disparity(model, *pair, card.kwargs["max_disparity"], precision,

@@ -21,6 +21,7 @@ from torch import nn
 from cnnlab.engine.atomic import atomic_write
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import ConfigError
+from cnnlab.stereo.models.blocks import OneChannelConv3d
 
 DEFAULT_MIN_SIZE = (256, 512)
 DEFAULT_MAX_SIZE = (1008, 2048)
@@ -40,12 +41,18 @@ class DisparityOnly(nn.Module):
 @contextlib.contextmanager
 def _unchunked(model: nn.Module) -> Iterator[None]:
     """The model with its one-go regression (the chunked one loops over rows in Python, which
-    an exported graph would fix to one height), restored afterwards."""
+    an exported graph would fix to one height) and plain one-channel convolutions (a graph
+    runtime has its own kernels), restored afterwards."""
     chunk, model.row_chunk = model.row_chunk, None
+    convs = [m for m in model.modules() if isinstance(m, OneChannelConv3d)]
+    for conv in convs:
+        conv.decomposed = False
     try:
         yield
     finally:
         model.row_chunk = chunk
+        for conv in convs:
+            conv.decomposed = True
 
 
 def check_export(out: Path, low: tuple[int, int], high: tuple[int, int]) -> None:

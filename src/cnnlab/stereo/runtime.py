@@ -1,0 +1,157 @@
+"""Run an exported PSMNet (``cnnlab stereo export``) with ONNX Runtime or OpenVINO.
+
+``ExportedStereoModel`` is called like cnnlab's PSMNet at inference (normalised (B, 3, H, W)
+views in, ``{"disparity": (B, H, W)}`` out), so ``disparity_of``, ``stereo predict`` and
+``stereo eval`` take it as they take the PyTorch model. The model card and the size range the
+graph was exported for come from the file's metadata; a pair is padded with zeros (the mean
+colour after normalising) to multiples of 16 as PSMNet pads, and a pair outside the exported
+range is refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnlab.engine.card import ModelCard
+from cnnlab.engine.precision import inference_precision
+from cnnlab.errors import ConfigError, DataError
+
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+
+
+def runtime_precision(name: str, runtime: str, device: torch.device) -> str:
+    """``--precision`` resolved for ``runtime``: ONNX Runtime runs fp32 only ('auto' is fp32
+    there); OpenVINO and PyTorch follow ``inference_precision``."""
+    if runtime == "onnxruntime":
+        if name not in ("auto", "fp32"):
+            raise ConfigError(f"--precision {name}: ONNX Runtime runs this model in fp32 only "
+                              "(use --precision fp32, or --runtime openvino/torch)")
+        return "fp32"
+    return inference_precision(name, device)
+
+
+def card_and_sizes(path: Path, meta: dict[str, str]
+                   ) -> tuple[ModelCard, tuple[int, int], tuple[int, int]]:
+    """The model card and the (min, max) HxW that ``cnnlab stereo export`` stored in the
+    file's metadata ``meta``."""
+    if "cnnlab_card" not in meta or "cnnlab_sizes" not in meta:
+        raise DataError(f"{path}: an ONNX file without cnnlab's model card; write it with "
+                        "cnnlab stereo export")
+    try:
+        card = ModelCard.from_dict(json.loads(meta["cnnlab_card"]), str(path))
+        sizes = json.loads(meta["cnnlab_sizes"])
+        low, high = (tuple(int(v) for v in sizes[key]) for key in ("min", "max"))
+    except (ValueError, TypeError, KeyError):
+        raise DataError(f"{path}: cnnlab's metadata in this ONNX file is damaged; export it "
+                        "again") from None
+    return card, low, high
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+class ExportedStereoModel:
+    """An exported PSMNet run by ``runtime`` ("onnxruntime" or "openvino") on the CPU, in
+    ``precision``: fp32 for ONNX Runtime (its CPU kernels have no bf16 convolution), fp32 or
+    bf16 for OpenVINO (its inference precision hint)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, path: Path, runtime: str, precision: str = "fp32",
+                 threads: int | None = None):
+        self.path = Path(path)
+        self.runtime = runtime
+        threads = threads or torch.get_num_threads()
+        if runtime == "onnxruntime":
+            self._run, meta = self._onnxruntime(precision, threads)
+        elif runtime == "openvino":
+            self._run, meta = self._openvino(precision, threads)
+        else:
+            raise ConfigError(f"--runtime {runtime}: choose from {', '.join(RUNTIMES[1:])} "
+                              "for an exported model")
+        self.card, self.min_size, self.max_size = card_and_sizes(self.path, meta)
+        self.max_disparity = int(self.card.kwargs["max_disparity"])
+        self.precision = precision
+
+    def _onnxruntime(self, precision: str, threads: int):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ConfigError("--runtime onnxruntime needs the 'export' extra: pip install "
+                              "'cnnlab[export]'") from None
+        precision = runtime_precision(precision, "onnxruntime", self.device)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            session = onnxruntime.InferenceSession(str(self.path), options,
+                                                   providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own error types for a bad file
+            raise DataError(f"{self.path}: not a model ONNX Runtime can load "
+                            f"({_first_line(exc)})") from None
+        meta = dict(session.get_modelmeta().custom_metadata_map)
+        return (lambda left, right: session.run(None, {"left": left, "right": right})[0]), meta
+
+    def _openvino(self, precision: str, threads: int):
+        try:
+            import openvino
+        except ImportError:
+            raise ConfigError("--runtime openvino needs the 'openvino' extra: pip install "
+                              "'cnnlab[openvino]'") from None
+        hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[precision]
+        core = openvino.Core()
+        try:
+            graph = core.read_model(str(self.path))
+        except Exception as exc:  # OpenVINO's own error types for a bad file
+            raise DataError(f"{self.path}: not a model OpenVINO can read "
+                            f"({_first_line(exc)})") from None
+        info = graph.get_rt_info()  # the ONNX metadata, as OVAny values
+        keys = list(info["framework"].keys()) if "framework" in info else []
+        meta = {key: graph.get_rt_info(["framework", key]).astype(str) for key in keys}
+        compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                                     "INFERENCE_NUM_THREADS": threads})
+        request = compiled.create_infer_request()
+
+        def run(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+            request.infer({"left": left, "right": right})
+            return request.get_output_tensor(0).data.copy()
+        return run, meta
+
+    def set_max_disparity(self, max_disparity: int) -> ExportedStereoModel:
+        """The exported graph searches a fixed range: only that one is accepted."""
+        if max_disparity != self.max_disparity:
+            raise ConfigError(f"{self.path.name}: the exported graph searches {self.max_disparity} "
+                              f"px, not {max_disparity}; --scale/--fast need --runtime torch")
+        return self
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size the graph runs a HxW pair at: padded to multiples of 16, as PSMNet pads.
+        A pair outside the exported range is refused: a larger one does not fit the graph,
+        and padding a smaller one further would change the result (the SPP's 64x64 pools
+        would average the padding in)."""
+        padded = (-(-height // 16) * 16, -(-width // 16) * 16)
+        if not all(low <= n <= high for low, n, high in zip(self.min_size, padded,
+                                                              self.max_size)):
+            raise DataError(f"{self.path}: exported for pairs of {self.min_size[0]}x"
+                            f"{self.min_size[1]} to {self.max_size[0]}x{self.max_size[1]} "
+                            f"(HxW, after padding to multiples of 16), this one is "
+                            f"{height}x{width}; export again with another --min-size/"
+                            "--max-size, or use --runtime torch")
+        return padded
+
+    def __call__(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, torch.Tensor]:
+        height, width = left.shape[-2:]
+        full_h, full_w = self.padded_size(height, width)
+        pad = (0, full_w - width, 0, full_h - height)
+        def view(x: torch.Tensor) -> np.ndarray:
+            return np.ascontiguousarray(F.pad(x.float().cpu(), pad).numpy())
+        out = [self._run(view(left[i:i + 1]), view(right[i:i + 1]))
+               for i in range(left.shape[0])]
+        disparity = torch.from_numpy(np.concatenate(out))[:, :height, :width]
+        return {"disparity": disparity, "disparities": [disparity]}

@@ -1,0 +1,48 @@
+"""stereo/runtime.py: what an exported model's metadata and precision must be (the runs
+themselves are in test_stereo_export.py, after an export)."""
+
+import json
+
+import pytest
+import torch
+
+from cnnlab.errors import ConfigError, DataError
+from cnnlab.stereo.card import psmnet_card
+from cnnlab.stereo.models import PSMNetConfig
+from cnnlab.stereo.runtime import RUNTIMES, card_and_sizes, runtime_precision
+
+
+def test_cli_offers_the_runtimes_the_library_has():
+    from cnnlab.cli.stereo import RUNTIMES as OFFERED
+
+    assert OFFERED == RUNTIMES
+
+
+def test_metadata_gives_the_card_and_the_sizes():
+    card = psmnet_card(PSMNetConfig(max_disparity=32)).to_dict()
+    meta = {"cnnlab_card": json.dumps(card),
+            "cnnlab_sizes": json.dumps({"min": [256, 512], "max": [512, 1024]})}
+    read, low, high = card_and_sizes("m.onnx", meta)
+    assert read.kwargs["max_disparity"] == 32 and low == (256, 512) and high == (512, 1024)
+
+
+@pytest.mark.parametrize("meta, fragment", [
+    ({}, "m.onnx: an ONNX file without cnnlab's model card"),
+    ({"cnnlab_card": "{", "cnnlab_sizes": "{}"}, "m.onnx: cnnlab's metadata in this ONNX file "
+                                                 "is damaged"),
+    ({"cnnlab_card": json.dumps(psmnet_card(PSMNetConfig()).to_dict()),
+      "cnnlab_sizes": json.dumps({"min": [256, 512]})}, "is damaged"),
+])
+def test_missing_or_damaged_metadata_is_one_line(meta, fragment):
+    with pytest.raises(DataError, match=fragment):
+        card_and_sizes("m.onnx", meta)
+
+
+def test_onnxruntime_runs_fp32_only():
+    cpu = torch.device("cpu")
+    assert runtime_precision("auto", "onnxruntime", cpu) == "fp32"
+    assert runtime_precision("fp32", "onnxruntime", cpu) == "fp32"
+    with pytest.raises(ConfigError, match="--precision bf16: ONNX Runtime runs this model in "
+                                          "fp32 only"):
+        runtime_precision("bf16", "onnxruntime", cpu)
+    assert runtime_precision("fp32", "openvino", cpu) == "fp32"
