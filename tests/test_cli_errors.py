@@ -145,7 +145,7 @@ RUN_ERRORS = [  # refused before work: exit 1
      "--scale/--fast: an exported graph searches the fixed range"),
     ("onnx runtime in bf16", [*PREDICT[:5], "{tmp}/fake.onnx", *PREDICT[6:], "--runtime",
                               "onnxruntime", "--precision", "bf16"],
-     "--precision bf16: ONNX Runtime runs this model in fp32 only"),
+     "--precision bf16: --runtime onnxruntime runs the exported graph in fp32 only"),
     pytest.param("exported file not ONNX", [*PREDICT[:5], "{tmp}/fake.onnx", *PREDICT[6:],
                                             "--runtime", "onnxruntime"],
                  "fake.onnx: not a model ONNX Runtime can load",

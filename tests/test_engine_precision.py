@@ -43,12 +43,12 @@ def test_psmnet_in_bf16_keeps_the_soft_argmin_in_fp32(monkeypatch):
     model = PSMNet(PSMNetConfig(max_disparity=16, blocks=(1, 1, 1, 1))).eval()
     left, right = torch.randn(1, 3, 32, 64), torch.randn(1, 3, 32, 64)
     seen = []  # (dtype of the cost, whether autocast is on) where the soft-argmin runs
-    regression = module.disparity_regression
+    regression = module.precise_disparity_regression
 
     def recorded(cost, *args):
         seen.append((cost.dtype, torch.is_autocast_enabled("cpu")))
         return regression(cost, *args)
-    monkeypatch.setattr(module, "disparity_regression", recorded)
+    monkeypatch.setattr(module, "precise_disparity_regression", recorded)
     with torch.no_grad(), inference_autocast(torch.device("cpu"), "bf16"):
         low = model(left, right)["disparity"]
     with torch.no_grad():

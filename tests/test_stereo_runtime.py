@@ -38,11 +38,11 @@ def test_missing_or_damaged_metadata_is_one_line(meta, fragment):
         card_and_sizes("m.onnx", meta)
 
 
-def test_onnxruntime_runs_fp32_only():
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_exported_graphs_run_in_fp32_only(runtime):
     cpu = torch.device("cpu")
-    assert runtime_precision("auto", "onnxruntime", cpu) == "fp32"
-    assert runtime_precision("fp32", "onnxruntime", cpu) == "fp32"
-    with pytest.raises(ConfigError, match="--precision bf16: ONNX Runtime runs this model in "
-                                          "fp32 only"):
-        runtime_precision("bf16", "onnxruntime", cpu)
-    assert runtime_precision("fp32", "openvino", cpu) == "fp32"
+    assert runtime_precision("auto", runtime, cpu) == "fp32"
+    assert runtime_precision("fp32", runtime, cpu) == "fp32"
+    with pytest.raises(ConfigError, match=f"--precision bf16: --runtime {runtime} runs the "
+                                          "exported graph in fp32 only"):
+        runtime_precision("bf16", runtime, cpu)

@@ -224,7 +224,7 @@ def cmd_export(args) -> int:
     import torch
 
     from cnnlab.engine.atomic import check_writable_folder
-    from cnnlab.stereo.export import check_export, export_onnx, onnx_parity
+    from cnnlab.stereo.export import check_export, check_pairs, export_onnx, onnx_parity
 
     check_writable_folder(Path(args.out).parent, "--out")
     check_export(Path(args.out), args.min_size, args.max_size)
@@ -233,14 +233,12 @@ def cmd_export(args) -> int:
     print(f"Exported {written['file']} in {written['export_seconds']} s")
     if args.no_check:
         return 0
-    generator = torch.Generator().manual_seed(1)
     middle = tuple(16 * round((a + b) / 32) for a, b in zip(args.min_size, args.max_size))
-    pairs = [tuple(torch.randn(1, 3, *size, generator=generator) for _ in range(2))
-             for size in (args.min_size, middle)]
+    pairs = check_pairs(card, [args.min_size, middle])
     for row in onnx_parity(Path(args.out), model, pairs):
         height, width = row["size"]
-        print(f"  ONNX Runtime vs PyTorch at {height}x{width}: max {row['max_px']:.2e} px, "
-              f"mean {row['mean_px']:.2e} px")
+        print(f"  ONNX Runtime vs PyTorch on a synthetic scene at {height}x{width}: max "
+              f"{row['max_px']:.2e} px, mean {row['mean_px']:.2e} px")
     return 0
 
 
@@ -313,7 +311,7 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
                         help="arithmetic of the network: fp32, or bf16/fp16 autocast with the "
                              "soft-argmin in fp32 (default auto: bf16 where the device runs "
                              "it natively, e.g. AVX-512 BF16 / AMX CPUs and recent GPUs, "
-                             "else fp32; fp32 with --runtime onnxruntime)")
+                             "else fp32; fp32 with --runtime onnxruntime/openvino)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="torch",
                         help="what runs the network: torch (PyTorch, default), or an exported "
                              "graph given as --checkpoint FILE.onnx run by onnxruntime (the "

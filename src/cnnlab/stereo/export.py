@@ -118,6 +118,22 @@ def export_onnx(model: nn.Module, card: ModelCard, out: Path,
             "min_size": list(min_size), "max_size": list(max_size)}
 
 
+def check_pairs(card: ModelCard, sizes: list[tuple[int, int]]
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A rendered synthetic scene per size, normalised as the card says: inputs with the
+    structure of real pairs for the parity check (on noise the cost volume is chaotic, and
+    fp32 PyTorch itself moves 1.6e-3 px from fp64)."""
+    from cnnlab.stereo.synthetic import render_pair, scene_max_disparity
+
+    mean = torch.tensor(card.preprocess["mean"]).view(3, 1, 1)
+    std = torch.tensor(card.preprocess["std"]).view(3, 1, 1)
+    pairs = []
+    for seed, size in enumerate(sizes):
+        scene = render_pair(*size, scene_max_disparity(card.kwargs["max_disparity"]), seed)
+        pairs.append(tuple(((view - mean) / std)[None] for view in (scene.left, scene.right)))
+    return pairs
+
+
 def onnx_parity(path: Path, model: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]]
                 ) -> list[dict]:
     """Largest and mean |ONNX Runtime - PyTorch| disparity (px) on each normalised pair."""

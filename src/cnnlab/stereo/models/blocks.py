@@ -75,7 +75,8 @@ def _shifted_sum(z: torch.Tensor, taps: int, axis: int) -> torch.Tensor:
 
 
 def one_channel_conv3d(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """(B, C, D, H, W) x (1, C, 3, 3, 3) weight -> (B, 1, D, H, W) fp32, padding 1, no bias.
+    """(B, C, D, H, W) x (1, C, 3, 3, 3) weight -> (B, 1, D, H, W), padding 1, no bias, in fp32
+    (fp64 for fp64 input).
 
     One matrix product gives each of the 27 taps' channel sums, then three shifted 3-term sums
     (W, H, D) add them up. In fp32 this is exact to rounding; in bf16 the first sum is done in
@@ -84,7 +85,8 @@ def one_channel_conv3d(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     b, c, d, h, w = x.shape
     flat = x.permute(1, 0, 2, 3, 4).reshape(c, -1)  # a view for channels_last_3d input
     planes = torch.mm(weight.reshape(c, 27).t().to(x.dtype), flat)  # (27, B*D*H*W)
-    z = _shifted_sum(planes.view(3, 3, 3, b, d, h, w), 2, 5).float()  # over kw: (3, 3, B, D, H, W)
+    z = _shifted_sum(planes.view(3, 3, 3, b, d, h, w), 2, 5)  # over kw: (3, 3, B, D, H, W)
+    z = z.to(torch.promote_types(z.dtype, torch.float32))
     z = _shifted_sum(z, 1, 3)  # over kh: (3, B, D, H, W)
     return _shifted_sum(z, 0, 1).unsqueeze(1)  # over kd: (B, 1, D, H, W)
 
