@@ -3,7 +3,8 @@
 Reference: torchvision.datasets.<Dataset> + DataLoader + per-sample ToTensor/Normalize (the
 pytorch/examples recipe). Same model, same initial weights, same optimizer, same batch size,
 same machine, same run. Prints one JSON line with both times and their ratios, for the data
-pipeline alone and for a full training epoch.
+pipeline alone and for a full training epoch (ours also with ``--amp bf16`` where the CPU
+computes bf16 natively).
 
     python bench/classify_pipeline.py --data-root ../shared/data
 """
@@ -28,7 +29,8 @@ from torchvision import transforms
 from cnnlab.classify.data import Preprocess, load_classify_data
 from cnnlab.classify.models import create_model
 from cnnlab.data.vision import get_spec
-from cnnlab.engine.device import prepare_model
+from cnnlab.engine.device import autocast, prepare_model
+from cnnlab.engine.precision import native_precisions
 
 TORCHVISION_CLASSES = {"mnist": ("MNIST", torchvision.datasets.MNIST),
                        "fashion-mnist": ("FashionMNIST", torchvision.datasets.FashionMNIST)}
@@ -50,8 +52,8 @@ def reference_dataset(name: str, data_root: Path, scratch: Path):
     return cls(str(scratch), train=True, transform=transform, download=False)
 
 
-def train_epoch(model, optimizer, batches, max_batches: int, channels_last: bool
-                ) -> tuple[float, int]:
+def train_epoch(model, optimizer, batches, max_batches: int, channels_last: bool,
+                amp: str = "none") -> tuple[float, int]:
     model.train()
     started, seen = time.perf_counter(), 0
     for i, (images, labels) in enumerate(batches):
@@ -59,7 +61,8 @@ def train_epoch(model, optimizer, batches, max_batches: int, channels_last: bool
             break
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(images), labels)
+        with autocast(torch.device("cpu"), amp):
+            loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -114,16 +117,20 @@ def main() -> None:
 
         # a full training epoch, same model and initial weights (warm-up steps excluded); ours
         # runs as cnnlab trains (prepare_model: channels_last), the reference as pytorch/examples
+        # ours_bf16: the same with --amp bf16, where the CPU computes bf16 natively
         results = {}
-        for name, batches in (("ours", our_batches), ("reference", reference_batches)):
+        runs = [("ours", our_batches, "none"), ("reference", reference_batches, "none")]
+        if "bf16" in native_precisions(device):
+            runs.insert(1, ("ours_bf16", our_batches, "bf16"))
+        for name, batches, amp in runs:
             torch.manual_seed(0)
             model = create_model(args.model, in_channels=spec.channels)
-            ours = name == "ours"
+            ours = name.startswith("ours")
             if ours:
                 model = prepare_model(model, device)
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            train_epoch(model, optimizer, batches(), 2, ours)
-            results[name] = train_epoch(model, optimizer, batches(), max_batches, ours)
+            train_epoch(model, optimizer, batches(), 2, ours, amp)
+            results[name] = train_epoch(model, optimizer, batches(), max_batches, ours, amp)
 
     print(json.dumps({
         "bench": "classify_pipeline", "dataset": args.dataset, "model": args.model,
@@ -133,9 +140,10 @@ def main() -> None:
         "load_seconds": {"ours": round(ours_load, 3), "reference": round(reference_load, 3)},
         "data_only_seconds": {"ours": round(ours_data, 3), "reference": round(reference_data, 3)},
         "data_only_speedup": round(reference_data / ours_data, 2),
-        "epoch_seconds": {"ours": round(results["ours"][0], 3),
-                          "reference": round(results["reference"][0], 3)},
+        "epoch_seconds": {name: round(seconds, 3) for name, (seconds, _) in results.items()},
         "epoch_speedup": round(results["reference"][0] / results["ours"][0], 2),
+        "epoch_speedup_bf16": round(results["reference"][0] / results["ours_bf16"][0], 2)
+        if "ours_bf16" in results else None,
     }))
 
 

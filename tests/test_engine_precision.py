@@ -55,3 +55,17 @@ def test_psmnet_in_bf16_keeps_the_soft_argmin_in_fp32(monkeypatch):
         full = model(left, right)["disparity"]
     assert seen[0] == (torch.float32, False) and low.dtype == torch.float32
     assert (low - full).abs().mean() < 0.1  # the 3-D stages in bf16, the same answer
+
+
+def test_training_autocast_on_the_cpu_only_where_bf16_is_native():
+    from cnnlab.engine.device import autocast
+
+    cpu = torch.device("cpu")
+    native = "bf16" in native_precisions(cpu)
+    with autocast(cpu, "bf16"):
+        assert torch.is_autocast_enabled("cpu") == native
+        if native:
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    for amp in ("none", "fp16"):  # CPU fp16 would be emulated: nothing
+        with autocast(cpu, amp):
+            assert not torch.is_autocast_enabled("cpu")

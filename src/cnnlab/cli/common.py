@@ -157,7 +157,9 @@ def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int
                        help="clip the gradient norm to this positive value (default: no "
                             "clipping)")
     group.add_argument("--amp", choices=list(AMP_DTYPES), default="none",
-                       help="mixed precision on CUDA (ignored on CPU; default none)")
+                       help="mixed precision: bf16 or fp16 on CUDA, bf16 on a CPU with native "
+                            "bf16 (AVX-512 BF16 or AMX; elsewhere on the CPU it is ignored); "
+                            "default none")
     group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                        help="torch.compile the model (on the CPU it needs a C++ compiler and "
                             "takes about 20 s to start; default off)")

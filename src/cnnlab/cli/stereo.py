@@ -305,8 +305,8 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
                             "disparity brought back to full size: faster, coarser (default 1)")
     scale.add_argument("--fast", action="store_const", dest="scale", const=FAST_SCALE,
                        help=f"a preview: --scale {FAST_SCALE:.3g} (with bf16 where native: "
-                            "KITTI 2015 pairs in 1.4 s instead of 4.8 s on a 2-core CPU, D1 "
-                            "1.46%% instead of 0.32%%; default off)")
+                            "KITTI 2015 pairs in 1.2 s instead of 3.4 s on a 2-core CPU, D1 "
+                            "1.47%% instead of 0.32%%; default off)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="arithmetic of the network: fp32, or bf16/fp16 autocast with the "
                              "soft-argmin in fp32 (default auto: bf16 where the device runs "

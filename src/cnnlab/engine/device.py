@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
+from cnnlab.engine.precision import native_precisions
 from cnnlab.errors import ConfigError
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -47,13 +48,17 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device, amp: str):
-    """Autocast for CUDA bf16/fp16; on CPU (where it would slow convs down) it does nothing."""
+    """Autocast for ``--amp``: bf16 or fp16 on CUDA; bf16 on a CPU that computes it natively
+    (AVX-512 BF16 or AMX, see ``engine.precision``); otherwise nothing, since emulated bf16
+    and CPU fp16 would slow the convolutions down."""
     if amp not in AMP_DTYPES:
         raise ConfigError(f"--amp: choose from {', '.join(AMP_DTYPES)}, not {amp!r}")
     dtype = AMP_DTYPES[amp]
-    if dtype is None or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    if dtype is not None and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=dtype)
+    if amp == "bf16" and device.type == "cpu" and "bf16" in native_precisions(device):
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def make_grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:

@@ -36,8 +36,8 @@ Predictor = Callable[[StereoSample], tuple[np.ndarray, np.ndarray]]
 
 # --fast: the network on the pair downscaled by this factor, with the range scaled alike.
 # Official KITTI 2015 weights, the 3 shared KITTI 2015 pairs, bf16 on a 2-core Zen 4 CPU
-# (bench/stereo_speed.py): 1.4 s at 384x1248, EPE 0.716 px, D1 1.46% (full resolution:
-# 4.8 s, 0.350 px, 0.32%; half resolution: 0.64 s, 1.003 px, 4.49%)
+# (bench/stereo_speed.py): 1.15 s at 384x1248, EPE 0.716 px, D1 1.47% (full resolution:
+# 3.36 s, 0.349 px, 0.32%; half resolution: 0.56 s, 1.002 px, 4.48%)
 FAST_SCALE = 2 / 3
 
 
