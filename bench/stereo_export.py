@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import resource
 import statistics
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from stereo_speed import _inputs, _make_model  # the same model and pairs as that bench
+from stereo_speed import _inputs, _make_model, in_child  # that bench's model, pairs, children
 
 from cnnlab.engine.memory import keep_freed_memory
 from cnnlab.engine.precision import native_precisions
@@ -119,16 +118,6 @@ def _run_compiled(queue, size, threads, source, repeats) -> None:
     times, output = _timed(run, repeats)
     queue.put({"times": times, "output": output, "compile_seconds": compile_seconds,
                "precision": precision})
-
-
-def in_child(target, *args):
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(queue, *args))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
 
 
 def _export(queue, path, source, low, high) -> None:
