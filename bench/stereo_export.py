@@ -6,7 +6,8 @@ two sizes. Parity: each runtime's largest disparity difference from PyTorch fp32
 the float-rounding floor, the largest difference between PyTorch fp32 and PyTorch fp64 on the
 same pair: two fp32 implementations of a 1.35 TFLOP network cannot agree more closely than
 each agrees with exact arithmetic. Each runtime runs in a fresh process (time: median of the
-repeats after a warm-up; peak memory: max RSS growth). Frozen compile (inductor with
+repeats after a warm-up; peak memory: max RSS growth over the runs, from after the model or
+graph is loaded). Frozen compile (inductor with
 ``freezing=True``, bf16 autocast) reports its compile time and its latency. With the official
 KITTI 2015 weights (``--weights-root``) the pairs are KITTI 2015 000000 cropped to each size,
 else random weights and pairs. Prints one JSON line.
@@ -83,11 +84,12 @@ def _run_exported(queue, path, runtime, precision, size, threads, source, repeat
     from cnnlab.stereo.runtime import ExportedStereoModel
 
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as the CLI runs it
     left, right = _inputs(size, torch.device("cpu"), source)
-    baseline = _rss_mb()
     started = time.perf_counter()
     model = ExportedStereoModel(Path(path), runtime, precision, threads)
     load = time.perf_counter() - started
+    baseline = _rss_mb()  # after the graph is loaded, as PyTorch's after its model
     times, output = _timed(lambda: model(left, right)["disparity"][0].numpy(), repeats)
     queue.put({"times": times, "output": output, "peak_mb": _rss_mb() - baseline,
                "load_seconds": load})

@@ -135,9 +135,20 @@ def test_eager_inference_path_matches_the_plain_forward():
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
+def test_precise_regression_on_odd_sizes_and_batches(align_corners):
+    torch.manual_seed(1)
+    cost = 5 * torch.randn(2, 1, 5, 7, 9)
+    size = (29, 35)  # not 4x the cost: every row and column takes its own weights
+    exact = disparity_regression(cost.double(), 20, size, align_corners)
+    for chunk in (None, 1, 3, 7):
+        ours = precise_disparity_regression(cost, 20, size, align_corners, row_chunk=chunk)
+        torch.testing.assert_close(ours.double(), exact, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
 def test_precise_regression_matches_trilinear_closer_to_exact(align_corners):
-    """Separable with float64 coordinates, chunked or not: the published trilinear form's
-    answer, nearer to an fp64 computation than fp32 trilinear is."""
+    """Separable with exact (integer-fraction) coordinates, chunked or not: the published
+    trilinear form's answer, nearer to an fp64 computation than fp32 trilinear is."""
     torch.manual_seed(0)
     cost = 30 * torch.randn(1, 1, 48, 8, 312)  # KITTI's width, a sharp softmax
     size = (32, 1248)
@@ -232,3 +243,17 @@ def test_export_keeps_height_and_width_dynamic():
             left, right = torch.randn(1, 3, *size), torch.randn(1, 3, *size)
             expected = model(left, right)["disparity"]
             assert torch.equal(exported(left, right)["disparity"], expected), size
+
+
+def test_training_soft_argmin_is_not_rounded_under_bf16_autocast():
+    """--amp: autocast makes the upsampling bf16, but the weighted sum stays fp32, so a
+    disparity near 100 px is not rounded to bf16's 0.5 px steps."""
+    torch.manual_seed(0)
+    cost = torch.randn(1, 1, 48, 4, 8)
+    cost[:, :, 25] += 40  # a confident peak near 100 px
+    exact = disparity_regression(cost, 192, (16, 32), True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = disparity_regression(cost, 192, (16, 32), True)
+    assert low.dtype == torch.float32
+    # measured 0.0 (a bf16 weighted sum was 0.40 px off)
+    assert (low - exact).abs().max() < 0.05

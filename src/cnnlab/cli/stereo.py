@@ -104,6 +104,13 @@ def _load(args, device, precision: str = "fp32"):
     return model, card
 
 
+def _check_runtime_device(args) -> None:
+    """An exported graph runs on the CPU: a GPU asked for by name is refused, not ignored."""
+    if args.runtime != "torch" and args.device not in ("auto", "cpu"):
+        raise ConfigError(f"--device {args.device}: --runtime {args.runtime} runs on the CPU "
+                          "here; use --runtime torch for a GPU")
+
+
 def _load_exported(args, runtime: str, exported: bool, precision: str):
     from cnnlab.stereo.runtime import ExportedStereoModel
 
@@ -154,6 +161,7 @@ def cmd_eval(args) -> int:
     if args.model in ("psmnet", "both"):
         if not (args.checkpoint or args.weights):
             raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
+        _check_runtime_device(args)
         device = select_device(args.device)
         precision = runtime_precision(args.precision, args.runtime, device)
         model, card = _load(args, device, precision)
@@ -167,7 +175,8 @@ def cmd_eval(args) -> int:
     results = {}
     for dataset, source in sources.items():
         for method, predict in methods.items():
-            how = f" (in {precision}, scaled by {args.scale:.3g})" if method == "psmnet" else ""
+            how = (f" (in {precision}, scaled by {args.scale:.3g}, run by {args.runtime})"
+                   if method == "psmnet" else "")
             print(f"{dataset} / {method}{how}:")
             pairs = (source.load(i) for i in range(len(source)))  # one pair in memory at a time
             results[f"{dataset}/{method}"] = evaluate_samples(predict, pairs, print)
@@ -175,6 +184,7 @@ def cmd_eval(args) -> int:
     if args.json:
         payload = {"results": results, "card": card.to_dict() if card else None,
                    "precision": precision if model is not None else None,
+                   "runtime": args.runtime if model is not None else None,
                    "scale": args.scale}
         atomic_write_json(Path(args.json), payload)
         print(f"Results: {args.json}")
@@ -197,6 +207,7 @@ def cmd_predict(args) -> int:
     inputs = read_pair_inputs(Path(args.left), Path(args.right), calibration,
                               Path(args.calib) if args.calib else None,
                               Path(args.gt) if args.gt else None)
+    _check_runtime_device(args)
     device = select_device(args.device)
     precision = runtime_precision(args.precision, args.runtime, device)
     keep_freed_memory()

@@ -44,15 +44,15 @@ def _unchunked(model: nn.Module) -> Iterator[None]:
     an exported graph would fix to one height) and plain one-channel convolutions (a graph
     runtime has its own kernels), restored afterwards."""
     chunk, model.row_chunk = model.row_chunk, None
-    convs = [m for m in model.modules() if isinstance(m, OneChannelConv3d)]
+    convs = {m: m.decomposed for m in model.modules() if isinstance(m, OneChannelConv3d)}
     for conv in convs:
         conv.decomposed = False
     try:
         yield
     finally:
         model.row_chunk = chunk
-        for conv in convs:
-            conv.decomposed = True
+        for conv, decomposed in convs.items():
+            conv.decomposed = decomposed
 
 
 def check_export(out: Path, low: tuple[int, int], high: tuple[int, int]) -> None:

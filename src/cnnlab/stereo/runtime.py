@@ -74,7 +74,7 @@ class ExportedStereoModel:
         if runtime not in RUNTIMES[1:]:
             raise ConfigError(f"--runtime {runtime}: choose from {', '.join(RUNTIMES[1:])} "
                               "for an exported model")
-        precision = runtime_precision(precision, runtime, self.device)
+        runtime_precision(precision, runtime, self.device)  # fp32 only
         threads = threads or torch.get_num_threads()
         if runtime == "onnxruntime":
             self._run, meta = self._onnxruntime(threads)
@@ -82,7 +82,6 @@ class ExportedStereoModel:
             self._run, meta = self._openvino(threads)
         self.card, self.min_size, self.max_size = card_and_sizes(self.path, meta)
         self.max_disparity = int(self.card.kwargs["max_disparity"])
-        self.precision = precision
 
     def _onnxruntime(self, threads: int):
         try:
@@ -113,11 +112,19 @@ class ExportedStereoModel:
         except Exception as exc:  # OpenVINO's own error types for a bad file
             raise DataError(f"{self.path}: not a model OpenVINO can read "
                             f"({_first_line(exc)})") from None
-        info = graph.get_rt_info()  # the ONNX metadata, as OVAny values
-        keys = list(info["framework"].keys()) if "framework" in info else []
-        meta = {key: graph.get_rt_info(["framework", key]).astype(str) for key in keys}
-        compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                     "INFERENCE_NUM_THREADS": threads})
+        try:
+            info = graph.get_rt_info()  # the ONNX metadata, as OVAny values
+            keys = list(info["framework"].keys()) if "framework" in info else []
+            meta = {key: graph.get_rt_info(["framework", key]).astype(str) for key in keys}
+        except Exception:  # metadata that is not text: the card check below names the file
+            meta = {}
+        card_and_sizes(self.path, meta)  # before the graph is compiled
+        try:
+            compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                         "INFERENCE_NUM_THREADS": threads})
+        except Exception as exc:
+            raise DataError(f"{self.path}: a graph OpenVINO cannot compile "
+                            f"({_first_line(exc)})") from None
         request = compiled.create_infer_request()
 
         def run(left: np.ndarray, right: np.ndarray) -> np.ndarray:
