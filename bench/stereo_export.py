@@ -30,7 +30,7 @@ import torch
 from stereo_speed import _inputs, _make_model, in_child  # that bench's model, pairs, children
 
 from cnnlab.engine.memory import keep_freed_memory
-from cnnlab.engine.precision import native_precisions
+from cnnlab.engine.precision import inference_autocast, native_precisions
 from cnnlab.stereo.card import psmnet_card
 from cnnlab.stereo.export import export_onnx
 
@@ -49,10 +49,6 @@ def _timed(run, repeats: int) -> tuple[list[float], np.ndarray]:
         run()
         times.append(time.perf_counter() - started)
     return times, np.asarray(output, dtype=np.float32)
-
-
-def _card(model) -> object:
-    return psmnet_card(model.config)
 
 
 def _run_torch(queue, size, threads, source, repeats, precision) -> None:
@@ -80,14 +76,14 @@ def _run_torch(queue, size, threads, source, repeats, precision) -> None:
     queue.put({"times": times, "output": output, "peak_mb": _rss_mb() - baseline})
 
 
-def _run_exported(queue, path, runtime, precision, size, threads, source, repeats) -> None:
+def _run_exported(queue, path, runtime, size, threads, source, repeats) -> None:
     from cnnlab.stereo.runtime import ExportedStereoModel
 
     torch.set_num_threads(threads)
     keep_freed_memory()  # as the CLI runs it
     left, right = _inputs(size, torch.device("cpu"), source)
     started = time.perf_counter()
-    model = ExportedStereoModel(Path(path), runtime, precision, threads)
+    model = ExportedStereoModel(Path(path), runtime, threads)
     load = time.perf_counter() - started
     baseline = _rss_mb()  # after the graph is loaded, as PyTorch's after its model
     times, output = _timed(lambda: model(left, right)["disparity"][0].numpy(), repeats)
@@ -109,7 +105,6 @@ def _run_compiled(queue, size, threads, source, repeats) -> None:
     left, right = _inputs(size, device, source)
     precision = "bf16" if "bf16" in native_precisions(device) else "fp32"
     compiled = torch.compile(model)
-    from cnnlab.engine.precision import inference_autocast
 
     def run():
         with torch.no_grad(), inference_autocast(device, precision):
@@ -124,7 +119,7 @@ def _run_compiled(queue, size, threads, source, repeats) -> None:
 
 def _export(queue, path, source, low, high) -> None:
     model = _make_model(torch.device("cpu"), source)
-    queue.put(export_onnx(model, _card(model), Path(path), low, high))
+    queue.put(export_onnx(model, psmnet_card(model.config), Path(path), low, high))
 
 
 def main() -> None:
@@ -176,8 +171,7 @@ def main() -> None:
                                       precision)
             for runtime, precision in runtimes:
                 rows[f"{runtime}_{precision}"] = in_child(
-                    _run_exported, path, runtime, precision, size, args.threads, source,
-                    args.repeats)
+                    _run_exported, path, runtime, size, args.threads, source, args.repeats)
             reference = rows["torch_fp32"]["output"]
             entry = {"fp32_rounding_floor_px": None if exact is None else
                      float(np.abs(reference - exact["output"]).max())}

@@ -84,15 +84,15 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _load(args, device, precision: str = "fp32"):
+def _load(args, device):
     """The PSMNet of --weights or --checkpoint, its card printed; with --runtime other than
-    torch, the exported graph given as --checkpoint FILE.onnx, run in ``precision``."""
+    torch, the exported graph given as --checkpoint FILE.onnx."""
     from cnnlab.stereo.weights import get_weights, load_model
 
     runtime = getattr(args, "runtime", "torch")
     exported = bool(args.checkpoint) and Path(args.checkpoint).suffix.lower() == ".onnx"
     if runtime != "torch" or exported:
-        return _load_exported(args, runtime, exported, precision)
+        return _load_exported(args, runtime, exported)
     if args.weights:
         get_weights(args.weights)  # a name, not a path: unknown names get the list
     model, card = load_model(args.weights or args.checkpoint, device, args.weights_root,
@@ -111,7 +111,7 @@ def _check_runtime_device(args) -> None:
                           "here; use --runtime torch for a GPU")
 
 
-def _load_exported(args, runtime: str, exported: bool, precision: str):
+def _load_exported(args, runtime: str, exported: bool):
     from cnnlab.stereo.runtime import ExportedStereoModel
 
     if runtime == "torch":
@@ -130,7 +130,7 @@ def _load_exported(args, runtime: str, exported: bool, precision: str):
     if args.scale != 1:
         raise ConfigError("--scale/--fast: an exported graph searches the fixed range it was "
                           "exported with; previews need --runtime torch")
-    model = ExportedStereoModel(path, runtime, precision)
+    model = ExportedStereoModel(path, runtime)
     print_card(model.card, f"Weights: {model.card.name or 'checkpoint'} exported ({path}, "
                            f"run by {runtime}, sizes {model.min_size[0]}x{model.min_size[1]} "
                            f"to {model.max_size[0]}x{model.max_size[1]})")
@@ -164,7 +164,7 @@ def cmd_eval(args) -> int:
         _check_runtime_device(args)
         device = select_device(args.device)
         precision = runtime_precision(args.precision, args.runtime, device)
-        model, card = _load(args, device, precision)
+        model, card = _load(args, device)
     methods = predictors(args.model, model, card, args.max_disparity, precision, args.scale)
     max_disparity = eval_max_disparity(card, args.max_disparity)
     sources = {dataset: open_eval_dataset(dataset, args.data_root, args.split, args.count,
@@ -211,7 +211,7 @@ def cmd_predict(args) -> int:
     device = select_device(args.device)
     precision = runtime_precision(args.precision, args.runtime, device)
     keep_freed_memory()
-    model, card = _load(args, device, precision)
+    model, card = _load(args, device)
     result = predict_inputs(model, card, inputs, Path(args.out),
                             log=lambda message: print(message, file=sys.stderr),
                             precision=precision, scale=args.scale)

@@ -123,14 +123,14 @@ def check_pairs(card: ModelCard, sizes: list[tuple[int, int]]
     """A rendered synthetic scene per size, normalised as the card says: inputs with the
     structure of real pairs for the parity check (on noise the cost volume is chaotic, and
     fp32 PyTorch itself moves 1.6e-3 px from fp64)."""
+    from cnnlab.stereo.preprocess import Normalize
     from cnnlab.stereo.synthetic import render_pair, scene_max_disparity
 
-    mean = torch.tensor(card.preprocess["mean"]).view(3, 1, 1)
-    std = torch.tensor(card.preprocess["std"]).view(3, 1, 1)
+    normalize = Normalize(card.preprocess["mean"], card.preprocess["std"])
     pairs = []
     for seed, size in enumerate(sizes):
         scene = render_pair(*size, scene_max_disparity(card.kwargs["max_disparity"]), seed)
-        pairs.append(tuple(((view - mean) / std)[None] for view in (scene.left, scene.right)))
+        pairs.append(tuple(normalize(view)[None] for view in (scene.left, scene.right)))
     return pairs
 
 

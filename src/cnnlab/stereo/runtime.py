@@ -10,8 +10,10 @@ range is refused before anything runs.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -56,6 +58,15 @@ def card_and_sizes(path: Path, meta: dict[str, str]
     return card, low, high
 
 
+def _import_runtime(name: str, extra: str) -> ModuleType:
+    """The runtime's module, or a one-line error naming the optional extra that installs it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ConfigError(f"--runtime {name} needs the '{extra}' extra: pip install "
+                          f"'cnnlab[{extra}]'") from None
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
@@ -63,18 +74,16 @@ def _first_line(exc: Exception) -> str:
 
 class ExportedStereoModel:
     """An exported PSMNet run by ``runtime`` ("onnxruntime" or "openvino") on the CPU, in fp32
-    (see ``runtime_precision``)."""
+    (``runtime_precision`` says why and refuses other precisions)."""
 
     device = torch.device("cpu")
 
-    def __init__(self, path: Path, runtime: str, precision: str = "fp32",
-                 threads: int | None = None):
+    def __init__(self, path: Path, runtime: str, threads: int | None = None):
         self.path = Path(path)
         self.runtime = runtime
         if runtime not in RUNTIMES[1:]:
             raise ConfigError(f"--runtime {runtime}: choose from {', '.join(RUNTIMES[1:])} "
                               "for an exported model")
-        runtime_precision(precision, runtime, self.device)  # fp32 only
         threads = threads or torch.get_num_threads()
         if runtime == "onnxruntime":
             self._run, meta = self._onnxruntime(threads)
@@ -84,11 +93,7 @@ class ExportedStereoModel:
         self.max_disparity = int(self.card.kwargs["max_disparity"])
 
     def _onnxruntime(self, threads: int):
-        try:
-            import onnxruntime
-        except ImportError:
-            raise ConfigError("--runtime onnxruntime needs the 'export' extra: pip install "
-                              "'cnnlab[export]'") from None
+        onnxruntime = _import_runtime("onnxruntime", "export")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         try:
@@ -101,11 +106,7 @@ class ExportedStereoModel:
         return (lambda left, right: session.run(None, {"left": left, "right": right})[0]), meta
 
     def _openvino(self, threads: int):
-        try:
-            import openvino
-        except ImportError:
-            raise ConfigError("--runtime openvino needs the 'openvino' extra: pip install "
-                              "'cnnlab[openvino]'") from None
+        openvino = _import_runtime("openvino", "openvino")
         core = openvino.Core()
         try:
             graph = core.read_model(str(self.path))
