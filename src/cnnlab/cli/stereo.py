@@ -36,6 +36,8 @@ PRESETS = {
 OFFICIAL_FILES = "a .safetensors or official PSMNet .tar file"
 RUNNABLE_FILES = OFFICIAL_FILES + " (or, with --runtime, a .onnx file from cnnlab stereo export)"
 RUNTIMES = ("torch", "onnxruntime", "openvino")  # stereo.runtime.RUNTIMES (test compares)
+# stereo.protocols.PROTOCOLS' names (test compares)
+PROTOCOLS = ("sceneflow", "kitti2015-val", "kitti2012-val", "middlebury")
 MAX_DISPARITY = number(int, 16, multiple=16)  # PSMNet's range
 
 
@@ -143,14 +145,24 @@ def cmd_eval(args) -> int:
     from cnnlab.engine.memory import keep_freed_memory
     from cnnlab.stereo.evaluate import (
         check_methods,
+        default_masks,
         eval_max_disparity,
         evaluate_samples,
         format_table,
         open_eval_dataset,
         predictors,
     )
+    from cnnlab.stereo.protocols import format_protocol_table, get_protocol
     from cnnlab.stereo.runtime import runtime_precision
 
+    protocol = get_protocol(args.protocol) if args.protocol else None
+    if protocol and args.dataset:
+        raise ConfigError(f"--protocol {protocol.name} and --dataset: the protocol names its "
+                          f"dataset ({protocol.dataset}); give one of them")
+    if not protocol and not args.dataset:
+        raise ConfigError("--dataset or --protocol is required")
+    datasets = [protocol.dataset] if protocol else args.dataset
+    split = args.split or (protocol.split if protocol else "all")
     if args.json:
         if Path(args.json).is_dir():
             raise ConfigError(f"--json {args.json}: a folder; give the name of a file to write")
@@ -158,6 +170,16 @@ def cmd_eval(args) -> int:
     model = card = None
     precision = "fp32"
     keep_freed_memory()
+    sources = {}
+    for dataset in datasets:  # every dataset is opened and checked before a model is loaded
+        sources[dataset] = open_eval_dataset(dataset, args.data_root, split, args.count,
+                                             args.synthetic_size,
+                                             args.max_disparity or 192)
+        if len(sources[dataset]) == 0:
+            hint = (f"; pass --split all to score the pairs there (not {protocol.name}'s "
+                    "published split)" if protocol else "")
+            raise ConfigError(f"--split {split}: no {dataset} pairs in that split under "
+                              f"{args.data_root}{hint}")
     if args.model in ("psmnet", "both"):
         if not (args.checkpoint or args.weights):
             raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
@@ -167,11 +189,15 @@ def cmd_eval(args) -> int:
         model, card = _load(args, device)
     methods = predictors(args.model, model, card, args.max_disparity, precision, args.scale)
     max_disparity = eval_max_disparity(card, args.max_disparity)
-    sources = {dataset: open_eval_dataset(dataset, args.data_root, args.split, args.count,
-                                          args.synthetic_size, max_disparity)
-               for dataset in args.dataset}
+    if "synthetic" in sources:  # scenes within the range the model searches
+        sources["synthetic"] = open_eval_dataset("synthetic", None, split, args.count,
+                                                 args.synthetic_size, max_disparity)
     for source in sources.values():  # every dataset is checked before any is scored
         check_methods(methods, source, max_disparity)
+    if protocol and split != protocol.split:
+        print(f"note: --split {split} is not {protocol.name}'s published split "
+              f"({protocol.split}); the figures are not comparable with the published ones",
+              file=sys.stderr)
     results = {}
     for dataset, source in sources.items():
         for method, predict in methods.items():
@@ -179,13 +205,20 @@ def cmd_eval(args) -> int:
                    if method == "psmnet" else "")
             print(f"{dataset} / {method}{how}:")
             pairs = (source.load(i) for i in range(len(source)))  # one pair in memory at a time
-            results[f"{dataset}/{method}"] = evaluate_samples(predict, pairs, print)
-    print(format_table(results))
+            results[f"{dataset}/{method}"] = evaluate_samples(
+                predict, pairs, print, protocol.masks if protocol else default_masks)
+    if protocol:
+        print(format_protocol_table(protocol, {key.split("/", 1)[1]: result
+                                               for key, result in results.items()},
+                                    card.name if card else None))
+    else:
+        print(format_table(results))
     if args.json:
         payload = {"results": results, "card": card.to_dict() if card else None,
                    "precision": precision if model is not None else None,
                    "runtime": args.runtime if model is not None else None,
-                   "scale": args.scale}
+                   "scale": args.scale, "split": split,
+                   "protocol": protocol.definition() if protocol else None}
         atomic_write_json(Path(args.json), payload)
         print(f"Results: {args.json}")
     return 0
@@ -391,14 +424,21 @@ def add_parser(sub) -> None:
     _add_inference_options(evaluate)
     evaluate.add_argument("--model", choices=("psmnet", "sgbm", "both"), default="psmnet",
                           help="default psmnet")
-    evaluate.add_argument("--dataset", choices=DATASETS, action="append", required=True,
-                          help="dataset to score (repeatable; required)")
+    evaluate.add_argument("--protocol", choices=PROTOCOLS,
+                          help="a published protocol: its dataset, split, pixel masks, metrics "
+                               "and aggregation, with the published figures printed beside "
+                               "the measured ones and the definition in --json: sceneflow "
+                               "(FlyingThings3D TEST, EPE on 0 < gt < 192), kitti2015-val (D1 "
+                               "all/noc/bg/fg), kitti2012-val (> 3 px all/noc), middlebury "
+                               "(bad-2.0 and EPE, nonocc/all) (default: none; give --dataset)")
+    evaluate.add_argument("--dataset", choices=DATASETS, action="append",
+                          help="dataset to score (repeatable; required unless --protocol)")
     evaluate.add_argument("--data-root", help="the data root holding KITTI2015/, ... or a "
                                               "dataset's own folder (required for every "
                                               "dataset but synthetic; default: none)")
-    evaluate.add_argument("--split", choices=("train", "val", "test", "all"), default="all",
+    evaluate.add_argument("--split", choices=("train", "val", "test", "all"),
                           help="the published split to score: KITTI val = frames 160+, SceneFlow "
-                               "test = FlyingThings3D TEST (default all)")
+                               "test = FlyingThings3D TEST (default: the protocol's, else all)")
     evaluate.add_argument("--count", type=POSITIVE_INT, default=8,
                           help="synthetic pairs (default 8)")
     evaluate.add_argument("--synthetic-size", type=size, default=(256, 512),

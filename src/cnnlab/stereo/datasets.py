@@ -2,7 +2,7 @@
 
 Each dataset is a list of samples; ``load(i)`` returns a ``StereoSample`` with uint8 RGB
 images, float32 disparity (0 where unknown), the all-valid mask and, where the dataset has
-one, the non-occluded mask. Splits follow the published PSMNet code: KITTI frames 0-159 train,
+them, the non-occluded mask and the foreground (KITTI 2015's object maps). Splits follow the published PSMNet code: KITTI frames 0-159 train,
 160+ val; SceneFlow FlyingThings3D TEST is the test set, everything else trains.
 """
 
@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from cnnlab.data.image import open_image
 from cnnlab.errors import DataError
 from cnnlab.stereo.io import (
     read_image,
@@ -39,6 +40,7 @@ class StereoSample:
     disparity: np.ndarray  # (H, W) float32, 0 where unknown
     valid: np.ndarray  # (H, W) bool
     noc: np.ndarray | None = None  # non-occluded pixels, where the dataset says
+    foreground: np.ndarray | None = None  # KITTI 2015 obj_map > 0 (cars), where present
 
     def __post_init__(self):
         if self.left.shape != self.right.shape:
@@ -47,6 +49,10 @@ class StereoSample:
         if self.disparity.shape != self.left.shape[:2]:
             raise DataError(f"{self.name}: disparity {self.disparity.shape} does not match the "
                             f"images {self.left.shape[:2]}")
+        for what, mask in (("non-occlusion mask", self.noc), ("object map", self.foreground)):
+            if mask is not None and mask.shape != self.left.shape[:2]:
+                raise DataError(f"{self.name}: {what} {mask.shape} does not match the images "
+                                f"{self.left.shape[:2]}")
 
 
 @dataclass
@@ -55,8 +61,10 @@ class _Entry:
     left: Path
     right: Path
     disparity: Path | None
-    noc: Path | None = None
+    noc: Path | None = None  # a disparity map whose valid pixels are the non-occluded ones...
     scale: float = 1.0  # Middlebury 2001/2003 8-bit GT scale
+    noc_is_mask: bool = False  # ...or an 8-bit mask, 255 = non-occluded (Middlebury)
+    objects: Path | None = None  # KITTI 2015 obj_map: 0 = background, > 0 = a car
 
 
 def _require(folder: Path, what: str) -> Path:
@@ -121,10 +129,19 @@ class FileStereoDataset(StereoDataset):
         if not entry.disparity.is_file():
             raise DataError(f"{entry.disparity}: missing disparity for {entry.left}")
         disparity, valid = self.read_disparity(entry.disparity, entry.scale)
-        noc = None
+        noc = foreground = None
         if entry.noc is not None and entry.noc.is_file():
-            noc = self.read_disparity(entry.noc, entry.scale)[1] & valid
-        return StereoSample(entry.name, left, right, disparity, valid, noc)
+            noc = (read_mask(entry.noc) if entry.noc_is_mask
+                   else self.read_disparity(entry.noc, entry.scale)[1])
+            noc = noc & valid if noc.shape == valid.shape else noc  # else StereoSample refuses
+        if entry.objects is not None and entry.objects.is_file():
+            foreground = np.asarray(open_image(entry.objects)) > 0
+        return StereoSample(entry.name, left, right, disparity, valid, noc, foreground)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Middlebury's non-occlusion masks (mask0nocc.png, nonocc.png): 255 = non-occluded."""
+    return np.asarray(open_image(path).convert("L")) == 255
 
 
 def _split_by_frame(entries: list[_Entry], split: str, first_val: int) -> list[_Entry]:
@@ -155,6 +172,7 @@ class _KITTI(FileStereoDataset):
 
     title = ""
     left_folder = right_folder = gt_folder = noc_folder = ""
+    objects_folder: str | None = None
 
     def __init__(self, root: str | Path, split: str = "all"):
         train = _require(Path(root) / "training", self.title)
@@ -163,19 +181,22 @@ class _KITTI(FileStereoDataset):
         gt_dir = _require(train / self.gt_folder, self.title)
         entries = []
         for left in sorted(left_dir.glob("*_10.png")):
+            objects = train / self.objects_folder / left.name if self.objects_folder else None
             entries.append(_Entry(left.stem, left, right_dir / left.name, gt_dir / left.name,
-                                  train / self.noc_folder / left.name))
+                                  train / self.noc_folder / left.name, objects=objects))
         if not entries:
             raise DataError(f"{self.title}: no *_10.png pairs in {left_dir}")
         super().__init__(_split_by_frame(entries, split, 160), _read_kitti)
 
 
 class KITTI2015(_KITTI):
-    """training/image_2, image_3, disp_occ_0 (all), disp_noc_0 (non-occluded)."""
+    """training/image_2, image_3, disp_occ_0 (all), disp_noc_0 (non-occluded) and obj_map
+    (foreground), where present."""
 
     name, title = "kitti2015", "KITTI 2015"
     left_folder, right_folder = "image_2", "image_3"
     gt_folder, noc_folder = "disp_occ_0", "disp_noc_0"
+    objects_folder = "obj_map"
 
 
 class KITTI2012(_KITTI):
@@ -233,8 +254,9 @@ MIDDLEBURY_CLASSIC = {
 
 
 class Middlebury(FileStereoDataset):
-    """Scene folders: 2014/2021 (im0, im1, disp0GT.pfm, calib.txt) or 2001/2003 (im2/im6 with
-    8-bit GT and a scale factor per scene; tsukuba im3/im4, disp3.pgm)."""
+    """Scene folders: 2014/2021 (im0, im1, disp0GT.pfm, calib.txt, mask0nocc.png) or 2001/2003
+    (im2/im6 with 8-bit GT and a scale factor per scene; tsukuba im3/im4, disp3.pgm; nonocc.png
+    where the scene has one). The non-occlusion masks are read where present."""
 
     name = "middlebury"
 
@@ -245,11 +267,12 @@ class Middlebury(FileStereoDataset):
             if (scene / "im0.png").is_file():
                 gt = scene / "disp0GT.pfm"
                 entries.append(_Entry(scene.name, scene / "im0.png", scene / "im1.png",
-                                      gt if gt.is_file() else None))
+                                      gt if gt.is_file() else None, scene / "mask0nocc.png",
+                                      noc_is_mask=True))
             elif scene.name.lower() in MIDDLEBURY_CLASSIC:
                 left, right, gt, scale = MIDDLEBURY_CLASSIC[scene.name.lower()]
                 entries.append(_Entry(scene.name, scene / left, scene / right, scene / gt,
-                                      scale=scale))
+                                      scene / "nonocc.png", scale=scale, noc_is_mask=True))
         if not entries:
             raise DataError(f"Middlebury: no scene folders with im0.png/im1.png or a known "
                             f"2001/2003 scene ({', '.join(MIDDLEBURY_CLASSIC)}) in {root}")

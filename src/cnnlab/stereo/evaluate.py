@@ -147,10 +147,20 @@ def check_methods(methods: dict[str, Predictor], source: StereoDataset, max_disp
         check_range(max_disparity, size[1])
 
 
-def evaluate_samples(predict: Predictor, samples, log: Callable[[str], None] | None = None
+def default_masks(sample: StereoSample) -> dict[str, np.ndarray]:
+    """All pixels with ground truth, and the non-occluded ones where the dataset gives them."""
+    masks = {"all": sample.valid}
+    if sample.noc is not None:
+        masks["noc"] = sample.noc
+    return masks
+
+
+def evaluate_samples(predict: Predictor, samples, log: Callable[[str], None] | None = None,
+                     masks: Callable[[StereoSample], dict[str, np.ndarray]] = default_masks
                      ) -> dict:
-    """Per-image and aggregated metrics over an iterable of StereoSamples."""
-    totals = {"all": {}, "noc": {}}
+    """Per-image and aggregated metrics over an iterable of StereoSamples (read one at a time),
+    on the regions ``masks`` gives for each (a protocol's; by default all and noc)."""
+    totals: dict[str, dict[str, float]] = {}
     rows = []
     density_sum = 0.0
     for sample in samples:
@@ -162,27 +172,31 @@ def evaluate_samples(predict: Predictor, samples, log: Callable[[str], None] | N
         prediction = torch.from_numpy(filled)
         target = torch.from_numpy(sample.disparity)
         row = {"name": sample.name, "density": density}
-        masks = {"all": sample.valid}
-        if sample.noc is not None:
-            masks["noc"] = sample.noc
-        for region, mask in masks.items():
+        for region, mask in masks(sample).items():
             counts = {k: float(v) for k, v in
                       error_counts(prediction, target, torch.from_numpy(mask)).items()}
+            region_totals = totals.setdefault(region, {})
             for key, value in counts.items():
-                totals[region][key] = totals[region].get(key, 0.0) + value
-            row[region] = rates(counts)
+                region_totals[key] = region_totals.get(key, 0.0) + value
+            row[region] = rates(counts) | {"pixels": int(counts["pixels"])}
         rows.append(row)
         if log:
-            so_far = rates(totals["all"])
-            log(f"  [{len(rows)}] {sample.name}: EPE {row['all']['epe']:.3f} px, "
-                f"D1 {row['all']['d1']:.2f}%, density {100 * density:.1f}% | all so far: EPE "
-                f"{so_far['epe']:.3f} px, D1 {so_far['d1']:.2f}%")
+            first = next(iter(totals), None)
+            if first is None:
+                log(f"  [{len(rows)}] {sample.name}: no pixel to score")
+                continue
+            so_far = rates(totals[first])
+            log(f"  [{len(rows)}] {sample.name}: EPE {row[first]['epe']:.3f} px, "
+                f"D1 {row[first]['d1']:.2f}%, density {100 * density:.1f}% | {first} so far: "
+                f"EPE {so_far['epe']:.3f} px, D1 {so_far['d1']:.2f}%")
     summary = {region: rates(counts) | {"pixels": int(counts["pixels"])}
-               for region, counts in totals.items() if counts}
-    for region in list(summary):
-        per_image = [r[region] for r in rows if region in r]
-        summary[region]["mean_per_image_epe"] = float(np.mean([m["epe"] for m in per_image]))
-        summary[region]["mean_per_image_d1"] = float(np.mean([m["d1"] for m in per_image]))
+               for region, counts in totals.items()}
+    for region in summary:
+        per_image = [r[region] for r in rows if region in r and r[region]["pixels"]]
+        summary[region]["mean_per_image_epe"] = (
+            float(np.mean([m["epe"] for m in per_image])) if per_image else float("nan"))
+        summary[region]["mean_per_image_d1"] = (
+            float(np.mean([m["d1"] for m in per_image])) if per_image else float("nan"))
     return {"images": len(rows), "density": density_sum / max(len(rows), 1),
             "aggregate": summary, "per_image": rows}
 
