@@ -32,7 +32,7 @@ def offset_by(errors):
 def test_the_cli_offers_every_protocol():
     from cnnlab.cli.stereo import PROTOCOLS as OFFERED
 
-    assert OFFERED == tuple(PROTOCOLS)
+    assert tuple(PROTOCOLS) == OFFERED
 
 
 def test_sceneflow_scores_only_0_below_gt_below_192_and_sums_pixels():

@@ -58,7 +58,8 @@ def _memory_hint(args: argparse.Namespace) -> str:
                 "kept)")
     if args.lab == "stereo":
         return (": the images are too large for this machine's memory; run the network on "
-                "them downscaled (--scale 0.5, or --fast), or downscale them")
+                "tiles (--tile HxW, or a lower --max-memory) or downscaled (--scale 0.5, or "
+                "--fast)")
     return "; try fewer or smaller inputs"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from cnnlab.cli.common import (
 )
 from cnnlab.errors import ConfigError
 
-DATASETS = ("synthetic", "sceneflow", "kitti2015", "kitti2012", "middlebury")
+DATASETS = ("synthetic", "sceneflow", "kitti2015", "kitti2012", "middlebury", "folder")
 # named sets of train defaults; flags given on the command line override them
 PRESETS = {
     # the published network is GPU-scale (0.09 pairs/s on a 2-core CPU): this small PSMNet
@@ -38,6 +39,7 @@ RUNNABLE_FILES = OFFICIAL_FILES + " (or, with --runtime, a .onnx file from cnnla
 RUNTIMES = ("torch", "onnxruntime", "openvino")  # stereo.runtime.RUNTIMES (test compares)
 # stereo.protocols.PROTOCOLS' names (test compares)
 PROTOCOLS = ("sceneflow", "kitti2015-val", "kitti2012-val", "middlebury")
+GT_FORMATS = ("auto", "pfm", "kitti", "npy", "png8")  # stereo.folder.GT_FORMATS (test compares)
 MAX_DISPARITY = number(int, 16, multiple=16)  # PSMNet's range
 
 
@@ -72,10 +74,12 @@ def cmd_train(args) -> int:
         init = args.init  # a file or run directory as an absolute path; a registered name as is
         if init and Path(init).exists():
             init = absolute(init, "--init")
+        folder = {key: os.path.abspath(getattr(args, key)) if getattr(args, key) else None
+                  for key in ("left", "right", "gt", "pair_list", "val_list")}
         return settings_from_args(StereoConfig, args,
                                   data_root=absolute(args.data_root, "--data-root"),
                                   weights_root=absolute(args.weights_root, "--weights-root"),
-                                  init=init)
+                                  init=init, **folder)
 
     results, out, is_main = run_training(args, STEREO, settings, f"runs/psmnet-{args.dataset}")
     if is_main and "val" in results:
@@ -163,6 +167,8 @@ def cmd_eval(args) -> int:
         raise ConfigError("--dataset or --protocol is required")
     datasets = [protocol.dataset] if protocol else args.dataset
     split = args.split or (protocol.split if protocol else "all")
+    if args.model in ("psmnet", "both") and not (args.checkpoint or args.weights):
+        raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
     if args.json:
         if Path(args.json).is_dir():
             raise ConfigError(f"--json {args.json}: a folder; give the name of a file to write")
@@ -174,15 +180,13 @@ def cmd_eval(args) -> int:
     for dataset in datasets:  # every dataset is opened and checked before a model is loaded
         sources[dataset] = open_eval_dataset(dataset, args.data_root, split, args.count,
                                              args.synthetic_size,
-                                             args.max_disparity or 192)
+                                             args.max_disparity or 192, _folder_kwargs(args))
         if len(sources[dataset]) == 0:
             hint = (f"; pass --split all to score the pairs there (not {protocol.name}'s "
                     "published split)" if protocol else "")
             raise ConfigError(f"--split {split}: no {dataset} pairs in that split under "
                               f"{args.data_root}{hint}")
     if args.model in ("psmnet", "both"):
-        if not (args.checkpoint or args.weights):
-            raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
         _check_runtime_device(args)
         device = select_device(args.device)
         precision = runtime_precision(args.precision, args.runtime, device)
@@ -224,43 +228,266 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _predict_checks(args) -> None:
+    """Option combinations refused before any file is read."""
+    if (args.focal is None) != (args.baseline is None):
+        raise ConfigError("--focal and --baseline go together (or use --calib FILE)")
+    if args.min_depth is not None and not (args.focal or args.calib):
+        raise ConfigError("--min-depth needs the calibration: --focal and --baseline, or "
+                          "--calib FILE")
+    if args.model == "sgbm":
+        for flag, given in (("--weights", args.weights), ("--checkpoint", args.checkpoint),
+                            ("--runtime", args.runtime != "torch"),
+                            ("--scale/--fast", args.scale != 1)):
+            if given:
+                raise ConfigError(f"{flag}: not used by --model sgbm (OpenCV's SGBM on the "
+                                  "full-size pair)")
+    elif not (args.weights or args.checkpoint):
+        raise ConfigError("--checkpoint or --weights is required (or --model sgbm)")
+    if args.model == "psmnet" and args.max_disparity is not None and args.max_disparity % 16:
+        raise ConfigError(f"--max-disparity {args.max_disparity}: PSMNet searches a multiple "
+                          "of 16")
+    if args.runtime != "torch" and args.tile not in ("auto", "off"):
+        raise ConfigError(f"--tile {args.tile}: an exported graph runs whole pairs; use "
+                          "--runtime torch to tile")
+
+
+def _tile_option(text: str) -> str | tuple[int, int]:
+    if text in ("auto", "off"):
+        return text
+    return size(text)
+
+
 def cmd_predict(args) -> int:
+    from dataclasses import replace
+
     from cnnlab.engine.atomic import check_writable_folder
     from cnnlab.engine.device import select_device
     from cnnlab.engine.memory import keep_freed_memory
-    from cnnlab.stereo.io import Calibration
-    from cnnlab.stereo.predict import predict_inputs, read_pair_inputs
+    from cnnlab.stereo.budget import default_budget_mb, estimate_peak_mb, tile_for_budget
+    from cnnlab.stereo.evaluate import scaled_max_disparity
+    from cnnlab.stereo.io import Calibration, read_calibration
+    from cnnlab.stereo.pairs import check_pair_headers, output_stems, resolve_pairs
+    from cnnlab.stereo.predict import (
+        predict_views,
+        psmnet_method,
+        range_advice,
+        read_pair_inputs,
+        sgbm_method,
+        write_prediction,
+    )
     from cnnlab.stereo.runtime import runtime_precision
+    from cnnlab.stereo.sgbm import check_range
+    from cnnlab.stereo.submission import (
+        check_submission_names,
+        write_submission_png,
+        zip_submission,
+    )
 
-    if (args.focal is None) != (args.baseline is None):
-        raise ConfigError("--focal and --baseline go together (or use --calib FILE)")
-    calibration = Calibration(args.focal, args.baseline) if args.focal else None
+    _predict_checks(args)
     # every input is checked before a model is loaded or downloaded
-    check_writable_folder(Path(args.out), "--out")
-    inputs = read_pair_inputs(Path(args.left), Path(args.right), calibration,
-                              Path(args.calib) if args.calib else None,
-                              Path(args.gt) if args.gt else None)
-    _check_runtime_device(args)
-    device = select_device(args.device)
-    precision = runtime_precision(args.precision, args.runtime, device)
-    keep_freed_memory()
-    model, card = _load(args, device)
-    result = predict_inputs(model, card, inputs, Path(args.out),
-                            log=lambda message: print(message, file=sys.stderr),
-                            precision=precision, scale=args.scale)
-    for note in result["notes"]:
-        print(f"note: {note}", file=sys.stderr)
-    low, high = result["disparity_range"]
-    print(f"Disparity {result['size'][1]}x{result['size'][0]}: {low:.2f} to {high:.2f} px")
+    out = Path(args.out)
+    check_writable_folder(out, "--out")
+    submission = Path(args.kitti_submission) if args.kitti_submission else None
+    if submission is not None:
+        check_writable_folder(submission, "--kitti-submission")
+    calibration = Calibration(args.focal, args.baseline) if args.focal else None
+    if args.calib:
+        calibration = read_calibration(Path(args.calib))
+    pairs = resolve_pairs(args.left, args.right, args.list, args.gt)
+    sizes = check_pair_headers(pairs)
+    stems = output_stems(pairs)
+    if submission is not None:
+        check_submission_names(stems)
+    single = len(pairs) == 1
+    first = None
+    if single:  # the whole pair read and checked now, as before
+        name, left, right, truth = pairs[0]
+        first = read_pair_inputs(left, right, calibration, None, truth, args.gt_format,
+                                 args.gt_scale, stems[0])
+    if args.model == "sgbm":
+        searched = args.max_disparity or 192
+        for _, width in sizes:
+            check_range(searched, width)
+        precision = None
+        method_for = lambda tile: sgbm_method(searched)  # noqa: E731
+        model = card = None
+    else:
+        _check_runtime_device(args)
+        device = select_device(args.device)
+        precision = runtime_precision(args.precision, args.runtime, device)
+    budget = args.max_memory or default_budget_mb()
+    if args.model == "psmnet":
+        keep_freed_memory()
+        model, card = _load(args, device)
+        if args.max_disparity is not None:
+            card = replace(card, kwargs=card.kwargs | {"max_disparity": args.max_disparity})
+        searched = card.kwargs["max_disparity"]
+        if args.filter and not hasattr(model, "confidence_radius") and not args.lr_check:
+            raise ConfigError("--filter: an exported graph gives no confidence map; add "
+                              "--lr-check, or use --runtime torch")
+        method_for = lambda tile: psmnet_method(model, card, precision, args.scale,  # noqa: E731
+                                                tile=tile)
+    tiles = []
+    for height, width in sizes:  # the memory each pair needs, before the first runs
+        tile = None
+        if args.model == "psmnet":
+            small = (max(1, round(height * args.scale)), max(1, round(width * args.scale)))
+            scaled_range = scaled_max_disparity(searched, args.scale)
+            need = estimate_peak_mb(*small, scaled_range, precision)
+            if isinstance(args.tile, tuple):
+                tile = args.tile
+            elif budget is not None and need > budget:
+                if args.tile == "off" or args.runtime != "torch":
+                    raise ConfigError(
+                        f"{width}x{height}: PSMNet needs about {need:.0f} MB here and "
+                        f"{budget:.0f} MB are available (--max-memory); use --tile auto "
+                        f"(PyTorch), or --scale {max(0.1, (budget / need) ** 0.5):.2f}")
+                tile = tile_for_budget(*small, scaled_range, precision, budget)
+        tiles.append(tile)
+    if calibration is not None and args.min_depth is not None:
+        line, short = range_advice(calibration, args.min_depth, searched)
+        print(f"{'warning' if short else 'note'}: {line}", file=sys.stderr)
+    failed = 0
+    results = []
+    for index, ((name, left, right, truth), stem, tile) in enumerate(zip(pairs, stems, tiles)):
+        try:
+            inputs = first if single else read_pair_inputs(
+                left, right, calibration, None, truth, args.gt_format, args.gt_scale, stem)
+        except ConfigError:
+            raise
+        except Exception as exc:  # a bad pair among many is reported, the others go on
+            from cnnlab.errors import CnnlabError
+
+            if not isinstance(exc, CnnlabError):
+                raise
+            print(f"[{index + 1}/{len(pairs)}] {name}: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        method = method_for(tile)
+        height, width = inputs.left.shape[:2]
+        if single:
+            how = (f" in {precision}" if precision else "") + (
+                f", scaled by {args.scale:.3g}" if args.scale != 1 else "") + (
+                f", {tile[0]}x{tile[1]} tiles" if tile else "")
+            print(f"Running {method.title}{how} on {width}x{height} "
+                  f"({height * width / 1e6:.2f} megapixels)...", file=sys.stderr)
+        prediction = predict_views(method, inputs.left, inputs.right, args.lr_check)
+        if submission is not None:
+            write_submission_png(submission, stem, prediction.disparity, prediction.valid)
+            result = {"seconds": round(prediction.seconds, 3), "notes": inputs.notes,
+                      "warnings": [], "outputs": {}}
+        else:
+            result = write_prediction(method, prediction, inputs, out, args.filter,
+                                      args.min_confidence)
+        result["tile"] = list(tile) if tile else None
+        results.append(result)
+        if not single:
+            low_high = (f", {prediction.disparity[prediction.valid].min():.1f} to "
+                        f"{prediction.disparity[prediction.valid].max():.1f} px"
+                        if prediction.valid.any() else "")
+            metric = (f", EPE {result['metrics']['epe']:.3f} px, D1 "
+                      f"{result['metrics']['d1']:.2f}%" if "metrics" in result else "")
+            print(f"[{index + 1}/{len(pairs)}] {name}: {width}x{height} in "
+                  f"{prediction.seconds:.1f} s{low_high}{metric}")
+        for note in result["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+        for warning in result["warnings"]:
+            print(f"warning: {name}: {warning}", file=sys.stderr)
+    if submission is not None:
+        archive, note = zip_submission(submission)
+        print(f"KITTI submission: {submission / 'disp_0'} ({len(results)} maps), {archive}")
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    elif single and results:
+        _print_single(results[0])
+    elif results:
+        print(f"Outputs of {len(results)} pairs: {out}")
+    if failed:
+        print(f"cnnlab: error: {failed} of {len(pairs)} pairs failed (see above)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_single(result: dict) -> None:
+    if result["disparity_range"]:
+        low, high = result["disparity_range"]
+        print(f"Disparity {result['size'][1]}x{result['size'][0]}: {low:.2f} to {high:.2f} px"
+              + (f", {100 * result['density']:.1f}% of pixels" if result["density"] < 1 else ""))
     if "metrics" in result:
         m = result["metrics"]
         print(f"Against ground truth: EPE {m['epe']:.3f} px, D1 {m['d1']:.2f}%, "
               f"bad-3 {m['bad3']:.2f}%")
+    if "metrics_kept" in result:
+        m = result["metrics_kept"]
+        print(f"On the {100 * result['kept']:.1f}% of pixels kept by --filter: EPE "
+              f"{m['epe']:.3f} px, D1 {m['d1']:.2f}%")
     if "points" in result:
-        print(f"Point cloud: {result['points']} points, "
-              f"median depth {result['median_depth_m']:.2f} m")
+        median = result["median_depth_m"]
+        print(f"Point cloud: {result['points']} points"
+              + (f", median depth {median:.2f} m" if median is not None else ""))
     for name, path in result["outputs"].items():
         print(f"  {name}: {path}")
+
+
+def cmd_report(args) -> int:
+    from cnnlab.engine.atomic import check_writable_folder
+    from cnnlab.engine.device import select_device
+    from cnnlab.engine.memory import keep_freed_memory
+    from cnnlab.stereo.evaluate import (
+        check_methods,
+        eval_max_disparity,
+        open_eval_dataset,
+        predictors,
+        psmnet_predictor,
+    )
+    from cnnlab.stereo.predict import CONFIDENCE_RADIUS
+    from cnnlab.stereo.report import analyse, findings, write_report
+    from cnnlab.stereo.runtime import runtime_precision
+
+    if args.model in ("psmnet", "both") and not (args.checkpoint or args.weights):
+        raise ConfigError("--checkpoint or --weights is required to analyse PSMNet")
+    check_writable_folder(Path(args.out).parent, "--out")
+    if Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: a folder; give the name of the report file")
+    sources = {}
+    for dataset in args.dataset:  # opened and checked before a model is loaded
+        sources[dataset] = open_eval_dataset(dataset, args.data_root, args.split, args.count,
+                                             args.synthetic_size, args.max_disparity or 192,
+                                             _folder_kwargs(args))
+        if len(sources[dataset]) == 0:
+            raise ConfigError(f"--split {args.split}: no {dataset} pairs in that split under "
+                              f"{args.data_root}")
+    model = card = None
+    precision = "fp32"
+    keep_freed_memory()
+    if args.model in ("psmnet", "both"):
+        _check_runtime_device(args)
+        device = select_device(args.device)
+        precision = runtime_precision(args.precision, args.runtime, device)
+        model, card = _load(args, device)
+    methods = predictors(args.model, model, card, args.max_disparity, precision, args.scale)
+    if "psmnet" in methods and hasattr(model, "confidence_radius"):  # and its sparsification
+        methods["psmnet"] = psmnet_predictor(model, card, precision, args.scale,
+                                             CONFIDENCE_RADIUS)
+    max_disparity = eval_max_disparity(card, args.max_disparity)
+    if "synthetic" in sources:
+        sources["synthetic"] = open_eval_dataset("synthetic", None, args.split, args.count,
+                                                 args.synthetic_size, max_disparity)
+    for source in sources.values():
+        check_methods(methods, source, max_disparity)
+    print(f"Analysing {', '.join(methods)} on {', '.join(sources)} (PSMNet in {precision}):")
+    streams = {name: (source.load(i) for i in range(len(source)))
+               for name, source in sources.items()}
+    analysis = analyse(methods, streams, max_disparity, print, border=args.border)
+    written = write_report(analysis, Path(args.out), args.format, card=card)
+    for dataset in analysis["datasets"]:
+        print(f"Findings on {dataset}:")
+        for line in findings(analysis, dataset):
+            print(f"  - {line}")
+    for path in written:
+        print(f"Wrote {path}")
     return 0
 
 
@@ -370,6 +597,41 @@ def _max_disparity(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                         metavar="D", help=help_text)
 
 
+def _add_gt_format(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--gt-format", choices=GT_FORMATS, default="auto",
+                        help="ground-truth format: pfm, kitti (16-bit PNG / 256), npy, png8 "
+                             "(Middlebury 8-bit); auto goes by suffix and bit depth (default "
+                             "auto)")
+    parser.add_argument("--gt-scale", type=POSITIVE, default=1.0,
+                        help="the stored ground-truth value is disparity x this (after the "
+                             "format's own decoding; Middlebury 2001: 8 or 16) (default 1)")
+
+
+def _add_folder_options(parser: argparse.ArgumentParser, train: bool = False) -> None:
+    """--dataset folder: users' own pairs by glob patterns or a list file."""
+    group = parser.add_argument_group(
+        "--dataset folder (your own pairs: glob patterns, quoted, whose wildcards pair the "
+        "files, e.g. --left 'data/*/left/*.png' --right 'data/*/right/*.png' --gt "
+        "'data/*/disp/*.pfm'; or --list)")
+    group.add_argument("--left", metavar="GLOB", help="left images (default: none)")
+    group.add_argument("--right", metavar="GLOB", help="right images (default: none)")
+    group.add_argument("--gt", metavar="GLOB", help="ground-truth disparities (default: none)")
+    group.add_argument("--list", dest="pair_list", metavar="FILE",
+                       help="a text file, 'left right ground-truth' per line, relative to the "
+                            "file's folder, # comments (default: none)")
+    if train:
+        group.add_argument("--val-list", metavar="FILE",
+                           help="validation pairs, a list file like --list (default: none, "
+                                "no validation)")
+    _add_gt_format(group)
+
+
+def _folder_kwargs(args) -> dict:
+    """open_folder's arguments from the --dataset folder options."""
+    return {"left": args.left, "right": args.right, "gt": args.gt, "list_file": args.pair_list,
+            "gt_format": args.gt_format, "gt_scale": args.gt_scale}
+
+
 def add_parser(sub) -> None:
     from cnnlab.stereo.models.psmnet import VARIANTS
 
@@ -391,6 +653,7 @@ def add_parser(sub) -> None:
     arch.add_argument("--align-corners", type=boolean, metavar="true|false",
                       help="bilinear/trilinear upsampling convention (default true, the 2018 "
                            "official releases' convention; from scratch both train alike)")
+    _add_folder_options(train, train=True)
     train.add_argument("--crop", type=size, default=(256, 512),
                        help="training crop HxW (default 256x512)")
     train.add_argument("--samples-per-epoch", type=POSITIVE_INT, default=400,
@@ -445,18 +708,36 @@ def add_parser(sub) -> None:
                           help="default 256x512")
     _max_disparity(evaluate, "SGBM range, rounded up to a multiple of 16, and the synthetic "
                              "scenes' (default: the model's, else 192)", POSITIVE_INT)
+    _add_folder_options(evaluate)
     evaluate.add_argument("--json", help="write all results and the model card to this JSON "
                                          "file (default: print only; eval writes nothing "
                                          "else)")
     add_device(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 
-    predict = ssub.add_parser("predict", help="disparity, depth and point cloud of a pair")
-    predict.add_argument("left", help="left image (any 8/16-bit PNG or JPEG)")
-    predict.add_argument("right", help="right image, same size, rectified")
-    add_model_source(predict, "stereo", files=RUNNABLE_FILES)
+    predict = ssub.add_parser(
+        "predict", help="disparity, confidence, depth and point cloud of one pair or many "
+                        "(PSMNet or SGBM); a KITTI submission")
+    predict.add_argument("left", nargs="?",
+                         help="left image (any 8/16-bit PNG or JPEG), a folder of left images, "
+                              "or a glob pattern (quoted) such as 'scenes/*/im0.png'")
+    predict.add_argument("right", nargs="?",
+                         help="right image, same size, rectified; or the folder holding right "
+                              "images of the same names; or the matching glob pattern (its "
+                              "wildcards pair the files)")
+    predict.add_argument("--list", metavar="FILE",
+                         help="a text file of pairs instead: 'left right [ground truth]' per "
+                              "line, relative to the file's folder, # comments (default: none)")
+    predict.add_argument("--model", choices=("psmnet", "sgbm"), default="psmnet",
+                         help="psmnet (needs --weights or --checkpoint) or sgbm, OpenCV's "
+                              "classical matcher (default psmnet)")
+    add_model_source(predict, "stereo", required=False, files=RUNNABLE_FILES,
+                     when="with --model psmnet")
     _add_weights_options(predict)
     _add_inference_options(predict)
+    _max_disparity(predict, "the disparity range searched, in pixels: PSMNet's a multiple of "
+                            "16, any number for SGBM (rounded up to 16) (default: the model "
+                            "card's, 192 for SGBM); see --min-depth", POSITIVE_INT)
     predict.add_argument("--out", default="runs/predict",
                          help="folder for the outputs (default runs/predict)")
     predict.add_argument("--focal", type=POSITIVE,
@@ -467,10 +748,72 @@ def add_parser(sub) -> None:
     predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury "
                                          "calib.txt, for depth and the point cloud (default: "
                                          "none)")
-    predict.add_argument("--gt", help="ground-truth disparity (KITTI PNG or PFM) for an error "
-                                      "map and EPE/D1 (default: none)")
+    predict.add_argument("--min-depth", type=POSITIVE, metavar="METRES",
+                         help="the nearest depth that matters: says which --max-disparity it "
+                              "needs, from the calibration (default: none)")
+    predict.add_argument("--gt", help="ground-truth disparity for an error map and EPE/D1: a "
+                                      "file, or with folders of pairs a folder (same stem) or a "
+                                      "glob pattern (default: none)")
+    _add_gt_format(predict)
+    predict.add_argument("--lr-check", action="store_true",
+                         help="also run the mirrored pair and mark pixels whose left and right "
+                              "disparities disagree by more than 1 px (twice the time; default "
+                              "off)")
+    predict.add_argument("--filter", action="store_true",
+                         help="leave out of depth and the point cloud the pixels below "
+                              "--min-confidence and, with --lr-check, the inconsistent ones "
+                              "(the disparity files stay dense) (default off)")
+    predict.add_argument("--min-confidence", type=number(float, 0, 1), default=0.5,
+                         help="--filter's threshold on the confidence map, the network's "
+                              "probability mass within 2 px of its estimate (default 0.5)")
+    predict.add_argument("--tile", type=_tile_option, default="auto", metavar="auto|off|HxW",
+                         help="run the network on overlapping tiles: auto when the estimated "
+                              "memory exceeds --max-memory, off never (then a pair that does "
+                              "not fit is refused), HxW tiles of at most that size (default "
+                              "auto)")
+    predict.add_argument("--max-memory", type=POSITIVE, metavar="MB",
+                         help="memory the network may use, in MB (default 80%% of what the "
+                              "system has available)")
+    predict.add_argument("--kitti-submission", metavar="DIR",
+                         help="write DIR/disp_0/NNNNNN_10.png (16-bit, disparity x 256) for "
+                              "each pair and DIR.zip as KITTI's server expects, instead of the "
+                              "usual outputs (default: none)")
     add_device(predict)
     predict.set_defaults(func=cmd_predict)
+
+    report = ssub.add_parser("report", help="where PSMNet fails: errors by region (occluded, "
+                                            "low-texture, border, near/far) against SGBM, "
+                                            "as an HTML or Markdown report")
+    add_model_source(report, "stereo", required=False, files=RUNNABLE_FILES,
+                     when="unless --model sgbm")
+    _add_weights_options(report)
+    _add_inference_options(report)
+    report.add_argument("--model", choices=("psmnet", "sgbm", "both"), default="both",
+                        help="the methods compared (default both)")
+    report.add_argument("--dataset", choices=DATASETS, action="append", required=True,
+                        help="dataset to analyse (repeatable; required)")
+    report.add_argument("--data-root", help="the data root holding KITTI2015/, ... or a "
+                                            "dataset's own folder (required for every dataset "
+                                            "but synthetic; default: none)")
+    report.add_argument("--split", choices=("train", "val", "test", "all"), default="all",
+                        help="the split analysed (default all)")
+    report.add_argument("--count", type=POSITIVE_INT, default=8,
+                        help="synthetic pairs (default 8)")
+    report.add_argument("--synthetic-size", type=size, default=(256, 512),
+                        help="default 256x512")
+    _max_disparity(report, "SGBM range, rounded up to a multiple of 16, and the synthetic "
+                           "scenes' (default: the model's, else 192)", POSITIVE_INT)
+    _add_folder_options(report)
+    report.add_argument("--border", type=COUNT, default=32,
+                        help="width in px of the image-border region (default 32)")
+    report.add_argument("--format", choices=("html", "markdown"), default="html",
+                        help="html: one self-contained file; markdown: a .md file with its PNGs "
+                             "in <stem>_files/ (default html); the numbers also go to "
+                             "<stem>.json")
+    report.add_argument("--out", default="runs/report.html",
+                        help="the report file (default runs/report.html)")
+    add_device(report)
+    report.set_defaults(func=cmd_report)
 
     export = ssub.add_parser("export", help="PSMNet as ONNX with dynamic height and width "
                                             "(needs the 'export' extra)")

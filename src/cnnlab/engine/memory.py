@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import platform
 import sys
+from collections.abc import Callable
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -30,3 +31,28 @@ def keep_freed_memory() -> bool:
     except OSError:
         return False
     return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in open("/proc/self/status"):  # noqa: SIM115 - a tiny procfs read
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def peak_growth_mb(run: Callable[[], object]) -> float | None:
+    """MB by which ``run()`` raised this process's resident memory above where it stood
+    before, at its peak: the kernel's high-water mark is reset first (Linux >= 4.0), so
+    earlier peaks (imports, model building) do not hide it. None where /proc is not there."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # reset the peak resident set size
+    except OSError:
+        return None
+    before = _status_kb("VmRSS")
+    run()
+    peak = _status_kb("VmHWM")
+    return None if before is None or peak is None else (peak - before) / 1024

@@ -2,8 +2,9 @@
 
 Each dataset is a list of samples; ``load(i)`` returns a ``StereoSample`` with uint8 RGB
 images, float32 disparity (0 where unknown), the all-valid mask and, where the dataset has
-them, the non-occluded mask and the foreground (KITTI 2015's object maps). Splits follow the published PSMNet code: KITTI frames 0-159 train,
-160+ val; SceneFlow FlyingThings3D TEST is the test set, everything else trains.
+them, the non-occluded mask and the foreground (KITTI 2015's object maps). Splits follow the
+published PSMNet code: KITTI frames 0-159 train, 160+ val (see stereo.protocols on why by
+frame number); SceneFlow FlyingThings3D TEST is the test set, everything else trains.
 """
 
 from __future__ import annotations

@@ -25,11 +25,13 @@ from cnnlab.stereo.datasets import (
     SyntheticStereo,
     open_dataset,
 )
+from cnnlab.stereo.folder import open_folder
 from cnnlab.stereo.metrics import error_counts, fill_holes_background, rates
 from cnnlab.stereo.models.psmnet import DEFAULT_MAX_DISPARITY
 from cnnlab.stereo.preprocess import to_input
 from cnnlab.stereo.sgbm import check_range, sgbm_disparity
 from cnnlab.stereo.synthetic import scene_max_disparity
+from cnnlab.stereo.tiling import tiled_forward
 
 Predictor = Callable[[StereoSample], tuple[np.ndarray, np.ndarray]]
 
@@ -47,51 +49,96 @@ def scaled_max_disparity(max_disparity: int, scale: float) -> int:
     return max(16, math.ceil(max_disparity * scale / 16 - 1e-9) * 16)
 
 
-def scaled_disparity(model: nn.Module, left: torch.Tensor, right: torch.Tensor,
-                     full_range: int, precision: str = "fp32", scale: float = 1.0
-                     ) -> torch.Tensor:
-    """(B, H, W) float32 disparity of normalised (B, 3, H, W) views, computed in ``precision``
-    (fp32, or bf16/fp16 autocast with the soft-argmin kept in fp32). With ``scale`` < 1 the
-    network sees the pair downscaled (antialiased), searching ``full_range`` scaled alike, and
-    its disparity is brought back to full size and full-resolution pixels."""
+def scaled_outputs(model: nn.Module, left: torch.Tensor, right: torch.Tensor, full_range: int,
+                   precision: str = "fp32", scale: float = 1.0, confidence: float | None = None,
+                   tile: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+    """(B, H, W) float32 "disparity" of normalised (B, 3, H, W) views, computed in ``precision``
+    (fp32, or bf16/fp16 autocast with the soft-argmin kept in fp32), and with ``confidence``
+    (a radius in px) the "confidence" map too. With ``scale`` < 1 the network sees the pair
+    downscaled (antialiased), searching ``full_range`` scaled alike, and its outputs are
+    brought back to full size (the disparity in full-resolution pixels). With ``tile`` the
+    network runs on overlapping tiles of at most that size (see ``stereo.tiling``)."""
     if not 0 < scale <= 1:
         raise ConfigError(f"--scale {scale}: expected a number in (0, 1]")
+    if confidence is not None and not hasattr(model, "confidence_radius"):
+        raise ConfigError("a confidence map needs the PyTorch model (--runtime torch)")
     height, width = left.shape[-2:]
     small = (max(1, round(height * scale)), max(1, round(width * scale)))
     if scale != 1:
         left, right = (F.interpolate(x, small, mode="bilinear", align_corners=False,
                                      antialias=True) for x in (left, right))
-    searched = model.max_disparity
+    searched, radius = model.max_disparity, getattr(model, "confidence_radius", None)
     model.set_max_disparity(scaled_max_disparity(full_range, scale))
+    if confidence is not None:
+        model.confidence_radius = confidence * scale  # a radius in the scaled pair's pixels
     try:
         with torch.no_grad(), inference_autocast(left.device, precision):
-            disparity = model(left, right)["disparity"].float()
-    finally:
-        model.set_max_disparity(searched)  # the caller's model is left as it was
+            if tile is None:
+                outputs = model(left, right)
+            else:
+                outputs = tiled_forward(model, left, right, tile)
+    finally:  # the caller's model is left as it was
+        model.set_max_disparity(searched)
+        if confidence is not None:
+            model.confidence_radius = radius
+    outputs = {key: outputs[key].float() for key in ("disparity", "confidence")
+               if key in outputs}
     if scale != 1:
-        disparity = F.interpolate(disparity[:, None], (height, width), mode="bilinear",
-                                  align_corners=False)[:, 0] * (width / small[1])
-    return disparity
+        outputs = {key: F.interpolate(value[:, None], (height, width), mode="bilinear",
+                                      align_corners=False)[:, 0]
+                   for key, value in outputs.items()}
+        outputs["disparity"] *= width / small[1]
+    return outputs
+
+
+def scaled_disparity(model: nn.Module, left: torch.Tensor, right: torch.Tensor,
+                     full_range: int, precision: str = "fp32", scale: float = 1.0
+                     ) -> torch.Tensor:
+    """(B, H, W) float32 disparity (see ``scaled_outputs``)."""
+    return scaled_outputs(model, left, right, full_range, precision, scale)["disparity"]
+
+
+def pair_outputs(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray,
+                 precision: str = "fp32", scale: float = 1.0, confidence: float | None = None,
+                 tile: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """(H, W) float32 "disparity" (and "confidence") of one uint8 RGB pair, normalised as the
+    card says (see ``scaled_outputs``); at any scale the card's range, in full-resolution
+    pixels, is what is covered. ``model`` is a PSMNet or an ``ExportedStereoModel`` (which has
+    a ``device``)."""
+    device = getattr(model, "device", None) or next(model.parameters()).device
+    mean, std = card.preprocess["mean"], card.preprocess["std"]
+    pair = (to_input(image, device, mean, std) for image in (left, right))
+    outputs = scaled_outputs(model, *pair, card.kwargs["max_disparity"], precision, scale,
+                             confidence, tile)
+    return {key: value[0].cpu().numpy() for key, value in outputs.items()}
 
 
 def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray,
                  precision: str = "fp32", scale: float = 1.0) -> np.ndarray:
-    """(H, W) float32 disparity of one uint8 RGB pair, normalised as the card says (see
-    ``scaled_disparity``); at any scale the card's range, in full-resolution pixels, is what
-    is covered. ``model`` is a PSMNet or an ``ExportedStereoModel`` (which has a ``device``)."""
-    device = getattr(model, "device", None) or next(model.parameters()).device
-    mean, std = card.preprocess["mean"], card.preprocess["std"]
-    pair = (to_input(image, device, mean, std) for image in (left, right))
-    return scaled_disparity(model, *pair, card.kwargs["max_disparity"], precision,
-                            scale)[0].cpu().numpy()
+    """(H, W) float32 disparity of one uint8 RGB pair (see ``pair_outputs``)."""
+    return pair_outputs(model, card, left, right, precision, scale)["disparity"]
+
+
+class PSMNetPredictor:
+    """A Predictor running PSMNet on a sample's views; with ``confidence`` (a radius in px) it
+    keeps the last pair's confidence map in ``last_confidence`` (for sparsification curves)."""
+
+    def __init__(self, model: nn.Module, card: ModelCard, precision: str = "fp32",
+                 scale: float = 1.0, confidence: float | None = None):
+        self.model, self.card, self.precision, self.scale = model, card, precision, scale
+        self.confidence = confidence
+        self.last_confidence: np.ndarray | None = None
+
+    def __call__(self, sample: StereoSample) -> tuple[np.ndarray, np.ndarray]:
+        outputs = pair_outputs(self.model, self.card, sample.left, sample.right,
+                               self.precision, self.scale, self.confidence)
+        self.last_confidence = outputs.get("confidence")
+        return outputs["disparity"], np.ones_like(outputs["disparity"], dtype=bool)
 
 
 def psmnet_predictor(model: nn.Module, card: ModelCard, precision: str = "fp32",
-                     scale: float = 1.0) -> Predictor:
-    def predict(sample: StereoSample):
-        disparity = disparity_of(model, card, sample.left, sample.right, precision, scale)
-        return disparity, np.ones_like(disparity, dtype=bool)
-    return predict
+                     scale: float = 1.0, confidence: float | None = None) -> PSMNetPredictor:
+    return PSMNetPredictor(model, card, precision, scale, confidence)
 
 
 def sgbm_predictor(max_disparity: int) -> Predictor:
@@ -127,13 +174,17 @@ def eval_max_disparity(card: ModelCard | None, max_disparity: int | None) -> int
 
 
 def open_eval_dataset(dataset: str, data_root: str | None, split: str, count: int,
-                      synthetic_size: tuple[int, int], max_disparity: int) -> StereoDataset:
-    """The pairs ``stereo eval`` scores: a real dataset's split, or ``count`` held-out
-    synthetic scenes within the network's range."""
+                      synthetic_size: tuple[int, int], max_disparity: int,
+                      folder: dict | None = None) -> StereoDataset:
+    """The pairs ``stereo eval`` scores: a real dataset's split, ``count`` held-out synthetic
+    scenes within the network's range, or a folder dataset (``folder``: ``open_folder``'s
+    keyword arguments)."""
     if dataset == "synthetic":
         height, width = synthetic_size
         return SyntheticStereo(count, height, width, scene_max_disparity(max_disparity),
                                seed=VAL_SEED)
+    if dataset == "folder":
+        return open_folder(**(folder or {}))
     if not data_root:
         raise ConfigError(f"--data-root is required for {dataset}")
     return open_dataset(dataset, data_root, split)

@@ -1,7 +1,10 @@
-"""Disparity, depth and a point cloud from any rectified stereo pair."""
+"""Disparity, confidence, depth and a point cloud from any rectified stereo pair, by PSMNet or
+SGBM; many pairs at once, and KITTI's submission format."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,17 +16,18 @@ from torch import nn
 from cnnlab.engine.atomic import check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import DataError
-from cnnlab.stereo.evaluate import disparity_of
+from cnnlab.stereo.confidence import left_right_consistent
+from cnnlab.stereo.evaluate import pair_outputs
+from cnnlab.stereo.folder import read_ground_truth
 from cnnlab.stereo.io import (
     Calibration,
     read_calibration,
     read_image,
-    read_kitti_disparity,
-    read_pfm_disparity,
     write_kitti_disparity,
     write_pfm,
 )
-from cnnlab.stereo.metrics import error_counts, rates
+from cnnlab.stereo.metrics import error_counts, fill_holes_background, rates
+from cnnlab.stereo.sgbm import sgbm_disparity
 from cnnlab.stereo.visualize import (
     colorize_disparity,
     colorize_error,
@@ -77,14 +81,14 @@ def check_pair(left_path: Path, right_path: Path) -> tuple[np.ndarray, np.ndarra
     return left, right, notes
 
 
-def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if path.suffix.lower() == ".pfm":
-        return read_pfm_disparity(path)
-    return read_kitti_disparity(path)
-
-
-# written only with --gt or a calibration: removed when this run does not write them
-OPTIONAL_OUTPUTS = ("{stem}_error.png", "{stem}_depth.pfm", "{stem}.ply")
+# written only with --gt, a calibration, a confidence or the LR check: removed when this run
+# does not write them
+OPTIONAL_OUTPUTS = ("{stem}_error.png", "{stem}_depth.pfm", "{stem}.ply",
+                    "{stem}_confidence.png", "{stem}_lr.png")
+CONFIDENCE_RADIUS = 2.0  # px: the probability mass within this of the estimate (see README)
+MIN_CONFIDENCE = 0.5  # --filter's default threshold
+SATURATION_LEVEL = 0.95  # of the searched range: a disparity above it sits at the top...
+SATURATION_SHARE = 0.01  # ...and a share of pixels above this is worth a warning
 
 
 @dataclass
@@ -98,73 +102,190 @@ class PairInputs:
     notes: list[str]
     calibration: Calibration | None = None
     truth: tuple[np.ndarray, np.ndarray] | None = None
+    stem: str = ""  # output file names start with it (default: the left file's stem)
+
+    def __post_init__(self) -> None:
+        self.stem = self.stem or self.left_path.stem
 
 
 def read_pair_inputs(left_path: Path, right_path: Path, calibration: Calibration | None = None,
-                     calib_file: Path | None = None, ground_truth: Path | None = None
+                     calib_file: Path | None = None, ground_truth: Path | None = None,
+                     gt_format: str = "auto", gt_scale: float = 1.0, stem: str = ""
                      ) -> PairInputs:
-    """Read and check a pair and its optional calibration and ground truth, so that a bad
-    file is refused before a model is loaded and inference runs, not after."""
+    """Read and check a pair and its optional calibration and ground truth (any format
+    ``stereo.folder.read_ground_truth`` reads), so that a bad file is refused before a model
+    is loaded and inference runs, not after."""
     left, right, notes = check_pair(Path(left_path), Path(right_path))
     if calib_file is not None:
         calibration = read_calibration(Path(calib_file))
     truth = None
     if ground_truth is not None:
-        truth = read_ground_truth(Path(ground_truth))
+        truth = read_ground_truth(Path(ground_truth), gt_format, gt_scale)
         if truth[0].shape != left.shape[:2]:
             raise DataError(f"{ground_truth}: size {truth[0].shape[1]}x{truth[0].shape[0]} "
                             f"differs from the images ({left.shape[1]}x{left.shape[0]})")
-    return PairInputs(Path(left_path), left, right, notes, calibration, truth)
+    return PairInputs(Path(left_path), left, right, notes, calibration, truth, stem)
 
 
-def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path: Path,
-                 out_dir: Path, calibration: Calibration | None = None,
-                 calib_file: Path | None = None, ground_truth: Path | None = None,
-                 log: Callable[[str], None] | None = None, precision: str = "fp32",
-                 scale: float = 1.0) -> dict:
-    """Write disparity (KITTI PNG, PFM, colour PNG), error map, depth and PLY into ``out_dir``."""
-    check_writable_folder(out_dir, "--out")  # before the inputs are read
-    inputs = read_pair_inputs(left_path, right_path, calibration, calib_file, ground_truth)
-    return predict_inputs(model, card, inputs, out_dir, log, precision, scale)
+@dataclass
+class Method:
+    """What computes disparity: ``run(left, right)`` of (H, W, 3) uint8 views gives
+    {"disparity", "valid" (the pixels it produced), and "confidence" where it has one}."""
+
+    name: str
+    title: str  # for figures and logs
+    max_disparity: int  # the range it searches, in full-resolution pixels
+    run: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
-def predict_inputs(model: nn.Module, card: ModelCard, inputs: PairInputs, out_dir: Path,
-                   log: Callable[[str], None] | None = None, precision: str = "fp32",
-                   scale: float = 1.0) -> dict:
-    """``predict_pair`` on inputs already read and checked (see ``read_pair_inputs``), the
-    network run in ``precision`` on the pair scaled by ``scale`` (see ``disparity_of``)."""
-    left, right, truth, calibration = inputs.left, inputs.right, inputs.truth, inputs.calibration
-    left_path, notes = inputs.left_path, inputs.notes
-    check_writable_folder(out_dir, "--out")
-    if log is not None:
-        scaled = f", scaled by {scale:.3g}" if scale != 1 else ""
-        log(f"Running {card.architecture} in {precision} on {left.shape[1]}x{left.shape[0]} "
-            f"({left.shape[0] * left.shape[1] / 1e6:.2f} megapixels{scaled})...")
-    disparity = disparity_of(model, card, left, right, precision, scale)
+def psmnet_method(model: nn.Module, card: ModelCard, precision: str = "fp32",
+                  scale: float = 1.0, confidence_radius: float | None = CONFIDENCE_RADIUS,
+                  tile: tuple[int, int] | None = None) -> Method:
+    """PSMNet in ``precision`` at ``scale`` (see ``evaluate.pair_outputs``), with a confidence
+    map where the model gives one (the PyTorch model does; an exported graph does not)."""
+    if not hasattr(model, "confidence_radius"):
+        confidence_radius = None
+
+    def run(left: np.ndarray, right: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = pair_outputs(model, card, left, right, precision, scale, confidence_radius,
+                               tile)
+        return outputs | {"valid": np.ones(left.shape[:2], dtype=bool)}
+
+    return Method("psmnet", card.name or card.architecture, card.kwargs["max_disparity"], run)
+
+
+def sgbm_method(max_disparity: int) -> Method:
+    """OpenCV's SGBM (see ``stereo.sgbm``): holes are pixels it did not produce."""
+    def run(left: np.ndarray, right: np.ndarray) -> dict[str, np.ndarray]:
+        disparity, valid = sgbm_disparity(left, right, max_disparity)
+        return {"disparity": disparity, "valid": valid}
+
+    return Method("sgbm", "SGBM (OpenCV)", max_disparity, run)
+
+
+@dataclass
+class Prediction:
+    disparity: np.ndarray  # (H, W) float32
+    valid: np.ndarray  # the pixels the method produced
+    confidence: np.ndarray | None = None
+    consistent: np.ndarray | None = None  # the left-right check, where it ran
+    seconds: float = 0.0
+
+    def kept(self, min_confidence: float) -> np.ndarray:
+        """The pixels a filter keeps: produced, consistent (where checked) and at least
+        ``min_confidence`` confident (where there is a confidence)."""
+        kept = self.valid.copy()
+        if self.consistent is not None:
+            kept &= self.consistent
+        if self.confidence is not None:
+            kept &= self.confidence >= min_confidence
+        return kept
+
+
+def predict_views(method: Method, left: np.ndarray, right: np.ndarray, lr_check: bool = False
+                  ) -> Prediction:
+    """``method`` on a pair; with ``lr_check`` also on the mirrored pair (the right view's
+    disparity, as PSMNet has no right-view output), and the left-right consistency of both."""
+    started = time.perf_counter()
+    outputs = method.run(left, right)
+    consistent = None
+    if lr_check:  # mirrored, the right view becomes a left view with the same disparities
+        mirrored = method.run(np.ascontiguousarray(right[:, ::-1]),
+                              np.ascontiguousarray(left[:, ::-1]))
+        right_disparity = np.where(mirrored["valid"], mirrored["disparity"], -1e6)[:, ::-1]
+        consistent = outputs["valid"] & left_right_consistent(outputs["disparity"],
+                                                              right_disparity)
+    return Prediction(outputs["disparity"], outputs["valid"], outputs.get("confidence"),
+                      consistent, time.perf_counter() - started)
+
+
+def disparity_needed(calibration: Calibration, min_depth: float) -> float:
+    """The disparity (px) of a point ``min_depth`` metres away: d = f B / Z - doffs."""
+    return calibration.focal * calibration.baseline / min_depth - calibration.doffs
+
+
+def range_advice(calibration: Calibration, min_depth: float, searched: int) -> tuple[str, bool]:
+    """A line saying which range the nearest depth needs against the one searched, and whether
+    the searched range falls short."""
+    needed = disparity_needed(calibration, min_depth)
+    suggested = max(16, math.ceil(needed / 16) * 16)
+    nearest = calibration.focal * calibration.baseline / (searched + calibration.doffs)
+    line = (f"a point {min_depth:g} m away has a disparity of {needed:.1f} px (focal "
+            f"{calibration.focal:.1f} px, baseline {calibration.baseline:.4g} m); the "
+            f"searched range of {searched} px reaches down to {nearest:.2f} m")
+    if needed > searched:
+        return line + f": pass --max-disparity {suggested} to cover it", True
+    return line, False
+
+
+def saturation(prediction: Prediction, searched: int) -> float:
+    """The share of produced pixels at the top of the searched range (>= 95% of it)."""
+    produced = prediction.valid
+    if not produced.any():
+        return 0.0
+    return float((prediction.disparity[produced] >= SATURATION_LEVEL * searched).mean())
+
+
+def _grey(values: np.ndarray) -> np.ndarray:
+    return (np.clip(values, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def write_prediction(method: Method, prediction: Prediction, inputs: PairInputs, out_dir: Path,
+                     filter_pixels: bool = False, min_confidence: float = MIN_CONFIDENCE
+                     ) -> dict:
+    """Write disparity (KITTI PNG, PFM, colour PNG, overview), with ground truth the error map,
+    the confidence and left-right maps where computed, and with a calibration depth and a PLY
+    (only the kept pixels with ``filter_pixels``). Returns what was written and measured."""
     out_dir = Path(out_dir)
-    stem = Path(left_path).stem
+    stem, left, calibration = inputs.stem, inputs.left, inputs.calibration
+    disparity, valid = prediction.disparity, prediction.valid
+    scale_max = method.max_disparity * 0.75
     outputs = {
-        "disparity_png": write_kitti_disparity(out_dir / f"{stem}_disp.png", disparity),
-        "disparity_pfm": write_pfm(out_dir / f"{stem}_disp.pfm", disparity),
+        "disparity_png": write_kitti_disparity(out_dir / f"{stem}_disp.png", disparity, valid),
+        "disparity_pfm": write_pfm(out_dir / f"{stem}_disp.pfm",
+                                   np.where(valid, disparity, 0).astype(np.float32)),
         "color_png": save_png(out_dir / f"{stem}_disp_color.png",
-                              colorize_disparity(disparity, card.kwargs["max_disparity"] * 0.75,
-                                                 np.ones_like(disparity, dtype=bool))),
+                              colorize_disparity(disparity, scale_max, valid)),
     }
-    result = {"notes": notes, "size": list(disparity.shape), "precision": precision,
-              "scale": scale,
-              "disparity_range": [float(disparity.min()), float(disparity.max())]}
+    kept = prediction.kept(min_confidence) if filter_pixels else valid
+    result = {"method": method.name, "notes": list(inputs.notes), "warnings": [],
+              "size": list(disparity.shape), "seconds": round(prediction.seconds, 3),
+              "density": float(valid.mean()), "kept": float(kept.mean()),
+              "disparity_range": ([float(disparity[valid].min()), float(disparity[valid].max())]
+                                  if valid.any() else None)}
+    if prediction.confidence is not None:
+        outputs["confidence_png"] = save_png(out_dir / f"{stem}_confidence.png",
+                                             _grey(prediction.confidence))
+        result["mean_confidence"] = float(prediction.confidence.mean())
+    if prediction.consistent is not None:
+        outputs["lr_png"] = save_png(out_dir / f"{stem}_lr.png", _grey(prediction.consistent))
+        result["consistent"] = float(prediction.consistent.mean())
+    share = saturation(prediction, method.max_disparity)
+    result["saturated"] = share
+    if share > SATURATION_SHARE:
+        result["warnings"].append(
+            f"{100 * share:.1f}% of the pixels sit at the top of the searched range (>= "
+            f"{SATURATION_LEVEL * method.max_disparity:.0f} of {method.max_disparity} px): "
+            "nearer surfaces are cut off, or a textureless area (sky) is stuck there; see "
+            "--max-disparity and --min-depth")
     error_image = None
-    if truth is not None:
-        target, valid = truth
-        result["metrics"] = rates(error_counts(torch.from_numpy(disparity),
-                                               torch.from_numpy(target), torch.from_numpy(valid)))
-        error_image = colorize_error(disparity, target, valid)
+    if inputs.truth is not None:
+        target, truth_valid = inputs.truth
+        filled = (disparity if valid.all() else fill_holes_background(disparity, valid))
+        result["metrics"] = rates(error_counts(torch.from_numpy(filled),
+                                               torch.from_numpy(target),
+                                               torch.from_numpy(truth_valid)))
+        if filter_pixels:
+            result["metrics_kept"] = rates(error_counts(
+                torch.from_numpy(disparity), torch.from_numpy(target),
+                torch.from_numpy(truth_valid & kept)))
+        error_image = colorize_error(filled, target, truth_valid)
         outputs["error_png"] = save_png(out_dir / f"{stem}_error.png", error_image)
     outputs["overview_png"] = plot_overview(
-        out_dir / f"{stem}_overview.png", left, disparity, card.kwargs["max_disparity"] * 0.75,
-        error_image, f"{Path(left_path).name}: {card.name or card.architecture}")
+        out_dir / f"{stem}_overview.png", left, np.where(valid, disparity, 0), scale_max,
+        error_image, f"{inputs.left_path.name}: {method.title}", prediction.confidence)
     if calibration is not None:
-        depth = calibration.depth(disparity)
+        depth = np.where(kept, calibration.depth(disparity), 0).astype(np.float32)
         outputs["depth_pfm"] = write_pfm(out_dir / f"{stem}_depth.pfm", depth)
         xyz, rgb = point_cloud(depth, left, calibration.focal)
         outputs["ply"] = write_ply(out_dir / f"{stem}.ply", xyz, rgb)
@@ -177,3 +298,32 @@ def predict_inputs(model: nn.Module, card: ModelCard, inputs: PairInputs, out_di
             stale.unlink()
     result["outputs"] = {k: str(v) for k, v in outputs.items()}
     return result
+
+
+def predict_inputs(model: nn.Module, card: ModelCard, inputs: PairInputs, out_dir: Path,
+                   log: Callable[[str], None] | None = None, precision: str = "fp32",
+                   scale: float = 1.0) -> dict:
+    """PSMNet on inputs already read and checked (see ``read_pair_inputs``), its outputs
+    written into ``out_dir`` (see ``write_prediction``)."""
+    check_writable_folder(out_dir, "--out")
+    method = psmnet_method(model, card, precision, scale)
+    if log is not None:
+        scaled = f", scaled by {scale:.3g}" if scale != 1 else ""
+        log(f"Running {card.architecture} in {precision} on {inputs.left.shape[1]}x"
+            f"{inputs.left.shape[0]} ({inputs.left.shape[0] * inputs.left.shape[1] / 1e6:.2f} "
+            f"megapixels{scaled})...")
+    prediction = predict_views(method, inputs.left, inputs.right)
+    return write_prediction(method, prediction, inputs, out_dir) | {"precision": precision,
+                                                                   "scale": scale}
+
+
+def predict_pair(model: nn.Module, card: ModelCard, left_path: Path, right_path: Path,
+                 out_dir: Path, calibration: Calibration | None = None,
+                 calib_file: Path | None = None, ground_truth: Path | None = None,
+                 log: Callable[[str], None] | None = None, precision: str = "fp32",
+                 scale: float = 1.0) -> dict:
+    """Write disparity (KITTI PNG, PFM, colour PNG), confidence, error map, depth and PLY into
+    ``out_dir``: the notebook's one call."""
+    check_writable_folder(out_dir, "--out")  # before the inputs are read
+    inputs = read_pair_inputs(left_path, right_path, calibration, calib_file, ground_truth)
+    return predict_inputs(model, card, inputs, out_dir, log, precision, scale)

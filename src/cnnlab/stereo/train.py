@@ -20,6 +20,7 @@ from cnnlab.engine.loop import FitResult, evaluate
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.stereo.card import LEGACY_KWARGS, build_stereo_model, psmnet_card
 from cnnlab.stereo.datasets import VAL_SEED, StereoDataset, SyntheticStereo, open_dataset
+from cnnlab.stereo.folder import open_folder
 from cnnlab.stereo.metrics import rates
 from cnnlab.stereo.models import PSMNetConfig
 from cnnlab.stereo.pipeline import (
@@ -68,6 +69,14 @@ class StereoConfig:
     init: str | None = None  # weights to fine-tune from: registered name, run, file
     weights_root: str | None = None  # where registered --init weights are looked up
     workers: int | None = None  # data-loading processes (None: default_workers())
+    # --dataset folder: glob patterns or a list file (absolute), and validation pairs
+    left: str | None = None
+    right: str | None = None
+    gt: str | None = None
+    pair_list: str | None = None
+    val_list: str | None = None
+    gt_format: str = "auto"
+    gt_scale: float = 1.0
 
     def architecture(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ARCHITECTURE if getattr(self, k) is not None}
@@ -101,6 +110,12 @@ def _datasets(config: StereoConfig, max_disparity: int
         largest = scene_max_disparity(max_disparity)
         return (SyntheticStereo(10**6, height, width, largest, seed=0),
                 SyntheticStereo(config.val_count, height, width, largest, seed=VAL_SEED))
+    if config.dataset == "folder":  # users' pairs; validation only from --val-list
+        train = open_folder(config.left, config.right, config.gt, config.pair_list,
+                            config.gt_format, config.gt_scale)
+        val = (open_folder(list_file=config.val_list, gt_format=config.gt_format,
+                           gt_scale=config.gt_scale) if config.val_list else None)
+        return train, val
     if config.data_root is None:
         raise ConfigError(f"--data-root is required for {config.dataset}")
     if config.dataset == "middlebury":  # no published split: every scene trains, none validates

@@ -14,7 +14,7 @@ _KITTI_DISP_MAP = np.array([[0, 0, 0, 114], [0, 0, 1, 185], [1, 0, 0, 114], [1, 
                             [0, 1, 0, 114], [0, 1, 1, 185], [1, 1, 0, 114], [1, 1, 1, 0]],
                            dtype=np.float64)
 # KITTI devkit's error colours: (lower, upper) of the normalised error and RGB
-_KITTI_ERROR_MAP = [(0 / 3, 0.1875 / 3, (49, 54, 149)), (0.1875 / 3, 0.375 / 3, (69, 117, 180)),
+KITTI_ERROR_MAP = [(0 / 3, 0.1875 / 3, (49, 54, 149)), (0.1875 / 3, 0.375 / 3, (69, 117, 180)),
                     (0.375 / 3, 0.75 / 3, (116, 173, 209)), (0.75 / 3, 1.5 / 3, (171, 217, 233)),
                     (1.5 / 3, 3 / 3, (224, 243, 248)), (3 / 3, 6 / 3, (254, 224, 144)),
                     (6 / 3, 12 / 3, (253, 174, 97)), (12 / 3, 24 / 3, (244, 109, 67)),
@@ -46,7 +46,7 @@ def colorize_error(prediction: np.ndarray, target: np.ndarray, valid: np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         normalised = np.minimum(error / 3.0, 20.0 * error / np.maximum(target, 1e-9))
     image = np.zeros((*error.shape, 3), dtype=np.uint8)
-    for lower, upper, rgb in _KITTI_ERROR_MAP:
+    for lower, upper, rgb in KITTI_ERROR_MAP:
         image[valid & (normalised >= lower) & (normalised < upper)] = rgb
     return image
 
@@ -83,9 +83,11 @@ def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> Path:
 
 
 def plot_overview(path: Path, left: np.ndarray, disparity: np.ndarray, scale_max: float,
-                  error_image: np.ndarray | None = None, title: str = "") -> Path:
+                  error_image: np.ndarray | None = None, title: str = "",
+                  confidence: np.ndarray | None = None) -> Path:
     """A figure to read, beside the raw files: the left view, the disparity in KITTI's colours
-    with a colour bar in pixels, and (with ground truth) the error map with its legend."""
+    with a colour bar in pixels, the confidence with its scale where given, and (with ground
+    truth) the error map with its legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,7 +95,7 @@ def plot_overview(path: Path, left: np.ndarray, disparity: np.ndarray, scale_max
     from matplotlib.colors import ListedColormap, Normalize
     from matplotlib.patches import Patch
 
-    rows = 3 if error_image is not None else 2
+    rows = 2 + (error_image is not None) + (confidence is not None)
     height, width = disparity.shape
     fig, axes = plt.subplots(rows, 1, figsize=(9, rows * 9 * height / width + 0.9 * rows))
     axes[0].imshow(left)
@@ -103,15 +105,20 @@ def plot_overview(path: Path, left: np.ndarray, disparity: np.ndarray, scale_max
     axes[1].set_title(f"disparity: {disparity.min():.1f} to {disparity.max():.1f} px", fontsize=9)
     mappable = plt.cm.ScalarMappable(Normalize(0, scale_max), ListedColormap(ramp))
     fig.colorbar(mappable, ax=axes[1], label="disparity (px)", fraction=0.03, pad=0.01)
+    if confidence is not None:
+        shown = axes[2].imshow(confidence, cmap="gray", vmin=0, vmax=1)
+        axes[2].set_title("confidence: the network's probability mass near its "
+                          "estimate", fontsize=9)
+        fig.colorbar(shown, ax=axes[2], label="confidence", fraction=0.03, pad=0.01)
     if error_image is not None:
-        axes[2].imshow(error_image)
-        axes[2].set_title("error / KITTI's tolerance (the larger of 3 px and 5% of the true "
+        axes[-1].imshow(error_image)
+        axes[-1].set_title("error / KITTI's tolerance (the larger of 3 px and 5% of the true "
                           "disparity); black: no ground truth", fontsize=9)
         handles = [Patch(color=np.array(rgb) / 255.0,
                          label=(f"{lower:.3g} to {upper:.3g}" if np.isfinite(upper)
                                 else f"{lower:.3g} or more"))
-                   for lower, upper, rgb in _KITTI_ERROR_MAP]
-        axes[2].legend(handles=handles, title="1 or more: a D1 error", fontsize=6,
+                   for lower, upper, rgb in KITTI_ERROR_MAP]
+        axes[-1].legend(handles=handles, title="1 or more: a D1 error", fontsize=6,
                        title_fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5),
                        frameon=False)
     for ax in axes:

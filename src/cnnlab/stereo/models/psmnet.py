@@ -401,9 +401,10 @@ class PSMNet(nn.Module):
         left = left.contiguous(memory_format=torch.channels_last)
         right = right.contiguous(memory_format=torch.channels_last)
         costs = self.aggregate_costs(self.features(left), self.features(right))
-        # at inference only the final output is regressed, and the soft-argmin stays in fp32 under autocast: in bf16 its softmax over
-        # 192 levels and weighted sum cost accuracy (official KITTI 2015 weights, the 3 shared
-        # pairs: EPE 0.3571 instead of 0.3497 px; with this fp32 regression bf16 gives 0.3494).
+        # at inference only the final output is regressed, and the soft-argmin stays in fp32
+        # under autocast: in bf16 its softmax over 192 levels and weighted sum cost accuracy
+        # (official KITTI 2015 weights, the 3 shared pairs: EPE 0.3571 instead of 0.3497 px;
+        # with this fp32 regression bf16 gives 0.3494).
         # Training under --amp leaves it to autocast: in fp32 the full-resolution (B, D, H, W)
         # volume of each output would be held in fp32
         if self.training:

@@ -1,0 +1,59 @@
+"""KITTI's submission format: ``disp_0/NNNNNN_10.png`` (16-bit, disparity x 256, 0 = no value),
+one per test pair, zipped with ``disp_0/`` at the archive's root as the evaluation server
+expects (KITTI 2015: 200 test pairs; KITTI 2012: 195)."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.engine.atomic import atomic_write
+from cnnlab.errors import DataError
+from cnnlab.stereo.io import write_kitti_disparity
+
+NAME = re.compile(r"^\d{6}_10$")
+TEST_PAIRS = {"KITTI 2015": 200, "KITTI 2012": 195}
+FOLDER = "disp_0"
+
+
+def check_submission_names(stems: list[str]) -> None:
+    """Every pair must be named as KITTI's test frames are (NNNNNN_10), once."""
+    for stem in stems:
+        if not NAME.match(stem):
+            raise DataError(f"{stem}: not a KITTI test frame name (NNNNNN_10); "
+                            "--kitti-submission needs image_2/NNNNNN_10.png pairs")
+    seen = set()
+    for stem in stems:
+        if stem in seen:
+            raise DataError(f"{stem}: given twice for the submission")
+        seen.add(stem)
+
+
+def write_submission_png(folder: Path, stem: str, disparity: np.ndarray,
+                         valid: np.ndarray | None = None) -> Path:
+    """``folder/disp_0/<stem>.png`` (atomically): what the server decodes as value / 256."""
+    return write_kitti_disparity(Path(folder) / FOLDER / f"{stem}.png", disparity, valid)
+
+
+def zip_submission(folder: Path) -> tuple[Path, str | None]:
+    """``folder.zip`` with ``disp_0/*.png`` at its root (atomically), and a note when the count
+    is not a full test set."""
+    folder = Path(folder)
+    files = sorted((folder / FOLDER).glob("*.png"))
+    archive = folder.with_name(folder.name + ".zip")
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as handle:
+            for path in files:
+                handle.write(path, f"{FOLDER}/{path.name}")
+
+    atomic_write(archive, write)
+    note = None
+    if len(files) not in TEST_PAIRS.values():
+        expected = " or ".join(f"{n} ({name})" for name, n in TEST_PAIRS.items())
+        note = (f"{archive}: {len(files)} disparity maps; the server expects a full test set "
+                f"of {expected}")
+    return archive, note
