@@ -37,8 +37,8 @@ def main() -> None:
     from cnnlab.engine.precision import inference_precision
     from cnnlab.stereo.confidence import Sparsification, left_right_consistent
     from cnnlab.stereo.datasets import open_dataset
-    from cnnlab.stereo.evaluate import pair_outputs
-    from cnnlab.stereo.predict import predict_views, psmnet_method
+    from cnnlab.stereo.inference import pair_outputs, psmnet_method
+    from cnnlab.stereo.predict import predict_views
     from cnnlab.stereo.weights import load_model
 
     parser = argparse.ArgumentParser(description=__doc__,

@@ -54,7 +54,7 @@ def _timed(run, repeats: int) -> tuple[list[float], np.ndarray]:
 def _run_torch(queue, size, threads, source, repeats, precision) -> None:
     """cnnlab's eager PyTorch in ``precision``: fp32, bf16, or fp64 (exact arithmetic's
     stand-in: the network and the published trilinear soft-argmin all in float64)."""
-    from cnnlab.stereo.evaluate import scaled_disparity
+    from cnnlab.stereo.inference import scaled_disparity
     from cnnlab.stereo.models.psmnet import disparity_regression
 
     torch.set_num_threads(threads)

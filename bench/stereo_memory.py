@@ -101,14 +101,15 @@ def tiling_accuracy(weights_root: str, data_root: str, threads: int) -> dict:
 
     from cnnlab.engine.precision import inference_precision
     from cnnlab.stereo.datasets import open_dataset
-    from cnnlab.stereo.evaluate import pair_outputs
+    from cnnlab.stereo.inference import pair_outputs
     from cnnlab.stereo.weights import load_model
 
     torch.set_num_threads(threads)
     model, card = load_model("psmnet-kitti2015", weights_root=weights_root)
     precision = inference_precision("auto", torch.device("cpu"))
     dataset = open_dataset("kitti2015", data_root, "all")
-    tiles = {"whole": None, "strips 160 rows": (160, 100_000), "tiles 256x640": (256, 640)}
+    tiles = {"whole": None, "columns 384x768": (384, 768), "columns 384x640": (384, 640),
+             "strips 320 rows": (320, 100_000), "strips 192 rows": (192, 100_000)}
     error = dict.fromkeys(tiles, 0.0)
     change = dict.fromkeys(tiles, 0.0)
     pixels = 0

@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.engine.memory import keep_freed_memory
 from cnnlab.engine.precision import native_precisions
-from cnnlab.stereo.evaluate import FAST_SCALE, scaled_disparity
+from cnnlab.stereo.inference import FAST_SCALE, scaled_disparity
 from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.models.cost_volume import build_concat_volume_loop
 
@@ -234,7 +234,8 @@ def _matmul_rate(queue, device_name, threads, dtype_name, n=4096, repeats=10) ->
 def _accuracy(queue, weights_root, data_root, precision, scale, threads) -> None:
     """EPE and D1 of the official KITTI 2015 weights on the shared KITTI 2015 pairs."""
     from cnnlab.stereo.datasets import open_dataset
-    from cnnlab.stereo.evaluate import evaluate_samples, psmnet_predictor
+    from cnnlab.stereo.evaluate import evaluate_samples
+    from cnnlab.stereo.inference import psmnet_method
     from cnnlab.stereo.weights import load_model
 
     torch.set_num_threads(threads)
@@ -242,7 +243,7 @@ def _accuracy(queue, weights_root, data_root, precision, scale, threads) -> None
     model, card = load_model("psmnet-kitti2015", weights_root=weights_root)
     dataset = open_dataset("kitti2015", data_root, "all")
     samples = (dataset.load(i) for i in range(len(dataset)))
-    predict = psmnet_predictor(model, card, precision, scale)
+    predict = psmnet_method(model, card, precision, scale, confidence_radius=None)
     started = time.perf_counter()
     total = evaluate_samples(predict, samples)["aggregate"]
     seconds = (time.perf_counter() - started) / len(dataset)

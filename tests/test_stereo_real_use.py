@@ -15,13 +15,13 @@ from tests.conftest import shared_path
 
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.budget import estimate_peak_mb, tile_for_budget
+from cnnlab.stereo.budget import IMAGE_MB_PER_PIXEL, estimate_peak_mb, tile_for_budget
 from cnnlab.stereo.confidence import Sparsification, left_right_consistent
 from cnnlab.stereo.io import Calibration, read_kitti_disparity, write_pfm
 from cnnlab.stereo.models.psmnet import PSMNet, PSMNetConfig, precise_disparity_regression
 from cnnlab.stereo.predict import Method, disparity_needed, predict_views, range_advice
 from cnnlab.stereo.sgbm import sgbm_disparity
-from cnnlab.stereo.tiling import plan_tiles, tiled_forward
+from cnnlab.stereo.tiling import TILE_MARGIN, plan_tiles, tiled_forward
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_predict_views_checks_the_mirrored_pair():
     left, right = textured_pair(20, 60)
     calls = []
 
-    def run(a, b):
+    def run(a, b, rated=True):
         calls.append(a)
         disparity = np.full(a.shape[:2], 10.0, np.float32)
         if len(calls) == 1:
@@ -159,40 +159,44 @@ def test_memory_estimate_within_30_percent_of_the_measured_peak(height, width, m
 
 
 def test_tiles_partition_the_image_and_see_their_matches():
-    height, width, max_disparity = 100, 300, 48
-    tiles = plan_tiles(height, width, (96, 200), max_disparity)
+    height, width, max_disparity = 300, 700, 48
+    tiles = plan_tiles(height, width, (200, 400), max_disparity)
     covered = np.zeros((height, width), int)
     for tile in tiles:
         y0, y1, x0, x1 = tile.keep
         cy0, cy1, cx0, cx1 = tile.crop
         covered[y0:y1, x0:x1] += 1
-        assert cy1 - cy0 <= 96 and cx1 - cx0 <= 200
-        assert cx0 == max(0, x0 - max_disparity - 32)  # every match x - d stays in the crop
-        assert cy0 <= y0 and y1 <= cy1 and x1 <= cx1
-    assert (covered == 1).all() and len(tiles) > 2
+        assert cy1 - cy0 <= 200 and cx1 - cx0 <= 400
+        # every match x - d of a kept pixel stays in the crop, with the margin beside it
+        assert cx0 == max(0, x0 - max_disparity - TILE_MARGIN)
+        assert cy0 == max(0, y0 - TILE_MARGIN) and cy1 == min(height, y1 + TILE_MARGIN)
+    assert (covered == 1).all() and len(tiles) == 5 * 4  # 72 rows and 224 columns kept at most
     assert len(plan_tiles(height, width, (height, width), max_disparity)) == 1
     with pytest.raises(ConfigError, match="wider than the disparity range"):
-        plan_tiles(height, width, (96, 100), max_disparity)
+        plan_tiles(height, width, (200, 200), max_disparity)
 
 
 def test_a_single_tile_is_the_whole_run_and_strips_stay_close():
     torch.manual_seed(0)
     model = PSMNet(max_disparity=32, blocks=(1, 1, 1, 1)).eval()
-    left, right = torch.randn(1, 3, 160, 96), torch.randn(1, 3, 160, 96)
+    left, right = torch.randn(1, 3, 256, 96), torch.randn(1, 3, 256, 96)
     with torch.no_grad():
         whole = model(left, right)["disparity"]
-        single = tiled_forward(model, left, right, (160, 96))["disparity"]
-        strips = tiled_forward(model, left, right, (96, 96))["disparity"]  # 5 strips
+        single = tiled_forward(model, left, right, (256, 96))["disparity"]
+        strips = tiled_forward(model, left, right, (160, 96))["disparity"]  # 8 strips
     assert torch.equal(whole, single)
     assert strips.shape == whole.shape and torch.isfinite(strips).all()
 
 
-def test_the_tile_for_a_budget_fits_it():
+def test_the_tile_for_a_budget_fits_it_full_height_first():
     assert tile_for_budget(375, 1242, 192, "bf16", 10_000) is None
-    tile = tile_for_budget(2000, 3000, 192, "bf16", 1_000)
-    assert tile[1] == 3000 and estimate_peak_mb(*tile, 192, "bf16") <= 1_000
-    narrow = tile_for_budget(2000, 3000, 192, "bf16", 150)
-    assert narrow[1] < 3000 and estimate_peak_mb(*narrow, 192, "bf16") <= 150
+    for budget in (2_000, 1_000, 500):
+        tile = tile_for_budget(2000, 3000, 192, "bf16", budget)
+        room = budget - IMAGE_MB_PER_PIXEL * 2000 * 3000
+        assert estimate_peak_mb(*tile, 192, "bf16") <= room
+        assert tile[1] - 192 - 2 * TILE_MARGIN >= 192 + 2 * TILE_MARGIN  # at most 2x columns
+    kitti = tile_for_budget(375, 1242, 192, "bf16", 500)  # column tiles of full height
+    assert kitti[0] == 375 and kitti[1] < 1242
     with pytest.raises(ConfigError, match="--max-memory 10 MB"):
         tile_for_budget(2000, 3000, 192, "bf16", 10)
 
@@ -277,8 +281,8 @@ def test_predict_refuses_a_pair_over_the_memory_budget_without_tiling(tiny_check
             "--out", str(tmp_path / "out")]
     assert main([*argv, "--tile", "off"]) == 1
     assert "320x160: PSMNet needs about" in capsys.readouterr().err
-    assert main([*argv, "--max-memory", "40"]) == 0  # auto: full-width strips that fit
-    assert "112x320 tiles" in capsys.readouterr().err
+    assert main([*argv, "--max-memory", "40"]) == 0  # auto: full-height tiles that fit
+    assert "160x208 tiles" in capsys.readouterr().err
 
 
 def test_folder_dataset_through_eval_and_train(pair_folders, tiny_checkpoint, tmp_path, capsys):
@@ -303,16 +307,19 @@ def test_folder_dataset_through_eval_and_train(pair_folders, tiny_checkpoint, tm
     assert "--dataset folder needs --left and --right" in capsys.readouterr().err
 
 
-def test_report_on_the_shared_middlebury_scenes_with_sgbm(tmp_path, capsys):
-    root = shared_path("Middlebury")
+def test_report_on_two_shared_datasets_with_sgbm(tmp_path, capsys):
+    root = shared_path()
     out = tmp_path / "report.md"
-    assert main(["stereo", "report", "--model", "sgbm", "--dataset", "middlebury",
-                 "--data-root", str(root), "--format", "markdown", "--out", str(out),
-                 "--max-disparity", "64"]) == 0
+    assert main(["stereo", "report", "--model", "sgbm", "--dataset", "middlebury", "--dataset",
+                 "kitti2012", "--data-root", str(root), "--format", "markdown", "--out",
+                 str(out)]) == 0
     text = out.read_text()
     assert "occluded" in text and "low-texture" in text and "](report_files/" in text
-    assert json.loads(out.with_suffix(".json").read_text())["datasets"]["middlebury"]["pairs"] \
-        == 4
+    datasets = json.loads(out.with_suffix(".json").read_text())["datasets"]
+    # each section scores its own dataset's pairs
+    assert [p["name"] for p in datasets["middlebury"]["per_pair"]] == ["cones", "teddy",
+                                                                       "tsukuba", "venus"]
+    assert [p["name"] for p in datasets["kitti2012"]["per_pair"]] == ["000000_10", "000001_10"]
     assert "Findings on middlebury" in capsys.readouterr().out
 
 
@@ -321,3 +328,54 @@ def test_the_cli_offers_every_ground_truth_format():
     from cnnlab.stereo.folder import GT_FORMATS
 
     assert OFFERED == GT_FORMATS
+
+
+def test_the_cli_states_the_confidence_settings():
+    from cnnlab.cli import stereo
+    from cnnlab.stereo.inference import CONFIDENCE_RADIUS
+    from cnnlab.stereo.predict import MIN_CONFIDENCE
+
+    assert (stereo.CONFIDENCE_RADIUS, stereo.MIN_CONFIDENCE) == (CONFIDENCE_RADIUS,
+                                                                 MIN_CONFIDENCE)
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--model", "sgbm", "--kitti-submission", "{tmp}/s", "--lr-check"],
+     "--lr-check: not used with --kitti-submission"),
+    (["--model", "sgbm", "--filter"], "--filter: SGBM already leaves out"),
+    (["--model", "sgbm", "--tile", "64x64"], "--tile: not used by --model sgbm"),
+    (["--model", "sgbm", "--gt", "{tmp}/gt8.png"], "8-bit ground truth; give its --gt-scale"),
+    (["--weights", "psmnet-kitti2015", "--runtime", "onnxruntime", "--max-disparity", "96"],
+     "--max-disparity: an exported graph"),
+])
+def test_predict_refuses_what_it_would_ignore(extra, fragment, tmp_path, capsys):
+    left, right = textured_pair()
+    Image.fromarray(left).save(tmp_path / "000000_10.png")
+    Image.fromarray(right).save(tmp_path / "r.png")
+    Image.fromarray(np.full(left.shape[:2], 40, np.uint8)).save(tmp_path / "gt8.png")
+    argv = ["stereo", "predict", str(tmp_path / "000000_10.png"), str(tmp_path / "r.png"),
+            "--out", str(tmp_path / "out"), *[a.format(tmp=tmp_path) for a in extra]]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1, err
+
+
+def test_eval_and_report_refuse_folder_options_with_another_dataset(tmp_path, capsys):
+    assert main(["stereo", "eval", "--dataset", "synthetic", "--model", "sgbm", "--left",
+                 "x/*.png"]) == 1
+    assert "--left: for --dataset folder only" in capsys.readouterr().err
+    assert main(["stereo", "report", "--dataset", "synthetic", "--model", "sgbm", "--format",
+                 "html", "--out", str(tmp_path / "r.md")]) == 1
+    assert "a .md name for a html report" in capsys.readouterr().err
+
+
+def test_a_submission_zips_only_this_runs_maps(pair_folders, tmp_path, capsys):
+    submission = tmp_path / "submit"
+    (submission / "disp_0").mkdir(parents=True)
+    (submission / "disp_0" / "000199_10.png").write_bytes(b"from an earlier run")
+    assert main(["stereo", "predict", str(pair_folders / "left" / "000000_10.png"),
+                 str(pair_folders / "right" / "000000_10.png"), "--model", "sgbm",
+                 "--max-disparity", "32", "--kitti-submission", str(submission)]) == 0
+    with zipfile.ZipFile(tmp_path / "submit.zip") as archive:
+        assert archive.namelist() == ["disp_0/000000_10.png"]
+    assert "1 maps from an earlier run" in capsys.readouterr().err

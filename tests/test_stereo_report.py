@@ -7,7 +7,8 @@ import pytest
 
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.datasets import StereoSample, SyntheticStereo
-from cnnlab.stereo.evaluate import evaluate_samples, sgbm_predictor
+from cnnlab.stereo.evaluate import evaluate_samples
+from cnnlab.stereo.inference import sgbm_method
 from cnnlab.stereo.regions import (
     CONTRASTS,
     DEPTH_BINS,
@@ -177,7 +178,7 @@ def test_the_report_is_written_in_both_formats(planted_analysis, tmp_path):
 
 
 def test_a_predictor_with_holes_scores_as_stereo_eval_does():
-    sgbm = sgbm_predictor(24)
+    sgbm = sgbm_method(24)
     streamed = (_pairs().load(i) for i in range(3))  # a generator: one pair at a time
     analysis = analyse({"sgbm": sgbm, "exact": exact}, {"synthetic": streamed}, 24,
                        border=BORDER, top_k=1)

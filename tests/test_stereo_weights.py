@@ -14,7 +14,8 @@ from cnnlab.cli import main
 from cnnlab.engine.precision import inference_precision, native_precisions
 from cnnlab.errors import CheckpointError
 from cnnlab.stereo.datasets import open_dataset
-from cnnlab.stereo.evaluate import FAST_SCALE, evaluate_samples, psmnet_predictor
+from cnnlab.stereo.evaluate import evaluate_samples
+from cnnlab.stereo.inference import FAST_SCALE, psmnet_method
 from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.official import (
     _name_map,
@@ -153,7 +154,7 @@ def _evaluate(root, dataset: str, count: int | None = None, precision: str = "fp
     model, card = load_model("psmnet-kitti2015", weights_root=root)
     source = open_dataset(dataset, shared_path(), "all")
     samples = (source.load(i) for i in range(count or len(source)))
-    return evaluate_samples(psmnet_predictor(model, card, precision, scale),
+    return evaluate_samples(psmnet_method(model, card, precision, scale),
                             samples)["aggregate"]["all"]
 
 

@@ -40,6 +40,9 @@ RUNTIMES = ("torch", "onnxruntime", "openvino")  # stereo.runtime.RUNTIMES (test
 # stereo.protocols.PROTOCOLS' names (test compares)
 PROTOCOLS = ("sceneflow", "kitti2015-val", "kitti2012-val", "middlebury")
 GT_FORMATS = ("auto", "pfm", "kitti", "npy", "png8")  # stereo.folder.GT_FORMATS (test compares)
+# stereo.inference.CONFIDENCE_RADIUS and stereo.predict.MIN_CONFIDENCE (test compares)
+CONFIDENCE_RADIUS = 2.0
+MIN_CONFIDENCE = 0.5
 MAX_DISPARITY = number(int, 16, multiple=16)  # PSMNet's range
 
 
@@ -69,13 +72,14 @@ def cmd_train(args) -> int:
                           "weights' card decides it; give the options you want instead")
     if args.milestones is None and not args.resume:
         args.milestones = published_milestones(args.dataset)
+    _check_folder_options(args, [args.dataset])
 
     def settings() -> StereoConfig:
         init = args.init  # a file or run directory as an absolute path; a registered name as is
         if init and Path(init).exists():
             init = absolute(init, "--init")
-        folder = {key: os.path.abspath(getattr(args, key)) if getattr(args, key) else None
-                  for key in ("left", "right", "gt", "pair_list", "val_list")}
+        folder = {key: os.path.abspath(os.path.expanduser(getattr(args, key)))
+                  if getattr(args, key) else None for key in FOLDER_OPTIONS}
         return settings_from_args(StereoConfig, args,
                                   data_root=absolute(args.data_root, "--data-root"),
                                   weights_root=absolute(args.weights_root, "--weights-root"),
@@ -143,21 +147,73 @@ def _load_exported(args, runtime: str, exported: bool):
     return model, model.card
 
 
-def cmd_eval(args) -> int:
-    from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
+FOLDER_OPTIONS = ("left", "right", "gt", "pair_list", "val_list")
+
+
+def _check_folder_options(args, datasets: list[str]) -> None:
+    """The --dataset folder options, refused with other datasets rather than ignored."""
+    if "folder" in datasets:
+        return
+    given = [name for name in FOLDER_OPTIONS if getattr(args, name, None)]
+    if given:
+        flag = "--" + given[0].replace("pair_list", "list").replace("_", "-")
+        raise ConfigError(f"{flag}: for --dataset folder only")
+
+
+def _scored_sources(args, datasets: list[str], split: str, confidence: float | None = None,
+                    protocol=None):
+    """What eval and report score: the datasets (each opened and checked before a model is
+    loaded), the methods, the precision, the card and the disparity range."""
     from cnnlab.engine.device import select_device
     from cnnlab.engine.memory import keep_freed_memory
     from cnnlab.stereo.evaluate import (
         check_methods,
-        default_masks,
         eval_max_disparity,
-        evaluate_samples,
-        format_table,
         open_eval_dataset,
         predictors,
     )
-    from cnnlab.stereo.protocols import format_protocol_table, get_protocol
     from cnnlab.stereo.runtime import runtime_precision
+
+    _check_folder_options(args, datasets)
+    sources = {}
+    for dataset in datasets:
+        sources[dataset] = open_eval_dataset(dataset, args.data_root, split, args.count,
+                                             args.synthetic_size,
+                                             args.max_disparity or 192, _folder_kwargs(args))
+        if len(sources[dataset]) == 0:
+            hint = (f"; pass --split all to score the pairs there (not {protocol.name}'s "
+                    "published split)" if protocol else "")
+            raise ConfigError(f"--split {split}: no {dataset} pairs in that split under "
+                              f"{args.data_root}{hint}")
+    model = card = None
+    precision = "fp32"
+    keep_freed_memory()
+    if args.model in ("psmnet", "both"):
+        _check_runtime_device(args)
+        device = select_device(args.device)
+        precision = runtime_precision(args.precision, args.runtime, device)
+        model, card = _load(args, device)
+    methods = predictors(args.model, model, card, args.max_disparity, precision, args.scale,
+                         confidence)
+    max_disparity = eval_max_disparity(card, args.max_disparity)
+    if "synthetic" in sources:  # scenes within the range the model searches
+        sources["synthetic"] = open_eval_dataset("synthetic", None, split, args.count,
+                                                 args.synthetic_size, max_disparity)
+    for source in sources.values():  # every dataset is checked before any is scored
+        check_methods(methods, source, max_disparity)
+    return sources, methods, precision, card, max_disparity
+
+
+def _one_at_a_time(source):
+    """The pairs of ``source``, read as they are consumed: one pair in memory at a time (a
+    function, so that each generator keeps its own dataset)."""
+    return (source.load(i) for i in range(len(source)))
+
+
+def cmd_eval(args) -> int:
+    from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
+    from cnnlab.stereo.evaluate import default_masks, evaluate_samples, format_table
+    from cnnlab.stereo.protocols import format_protocol_table, get_protocol
 
     protocol = get_protocol(args.protocol) if args.protocol else None
     if protocol and args.dataset:
@@ -173,31 +229,8 @@ def cmd_eval(args) -> int:
         if Path(args.json).is_dir():
             raise ConfigError(f"--json {args.json}: a folder; give the name of a file to write")
         check_writable_folder(Path(args.json).parent, "--json")
-    model = card = None
-    precision = "fp32"
-    keep_freed_memory()
-    sources = {}
-    for dataset in datasets:  # every dataset is opened and checked before a model is loaded
-        sources[dataset] = open_eval_dataset(dataset, args.data_root, split, args.count,
-                                             args.synthetic_size,
-                                             args.max_disparity or 192, _folder_kwargs(args))
-        if len(sources[dataset]) == 0:
-            hint = (f"; pass --split all to score the pairs there (not {protocol.name}'s "
-                    "published split)" if protocol else "")
-            raise ConfigError(f"--split {split}: no {dataset} pairs in that split under "
-                              f"{args.data_root}{hint}")
-    if args.model in ("psmnet", "both"):
-        _check_runtime_device(args)
-        device = select_device(args.device)
-        precision = runtime_precision(args.precision, args.runtime, device)
-        model, card = _load(args, device)
-    methods = predictors(args.model, model, card, args.max_disparity, precision, args.scale)
-    max_disparity = eval_max_disparity(card, args.max_disparity)
-    if "synthetic" in sources:  # scenes within the range the model searches
-        sources["synthetic"] = open_eval_dataset("synthetic", None, split, args.count,
-                                                 args.synthetic_size, max_disparity)
-    for source in sources.values():  # every dataset is checked before any is scored
-        check_methods(methods, source, max_disparity)
+    sources, methods, precision, card, _ = _scored_sources(args, datasets, split,
+                                                           protocol=protocol)
     if protocol and split != protocol.split:
         print(f"note: --split {split} is not {protocol.name}'s published split "
               f"({protocol.split}); the figures are not comparable with the published ones",
@@ -208,7 +241,7 @@ def cmd_eval(args) -> int:
             how = (f" (in {precision}, scaled by {args.scale:.3g}, run by {args.runtime})"
                    if method == "psmnet" else "")
             print(f"{dataset} / {method}{how}:")
-            pairs = (source.load(i) for i in range(len(source)))  # one pair in memory at a time
+            pairs = _one_at_a_time(source)
             results[f"{dataset}/{method}"] = evaluate_samples(
                 predict, pairs, print, protocol.masks if protocol else default_masks)
     if protocol:
@@ -219,8 +252,8 @@ def cmd_eval(args) -> int:
         print(format_table(results))
     if args.json:
         payload = {"results": results, "card": card.to_dict() if card else None,
-                   "precision": precision if model is not None else None,
-                   "runtime": args.runtime if model is not None else None,
+                   "precision": precision if card is not None else None,
+                   "runtime": args.runtime if card is not None else None,
                    "scale": args.scale, "split": split,
                    "protocol": protocol.definition() if protocol else None}
         atomic_write_json(Path(args.json), payload)
@@ -235,21 +268,40 @@ def _predict_checks(args) -> None:
     if args.min_depth is not None and not (args.focal or args.calib):
         raise ConfigError("--min-depth needs the calibration: --focal and --baseline, or "
                           "--calib FILE")
+    if args.kitti_submission:  # the submission is the disparity alone, dense
+        for flag, given in (("--filter", args.filter), ("--lr-check", args.lr_check),
+                            ("--gt", args.gt), ("--calib", args.calib), ("--focal", args.focal),
+                            ("--min-depth", args.min_depth is not None)):
+            if given:
+                raise ConfigError(f"{flag}: not used with --kitti-submission, which writes the "
+                                  "disparity alone (KITTI's server fills holes itself)")
     if args.model == "sgbm":
         for flag, given in (("--weights", args.weights), ("--checkpoint", args.checkpoint),
                             ("--runtime", args.runtime != "torch"),
-                            ("--scale/--fast", args.scale != 1)):
+                            ("--scale/--fast", args.scale != 1),
+                            ("--precision", args.precision != "auto"),
+                            ("--tile", args.tile != "auto"),
+                            ("--max-memory", args.max_memory is not None),
+                            ("--device", args.device != "auto")):
             if given:
                 raise ConfigError(f"{flag}: not used by --model sgbm (OpenCV's SGBM on the "
-                                  "full-size pair)")
+                                  "full-size pair, on the CPU)")
+        for flag, given in (("--lr-check", args.lr_check), ("--filter", args.filter)):
+            if given:
+                raise ConfigError(f"{flag}: SGBM already leaves out the pixels that fail its "
+                                  "own left-right check (1 px), and has no confidence map")
     elif not (args.weights or args.checkpoint):
         raise ConfigError("--checkpoint or --weights is required (or --model sgbm)")
     if args.model == "psmnet" and args.max_disparity is not None and args.max_disparity % 16:
         raise ConfigError(f"--max-disparity {args.max_disparity}: PSMNet searches a multiple "
                           "of 16")
-    if args.runtime != "torch" and args.tile not in ("auto", "off"):
-        raise ConfigError(f"--tile {args.tile}: an exported graph runs whole pairs; use "
-                          "--runtime torch to tile")
+    if args.runtime != "torch":
+        if args.tile not in ("auto", "off"):
+            raise ConfigError(f"--tile {args.tile[0]}x{args.tile[1]}: an exported graph runs "
+                              "whole pairs; use --runtime torch to tile")
+        if args.max_disparity is not None:
+            raise ConfigError("--max-disparity: an exported graph searches the range it was "
+                              "exported with; use --runtime torch to change it")
 
 
 def _tile_option(text: str) -> str | tuple[int, int]:
@@ -258,27 +310,56 @@ def _tile_option(text: str) -> str | tuple[int, int]:
     return size(text)
 
 
+def _tiles_for(args, sizes: list[tuple[int, int]], searched: int, precision: str,
+               device) -> list[tuple[int, int] | None]:
+    """Each pair's tile (None: whole), decided from the memory estimate before any runs."""
+    from cnnlab.stereo.budget import default_budget_mb, estimate_peak_mb, tile_for_budget
+    from cnnlab.stereo.inference import scaled_max_disparity
+    from cnnlab.stereo.tiling import plan_tiles
+
+    budget = args.max_memory or default_budget_mb(device)
+    scaled_range = scaled_max_disparity(searched, args.scale)
+    tiles = []
+    for height, width in sizes:
+        small = (max(1, round(height * args.scale)), max(1, round(width * args.scale)))
+        tile = None
+        if isinstance(args.tile, tuple):
+            tile = args.tile
+            plan_tiles(*small, tile, scaled_range)  # refused now, not after loading
+        elif budget is not None:
+            need = estimate_peak_mb(*small, scaled_range, precision)
+            if need > budget:
+                if args.tile == "off" or args.runtime != "torch":
+                    raise ConfigError(
+                        f"{width}x{height}: PSMNet needs about {need:.0f} MB here and "
+                        f"{budget:.0f} MB are available (--max-memory); use --tile auto "
+                        f"with --runtime torch, or --scale "
+                        f"{max(0.1, (budget / need) ** 0.5):.2f}")
+                tile = tile_for_budget(*small, scaled_range, precision, budget)
+        tiles.append(tile)
+    return tiles
+
+
 def cmd_predict(args) -> int:
     from dataclasses import replace
 
     from cnnlab.engine.atomic import check_writable_folder
     from cnnlab.engine.device import select_device
     from cnnlab.engine.memory import keep_freed_memory
-    from cnnlab.stereo.budget import default_budget_mb, estimate_peak_mb, tile_for_budget
-    from cnnlab.stereo.evaluate import scaled_max_disparity
+    from cnnlab.errors import CnnlabError
+    from cnnlab.stereo.inference import psmnet_method, sgbm_method
     from cnnlab.stereo.io import Calibration, read_calibration
     from cnnlab.stereo.pairs import check_pair_headers, output_stems, resolve_pairs
     from cnnlab.stereo.predict import (
         predict_views,
-        psmnet_method,
         range_advice,
         read_pair_inputs,
-        sgbm_method,
         write_prediction,
     )
     from cnnlab.stereo.runtime import runtime_precision
     from cnnlab.stereo.sgbm import check_range
     from cnnlab.stereo.submission import (
+        archive_path,
         check_submission_names,
         write_submission_png,
         zip_submission,
@@ -287,10 +368,12 @@ def cmd_predict(args) -> int:
     _predict_checks(args)
     # every input is checked before a model is loaded or downloaded
     out = Path(args.out)
-    check_writable_folder(out, "--out")
     submission = Path(args.kitti_submission) if args.kitti_submission else None
     if submission is not None:
         check_writable_folder(submission, "--kitti-submission")
+        check_writable_folder(archive_path(submission).parent, "--kitti-submission")
+    else:
+        check_writable_folder(out, "--out")
     calibration = Calibration(args.focal, args.baseline) if args.focal else None
     if args.calib:
         calibration = read_calibration(Path(args.calib))
@@ -302,7 +385,7 @@ def cmd_predict(args) -> int:
     single = len(pairs) == 1
     first = None
     if single:  # the whole pair read and checked now, as before
-        name, left, right, truth = pairs[0]
+        _, left, right, truth = pairs[0]
         first = read_pair_inputs(left, right, calibration, None, truth, args.gt_format,
                                  args.gt_scale, stems[0])
     if args.model == "sgbm":
@@ -310,14 +393,14 @@ def cmd_predict(args) -> int:
         for _, width in sizes:
             check_range(searched, width)
         precision = None
-        method_for = lambda tile: sgbm_method(searched)  # noqa: E731
-        model = card = None
+        tiles = [None] * len(pairs)
+
+        def method_for(tile):
+            return sgbm_method(searched)
     else:
         _check_runtime_device(args)
         device = select_device(args.device)
         precision = runtime_precision(args.precision, args.runtime, device)
-    budget = args.max_memory or default_budget_mb()
-    if args.model == "psmnet":
         keep_freed_memory()
         model, card = _load(args, device)
         if args.max_disparity is not None:
@@ -326,41 +409,20 @@ def cmd_predict(args) -> int:
         if args.filter and not hasattr(model, "confidence_radius") and not args.lr_check:
             raise ConfigError("--filter: an exported graph gives no confidence map; add "
                               "--lr-check, or use --runtime torch")
-        method_for = lambda tile: psmnet_method(model, card, precision, args.scale,  # noqa: E731
-                                                tile=tile)
-    tiles = []
-    for height, width in sizes:  # the memory each pair needs, before the first runs
-        tile = None
-        if args.model == "psmnet":
-            small = (max(1, round(height * args.scale)), max(1, round(width * args.scale)))
-            scaled_range = scaled_max_disparity(searched, args.scale)
-            need = estimate_peak_mb(*small, scaled_range, precision)
-            if isinstance(args.tile, tuple):
-                tile = args.tile
-            elif budget is not None and need > budget:
-                if args.tile == "off" or args.runtime != "torch":
-                    raise ConfigError(
-                        f"{width}x{height}: PSMNet needs about {need:.0f} MB here and "
-                        f"{budget:.0f} MB are available (--max-memory); use --tile auto "
-                        f"(PyTorch), or --scale {max(0.1, (budget / need) ** 0.5):.2f}")
-                tile = tile_for_budget(*small, scaled_range, precision, budget)
-        tiles.append(tile)
+        tiles = _tiles_for(args, sizes, searched, precision, device)
+
+        def method_for(tile):
+            return psmnet_method(model, card, precision, args.scale, tile=tile)
     if calibration is not None and args.min_depth is not None:
         line, short = range_advice(calibration, args.min_depth, searched)
         print(f"{'warning' if short else 'note'}: {line}", file=sys.stderr)
     failed = 0
-    results = []
+    results, written = [], []
     for index, ((name, left, right, truth), stem, tile) in enumerate(zip(pairs, stems, tiles)):
         try:
             inputs = first if single else read_pair_inputs(
                 left, right, calibration, None, truth, args.gt_format, args.gt_scale, stem)
-        except ConfigError:
-            raise
-        except Exception as exc:  # a bad pair among many is reported, the others go on
-            from cnnlab.errors import CnnlabError
-
-            if not isinstance(exc, CnnlabError):
-                raise
+        except CnnlabError as exc:  # a bad pair among many is reported, the others go on
             print(f"[{index + 1}/{len(pairs)}] {name}: error: {exc}", file=sys.stderr)
             failed += 1
             continue
@@ -374,13 +436,13 @@ def cmd_predict(args) -> int:
                   f"({height * width / 1e6:.2f} megapixels)...", file=sys.stderr)
         prediction = predict_views(method, inputs.left, inputs.right, args.lr_check)
         if submission is not None:
-            write_submission_png(submission, stem, prediction.disparity, prediction.valid)
+            written.append(write_submission_png(submission, stem, prediction.disparity,
+                                                prediction.valid))
             result = {"seconds": round(prediction.seconds, 3), "notes": inputs.notes,
                       "warnings": [], "outputs": {}}
         else:
             result = write_prediction(method, prediction, inputs, out, args.filter,
                                       args.min_confidence)
-        result["tile"] = list(tile) if tile else None
         results.append(result)
         if not single:
             low_high = (f", {prediction.disparity[prediction.valid].min():.1f} to "
@@ -388,16 +450,17 @@ def cmd_predict(args) -> int:
                         if prediction.valid.any() else "")
             metric = (f", EPE {result['metrics']['epe']:.3f} px, D1 "
                       f"{result['metrics']['d1']:.2f}%" if "metrics" in result else "")
-            print(f"[{index + 1}/{len(pairs)}] {name}: {width}x{height} in "
+            tiled = f" on {tile[0]}x{tile[1]} tiles" if tile else ""
+            print(f"[{index + 1}/{len(pairs)}] {name}: {width}x{height}{tiled} in "
                   f"{prediction.seconds:.1f} s{low_high}{metric}")
         for note in result["notes"]:
             print(f"note: {note}", file=sys.stderr)
         for warning in result["warnings"]:
             print(f"warning: {name}: {warning}", file=sys.stderr)
-    if submission is not None:
-        archive, note = zip_submission(submission)
-        print(f"KITTI submission: {submission / 'disp_0'} ({len(results)} maps), {archive}")
-        if note:
+    if submission is not None and written:
+        archive, notes = zip_submission(submission, written)
+        print(f"KITTI submission: {submission / 'disp_0'} ({len(written)} maps), {archive}")
+        for note in notes:
             print(f"note: {note}", file=sys.stderr)
     elif single and results:
         _print_single(results[0])
@@ -433,55 +496,20 @@ def _print_single(result: dict) -> None:
 
 def cmd_report(args) -> int:
     from cnnlab.engine.atomic import check_writable_folder
-    from cnnlab.engine.device import select_device
-    from cnnlab.engine.memory import keep_freed_memory
-    from cnnlab.stereo.evaluate import (
-        check_methods,
-        eval_max_disparity,
-        open_eval_dataset,
-        predictors,
-        psmnet_predictor,
-    )
-    from cnnlab.stereo.predict import CONFIDENCE_RADIUS
-    from cnnlab.stereo.report import analyse, findings, write_report
-    from cnnlab.stereo.runtime import runtime_precision
+    from cnnlab.stereo.inference import CONFIDENCE_RADIUS
+    from cnnlab.stereo.report import analyse, findings, report_path, write_report
 
     if args.model in ("psmnet", "both") and not (args.checkpoint or args.weights):
         raise ConfigError("--checkpoint or --weights is required to analyse PSMNet")
-    check_writable_folder(Path(args.out).parent, "--out")
-    if Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out}: a folder; give the name of the report file")
-    sources = {}
-    for dataset in args.dataset:  # opened and checked before a model is loaded
-        sources[dataset] = open_eval_dataset(dataset, args.data_root, args.split, args.count,
-                                             args.synthetic_size, args.max_disparity or 192,
-                                             _folder_kwargs(args))
-        if len(sources[dataset]) == 0:
-            raise ConfigError(f"--split {args.split}: no {dataset} pairs in that split under "
-                              f"{args.data_root}")
-    model = card = None
-    precision = "fp32"
-    keep_freed_memory()
-    if args.model in ("psmnet", "both"):
-        _check_runtime_device(args)
-        device = select_device(args.device)
-        precision = runtime_precision(args.precision, args.runtime, device)
-        model, card = _load(args, device)
-    methods = predictors(args.model, model, card, args.max_disparity, precision, args.scale)
-    if "psmnet" in methods and hasattr(model, "confidence_radius"):  # and its sparsification
-        methods["psmnet"] = psmnet_predictor(model, card, precision, args.scale,
-                                             CONFIDENCE_RADIUS)
-    max_disparity = eval_max_disparity(card, args.max_disparity)
-    if "synthetic" in sources:
-        sources["synthetic"] = open_eval_dataset("synthetic", None, args.split, args.count,
-                                                 args.synthetic_size, max_disparity)
-    for source in sources.values():
-        check_methods(methods, source, max_disparity)
+    out = report_path(Path(args.out or "runs/report"), args.format)  # refused now, not after
+    check_writable_folder(out.parent, "--out")
+    # PSMNet rates its pixels too: the report's sparsification curve
+    sources, methods, precision, card, max_disparity = _scored_sources(
+        args, args.dataset, args.split, CONFIDENCE_RADIUS)
     print(f"Analysing {', '.join(methods)} on {', '.join(sources)} (PSMNet in {precision}):")
-    streams = {name: (source.load(i) for i in range(len(source)))
-               for name, source in sources.items()}
+    streams = {name: _one_at_a_time(source) for name, source in sources.items()}
     analysis = analyse(methods, streams, max_disparity, print, border=args.border)
-    written = write_report(analysis, Path(args.out), args.format, card=card)
+    written = write_report(analysis, out, args.format, card=card)
     for dataset in analysis["datasets"]:
         print(f"Findings on {dataset}:")
         for line in findings(analysis, dataset):
@@ -545,7 +573,7 @@ def cmd_weights_import(args) -> int:
 
 
 WEIGHTS_LOOKUP = "$CNNLAB_WEIGHTS, then ~/.cache/cnnlab/weights"
-# engine.precision.PRECISIONS and stereo.evaluate.FAST_SCALE, restated so that --help does not
+# engine.precision.PRECISIONS and stereo.inference.FAST_SCALE, restated so that --help does not
 # import torch (a test compares)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FAST_SCALE = 2 / 3
@@ -757,23 +785,28 @@ def add_parser(sub) -> None:
     _add_gt_format(predict)
     predict.add_argument("--lr-check", action="store_true",
                          help="also run the mirrored pair and mark pixels whose left and right "
-                              "disparities disagree by more than 1 px (twice the time; default "
-                              "off)")
+                              "disparities disagree by more than 1 px (twice the time; SGBM "
+                              "does its own; default off)")
     predict.add_argument("--filter", action="store_true",
                          help="leave out of depth and the point cloud the pixels below "
                               "--min-confidence and, with --lr-check, the inconsistent ones "
-                              "(the disparity files stay dense) (default off)")
-    predict.add_argument("--min-confidence", type=number(float, 0, 1), default=0.5,
+                              "(PSMNet's disparity files stay dense) (default off)")
+    predict.add_argument("--min-confidence", type=number(float, 0, 1),
+                         default=MIN_CONFIDENCE,
                          help="--filter's threshold on the confidence map, the network's "
-                              "probability mass within 2 px of its estimate (default 0.5)")
+                              f"probability mass within {CONFIDENCE_RADIUS:g} px of its "
+                              f"estimate (default {MIN_CONFIDENCE:g})")
     predict.add_argument("--tile", type=_tile_option, default="auto", metavar="auto|off|HxW",
                          help="run the network on overlapping tiles: auto when the estimated "
-                              "memory exceeds --max-memory, off never (then a pair that does "
-                              "not fit is refused), HxW tiles of at most that size (default "
+                              "memory exceeds --max-memory (full-height tiles first: they "
+                              "lose the least accuracy), off never (then a pair that does not "
+                              "fit is refused), HxW tiles of at most that size, in the pixels "
+                              "of the pair as the network sees it (after --scale) (default "
                               "auto)")
     predict.add_argument("--max-memory", type=POSITIVE, metavar="MB",
-                         help="memory the network may use, in MB (default 80%% of what the "
-                              "system has available)")
+                         help="memory the network may use, in MB, for --tile auto (default "
+                              "80%% of what is available: the host's memory, or the GPU's "
+                              "with --device cuda)")
     predict.add_argument("--kitti-submission", metavar="DIR",
                          help="write DIR/disp_0/NNNNNN_10.png (16-bit, disparity x 256) for "
                               "each pair and DIR.zip as KITTI's server expects, instead of the "
@@ -810,8 +843,9 @@ def add_parser(sub) -> None:
                         help="html: one self-contained file; markdown: a .md file with its PNGs "
                              "in <stem>_files/ (default html); the numbers also go to "
                              "<stem>.json")
-    report.add_argument("--out", default="runs/report.html",
-                        help="the report file (default runs/report.html)")
+    report.add_argument("--out", help="the report file; its suffix is added when missing "
+                                      "(default runs/report.html, or runs/report.md with "
+                                      "--format markdown)")
     add_device(report)
     report.set_defaults(func=cmd_report)
 

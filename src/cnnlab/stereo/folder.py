@@ -87,6 +87,12 @@ def read_ground_truth(path: str | Path, gt_format: str = "auto",
     _check_gt_options(gt_format, gt_scale)
     path = Path(path)
     kind = _format_of(path) if gt_format == "auto" else gt_format
+    if kind == "png8" and gt_format == "auto" and gt_scale == 1:
+        # 8-bit disparity maps are nearly always scaled (Middlebury: 4, 8 or 16): read with
+        # scale 1 they would score silently wrong
+        raise DataError(f"{path}: 8-bit ground truth; give its --gt-scale (the stored value "
+                        "is disparity x scale: Middlebury 2001 8 or 16, 2003 4), or "
+                        "--gt-format png8 if the values are the disparities")
     if kind == "png8":  # read_scaled_disparity divides by the scale itself
         return read_scaled_disparity(path, gt_scale)
     if kind == "pfm":

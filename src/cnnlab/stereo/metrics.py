@@ -52,3 +52,18 @@ def fill_holes_background(disparity: np.ndarray, valid: np.ndarray) -> np.ndarra
     filled = np.minimum(left, right)
     filled = np.where(np.isfinite(filled), filled, 0.0)
     return np.where(valid, disparity, filled).astype(np.float32)
+
+
+def region_counts(disparity: np.ndarray, produced: np.ndarray, target: np.ndarray,
+                  masks: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    """A prediction scored on each region: holes (pixels not ``produced``) filled by KITTI's
+    background interpolation first, so they count as errors where the fill is wrong. Returns
+    the filled disparity and, per region, ``error_counts`` as floats."""
+    filled = (disparity if produced.all()  # dense output: nothing to fill
+              else fill_holes_background(disparity, produced))
+    prediction = torch.from_numpy(np.ascontiguousarray(filled, dtype=np.float32))
+    truth = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
+    counts = {region: {key: float(value) for key, value in
+                       error_counts(prediction, truth, torch.from_numpy(mask)).items()}
+              for region, mask in masks.items()}
+    return filled, counts

@@ -36,6 +36,9 @@ def _folder_pairs(left: Path, right: Path, gt: str | None) -> list[Pair]:
             found = sorted(Path(gt).glob(glob.escape(path.stem) + ".*"))
             if not found:
                 raise DataError(f"{gt}: no ground truth named {path.stem}.* for {path}")
+            if len(found) > 1:
+                raise DataError(f"{gt}: {found[0].name} and {found[1].name} could both be the "
+                                f"ground truth of {path}; keep one, or give a --gt pattern")
             truth = found[0]
         pairs.append((path.stem, path, right / path.name, truth))
     return pairs

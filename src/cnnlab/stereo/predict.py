@@ -17,8 +17,8 @@ from cnnlab.engine.atomic import check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import DataError
 from cnnlab.stereo.confidence import left_right_consistent
-from cnnlab.stereo.evaluate import pair_outputs
 from cnnlab.stereo.folder import read_ground_truth
+from cnnlab.stereo.inference import Method, psmnet_method
 from cnnlab.stereo.io import (
     Calibration,
     read_calibration,
@@ -27,7 +27,6 @@ from cnnlab.stereo.io import (
     write_pfm,
 )
 from cnnlab.stereo.metrics import error_counts, fill_holes_background, rates
-from cnnlab.stereo.sgbm import sgbm_disparity
 from cnnlab.stereo.visualize import (
     colorize_disparity,
     colorize_error,
@@ -85,7 +84,6 @@ def check_pair(left_path: Path, right_path: Path) -> tuple[np.ndarray, np.ndarra
 # does not write them
 OPTIONAL_OUTPUTS = ("{stem}_error.png", "{stem}_depth.pfm", "{stem}.ply",
                     "{stem}_confidence.png", "{stem}_lr.png")
-CONFIDENCE_RADIUS = 2.0  # px: the probability mass within this of the estimate (see README)
 MIN_CONFIDENCE = 0.5  # --filter's default threshold
 SATURATION_LEVEL = 0.95  # of the searched range: a disparity above it sits at the top...
 SATURATION_SHARE = 0.01  # ...and a share of pixels above this is worth a warning
@@ -128,42 +126,6 @@ def read_pair_inputs(left_path: Path, right_path: Path, calibration: Calibration
 
 
 @dataclass
-class Method:
-    """What computes disparity: ``run(left, right)`` of (H, W, 3) uint8 views gives
-    {"disparity", "valid" (the pixels it produced), and "confidence" where it has one}."""
-
-    name: str
-    title: str  # for figures and logs
-    max_disparity: int  # the range it searches, in full-resolution pixels
-    run: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
-
-
-def psmnet_method(model: nn.Module, card: ModelCard, precision: str = "fp32",
-                  scale: float = 1.0, confidence_radius: float | None = CONFIDENCE_RADIUS,
-                  tile: tuple[int, int] | None = None) -> Method:
-    """PSMNet in ``precision`` at ``scale`` (see ``evaluate.pair_outputs``), with a confidence
-    map where the model gives one (the PyTorch model does; an exported graph does not)."""
-    if not hasattr(model, "confidence_radius"):
-        confidence_radius = None
-
-    def run(left: np.ndarray, right: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = pair_outputs(model, card, left, right, precision, scale, confidence_radius,
-                               tile)
-        return outputs | {"valid": np.ones(left.shape[:2], dtype=bool)}
-
-    return Method("psmnet", card.name or card.architecture, card.kwargs["max_disparity"], run)
-
-
-def sgbm_method(max_disparity: int) -> Method:
-    """OpenCV's SGBM (see ``stereo.sgbm``): holes are pixels it did not produce."""
-    def run(left: np.ndarray, right: np.ndarray) -> dict[str, np.ndarray]:
-        disparity, valid = sgbm_disparity(left, right, max_disparity)
-        return {"disparity": disparity, "valid": valid}
-
-    return Method("sgbm", "SGBM (OpenCV)", max_disparity, run)
-
-
-@dataclass
 class Prediction:
     disparity: np.ndarray  # (H, W) float32
     valid: np.ndarray  # the pixels the method produced
@@ -191,7 +153,7 @@ def predict_views(method: Method, left: np.ndarray, right: np.ndarray, lr_check:
     consistent = None
     if lr_check:  # mirrored, the right view becomes a left view with the same disparities
         mirrored = method.run(np.ascontiguousarray(right[:, ::-1]),
-                              np.ascontiguousarray(left[:, ::-1]))
+                              np.ascontiguousarray(left[:, ::-1]), rated=False)
         right_disparity = np.where(mirrored["valid"], mirrored["disparity"], -1e6)[:, ::-1]
         consistent = outputs["valid"] & left_right_consistent(outputs["disparity"],
                                                               right_disparity)

@@ -28,20 +28,19 @@ import numpy as np
 
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.datasets import StereoSample
+from cnnlab.stereo.regions import occlusion_from_disparity
 
 Masks = Callable[[StereoSample], dict[str, np.ndarray]]
 PAPER = "Chang & Chen, Pyramid Stereo Matching Network, CVPR 2018"
 SCENEFLOW_MAX_GT = 192.0  # the published test scores pixels with gt < 192, whatever --maxdisp
 
 
-def occluded_or_none(sample: StereoSample) -> np.ndarray | None:
-    """The non-occluded mask the dataset gives, or one derived from the ground truth (a left
+def non_occluded(sample: StereoSample) -> np.ndarray:
+    """The non-occluded mask the dataset gives, else one derived from the ground truth (a left
     pixel is occluded where a nearer one lands on the same right-view pixel, or its match
-    leaves the image), or None without ground truth to derive it from."""
+    leaves the image)."""
     if sample.noc is not None:
         return sample.noc
-    from cnnlab.stereo.regions import occlusion_from_disparity
-
     return sample.valid & ~occlusion_from_disparity(sample.disparity, sample.valid)
 
 
@@ -94,11 +93,7 @@ def _kitti_masks(sample: StereoSample) -> dict[str, np.ndarray]:
 
 
 def _middlebury_masks(sample: StereoSample) -> dict[str, np.ndarray]:
-    noc = occluded_or_none(sample)
-    masks = {"all": sample.valid}
-    if noc is not None:
-        masks["nonocc"] = noc & sample.valid
-    return masks
+    return {"all": sample.valid, "nonocc": non_occluded(sample) & sample.valid}
 
 
 _KITTI_SPLIT = ("val: frames 160 and above of a sorted listing (the published code takes "

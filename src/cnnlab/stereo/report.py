@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from cnnlab.engine.atomic import atomic_write, atomic_write_json, atomic_write_text
@@ -28,7 +27,8 @@ from cnnlab.errors import ConfigError, DataError
 from cnnlab.stereo.confidence import Sparsification, describe_curve, sparsification_figure
 from cnnlab.stereo.datasets import StereoDataset, StereoSample
 from cnnlab.stereo.evaluate import Predictor
-from cnnlab.stereo.metrics import error_counts, fill_holes_background, rates
+from cnnlab.stereo.inference import CONFIDENCE_RADIUS, outputs_of
+from cnnlab.stereo.metrics import rates, region_counts
 from cnnlab.stereo.regions import (
     BEYOND_RANGE,
     CONTRASTS,
@@ -45,10 +45,11 @@ THUMBNAIL_WIDTH = 640  # px: pictures of the worst pairs are kept (and shown) at
 DISPLAY_NAMES = {"psmnet": "PSMNet", "sgbm": "SGBM"}
 DEFAULT_TITLE = "PSMNet and SGBM: errors by region"
 SPARSIFICATION_NOTE = (
-    "PSMNet's confidence is the probability mass its soft-argmin puts within 2 px of its own "
-    "estimate. Dropping the least confident pixels first, the EPE of the pixels kept should "
-    "fall; the oracle drops the largest errors first and is the floor no confidence can beat. "
-    "Errors are measured on every pixel with ground truth.")
+    f"PSMNet's confidence is the probability mass its soft-argmin puts within "
+    f"{CONFIDENCE_RADIUS:g} px of its own estimate. Dropping the least confident pixels "
+    "first, the EPE of the pixels kept should fall; the oracle drops the largest errors "
+    "first and is the floor no confidence can beat. Errors are measured on every pixel with "
+    "ground truth.")
 
 
 def _display(method: str) -> str:
@@ -123,30 +124,26 @@ def analyse(predictors: dict[str, Predictor], datasets: dict[str, Iterable[Stere
         for sample in _samples(source):
             masks, notes = region_masks(sample, max_disparity, low_texture, border, depth_bins)
             occlusion[notes["occlusion"]] += 1
-            target = torch.from_numpy(np.ascontiguousarray(sample.disparity, dtype=np.float32))
-            region_tensors = {r: torch.from_numpy(mask) for r, mask in masks.items()}
             row: dict[str, Any] = {"name": sample.name, "methods": {}}
             outputs = {}
             for method, predict in predictors.items():
-                disparity, produced = predict(sample)
+                answer = outputs_of(predict(sample))
+                disparity, produced = answer["disparity"], answer["valid"]
                 if disparity.shape != sample.disparity.shape:
                     raise DataError(f"{dataset} {sample.name}: {method} gave a disparity of "
                                     f"{disparity.shape}, the ground truth is "
                                     f"{sample.disparity.shape}")
-                filled = (disparity if produced.all()  # dense output: nothing to fill
-                          else fill_holes_background(disparity, produced))
-                prediction = torch.from_numpy(np.ascontiguousarray(filled, dtype=np.float32))
+                filled, scored = region_counts(disparity, produced, sample.disparity, masks)
                 outputs[method] = (disparity, produced, filled)
-                confidence = getattr(predict, "last_confidence", None)
+                confidence = answer.get("confidence")
                 if confidence is not None:  # a method that rates its pixels: how far to trust
                     valid = sample.valid
                     curves.setdefault(f"{dataset} / {_display(method)}", Sparsification()).add(
                         np.abs(filled - sample.disparity)[valid], confidence[valid])
-                for region, mask in region_tensors.items():
-                    counts = error_counts(prediction, target, mask)
+                for region, counts in scored.items():
                     summed = totals[method].setdefault(region, {})
                     for key, value in counts.items():
-                        summed[key] = summed.get(key, 0.0) + float(value)
+                        summed[key] = summed.get(key, 0.0) + value
                     if region == "all":
                         row["methods"][method] = rates(counts) | {
                             "density": float(produced.mean())}
@@ -566,22 +563,33 @@ def _without_images(value: Any) -> Any:
     return value
 
 
+def report_path(out: Path, fmt: str) -> Path:
+    """The report's file: ``out`` with the format's suffix added when it has none; a format,
+    a suffix or a folder that cannot be the report refused (before any analysis runs)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt}: choose {' or '.join(FORMATS)}")
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: a folder; give the name of the report file to write")
+    if not out.suffix:
+        out = out.with_name(out.name + FORMATS[fmt])
+    if out.suffix == ".json":
+        raise ConfigError(f"--out {out}: the numbers go to <stem>.json; name the report "
+                          f"{out.with_suffix(FORMATS[fmt]).name}")
+    other = {suffix for name, suffix in FORMATS.items() if name != fmt}
+    if out.suffix.lower() in other:
+        raise ConfigError(f"--out {out}: a {out.suffix} name for a {fmt} report; name it "
+                          f"{out.with_suffix(FORMATS[fmt]).name} or change --format")
+    return out
+
+
 def write_report(analysis: dict, out: Path, fmt: str = "html", title: str = DEFAULT_TITLE,
                  card: dict | None = None) -> list[Path]:
     """Write ``analysis`` as a report at ``out`` (its suffix added if missing): "html", one
     self-contained file with the pictures inlined; "markdown", a .md file with its PNGs in
     ``<stem>_files/`` beside it. The numbers go to ``<stem>.json`` too (without the pictures).
     ``card`` is a model card's dict, whose name and source are cited. Returns the paths."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"--format {fmt}: choose {' or '.join(FORMATS)}")
-    out = Path(out)
-    if not out.suffix:
-        out = out.with_name(out.name + FORMATS[fmt])
-    if out.suffix == ".json":
-        raise ConfigError(f"--out {out}: the numbers go to <stem>.json; name the report "
-                          f"{out.with_suffix(FORMATS[fmt]).name}")
-    if out.is_dir():
-        raise ConfigError(f"--out {out}: a folder; give the name of the report file to write")
+    out = report_path(out, fmt)
     if card is not None and not isinstance(card, dict):
         card = card.to_dict()  # a ModelCard
     blocks = _blocks(analysis, title, card)

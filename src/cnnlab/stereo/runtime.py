@@ -1,7 +1,7 @@
 """Run an exported PSMNet (``cnnlab stereo export``) with ONNX Runtime or OpenVINO.
 
 ``ExportedStereoModel`` is called like cnnlab's PSMNet at inference (normalised (B, 3, H, W)
-views in, ``{"disparity": (B, H, W)}`` out), so ``disparity_of``, ``stereo predict`` and
+views in, ``{"disparity": (B, H, W)}`` out), so ``inference.disparity_of``, ``stereo predict`` and
 ``stereo eval`` take it as they take the PyTorch model. The model card and the size range the
 graph was exported for come from the file's metadata; a pair is padded with zeros (the mean
 colour after normalising) to multiples of 16 as PSMNet pads, and a pair outside the exported

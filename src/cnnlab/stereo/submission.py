@@ -38,22 +38,38 @@ def write_submission_png(folder: Path, stem: str, disparity: np.ndarray,
     return write_kitti_disparity(Path(folder) / FOLDER / f"{stem}.png", disparity, valid)
 
 
-def zip_submission(folder: Path) -> tuple[Path, str | None]:
-    """``folder.zip`` with ``disp_0/*.png`` at its root (atomically), and a note when the count
-    is not a full test set."""
+def archive_path(folder: Path) -> Path:
+    """Where the zip goes: beside the folder, named after it (``DIR`` -> ``DIR.zip``)."""
+    folder = Path(folder).absolute()
+    if not folder.name or folder.name in (".", ".."):
+        folder = folder.resolve()
+    if not folder.name:
+        raise DataError(f"--kitti-submission {folder}: give a folder with a name (the zip is "
+                        "written beside it as NAME.zip)")
+    return folder.with_name(folder.name + ".zip")
+
+
+def zip_submission(folder: Path, written: list[Path]) -> tuple[Path, list[str]]:
+    """``folder.zip`` holding the ``written`` maps as ``disp_0/*.png`` (atomically), and notes:
+    maps in the folder from an earlier run (left out of the zip) and a count that is not a
+    full test set."""
     folder = Path(folder)
-    files = sorted((folder / FOLDER).glob("*.png"))
-    archive = folder.with_name(folder.name + ".zip")
+    archive = archive_path(folder)
+    names = {Path(path).name for path in written}
 
     def write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as handle:
-            for path in files:
-                handle.write(path, f"{FOLDER}/{path.name}")
+            for path in sorted(written):
+                handle.write(path, f"{FOLDER}/{Path(path).name}")
 
     atomic_write(archive, write)
-    note = None
-    if len(files) not in TEST_PAIRS.values():
+    notes = []
+    stale = [p for p in (folder / FOLDER).glob("*.png") if p.name not in names]
+    if stale:
+        notes.append(f"{folder / FOLDER}: {len(stale)} maps from an earlier run (e.g. "
+                     f"{stale[0].name}) are not in {archive.name}")
+    if len(written) not in TEST_PAIRS.values():
         expected = " or ".join(f"{n} ({name})" for name, n in TEST_PAIRS.items())
-        note = (f"{archive}: {len(files)} disparity maps; the server expects a full test set "
-                f"of {expected}")
-    return archive, note
+        notes.append(f"{archive}: {len(written)} disparity maps; the server expects a full "
+                     f"test set of {expected}")
+    return archive, notes

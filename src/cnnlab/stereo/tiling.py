@@ -4,7 +4,8 @@ A tile is what the network sees: a crop of both views. Its kept region is the cr
 context margin on every side and, on the left, the disparity range too: a left pixel at x is
 matched against right pixels down to x - D, which must be in the same crop. Kept regions
 partition the image; each output pixel comes from exactly one tile. Full-width strips need no
-range margin, so they are preferred (see ``stereo.budget.tile_for_budget``).
+range margin but cut the context the network reads across rows: full-height tiles lose less
+(see ``stereo.budget.tile_for_budget``, which picks the tile).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 
-TILE_MARGIN = 32  # px of context kept around each region (the 3-D stage's reach is ~this)
+TILE_MARGIN = 64  # px of context around each kept region (32 lost accuracy: see budget.py)
 MIN_KEPT = 32  # px: a smaller kept region would be mostly margin
 
 
@@ -59,12 +60,12 @@ def plan_tiles(height: int, width: int, tile: tuple[int, int], max_disparity: in
 
 
 def tiled_forward(model: nn.Module, left: torch.Tensor, right: torch.Tensor,
-                  tile: tuple[int, int]) -> dict[str, torch.Tensor]:
+                  tile: tuple[int, int], margin: int = TILE_MARGIN) -> dict[str, torch.Tensor]:
     """The model's (B, H, W) "disparity" (and "confidence") of normalised (B, 3, H, W) views,
     tile by tile: only one tile's volume is held at a time."""
     batch, _, height, width = left.shape
     outputs: dict[str, torch.Tensor] = {}
-    for part in plan_tiles(height, width, tile, model.max_disparity):
+    for part in plan_tiles(height, width, tile, model.max_disparity, margin):
         cy0, cy1, cx0, cx1 = part.crop
         y0, y1, x0, x1 = part.keep
         result = model(left[..., cy0:cy1, cx0:cx1], right[..., cy0:cy1, cx0:cx1])
