@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import time
 
 import torch
+from stereo_speed import in_child  # that bench's fresh-process runner
 
 
 def _peak(queue, height: int, width: int, max_disparity: int, precision: str, threads: int,
@@ -37,15 +37,8 @@ def _peak(queue, height: int, width: int, max_disparity: int, precision: str, th
 def measure_peak_mb(height: int, width: int, max_disparity: int = 192,
                     precision: str = "fp32", threads: int = 2,
                     tile: tuple[int, int] | None = None) -> float:
-    """Peak RSS growth (MB) of one inference, in a fresh process."""
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_peak, args=(queue, height, width, max_disparity,
-                                                  precision, threads, tile))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    """Peak resident memory growth (MB) of one inference, in a fresh process."""
+    return in_child(_peak, height, width, max_disparity, precision, threads, tile)
 
 
 def main() -> None:

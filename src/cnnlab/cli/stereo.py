@@ -660,6 +660,24 @@ def _folder_kwargs(args) -> dict:
             "gt_format": args.gt_format, "gt_scale": args.gt_scale}
 
 
+def _add_scored_data(parser: argparse.ArgumentParser, split_default: str | None,
+                     split_help: str) -> None:
+    """The pairs eval and report score: where the datasets are, their split, the synthetic
+    scenes, the SGBM range and the folder dataset's options."""
+    parser.add_argument("--data-root", help="the data root holding KITTI2015/, ... or a "
+                                            "dataset's own folder (required for every dataset "
+                                            "but synthetic and folder; default: none)")
+    parser.add_argument("--split", choices=("train", "val", "test", "all"),
+                        default=split_default, help=split_help)
+    parser.add_argument("--count", type=POSITIVE_INT, default=8,
+                        help="synthetic pairs (default 8)")
+    parser.add_argument("--synthetic-size", type=size, default=(256, 512),
+                        help="default 256x512")
+    _max_disparity(parser, "SGBM range, rounded up to a multiple of 16, and the synthetic "
+                           "scenes' (default: the model's, else 192)", POSITIVE_INT)
+    _add_folder_options(parser)
+
+
 def add_parser(sub) -> None:
     from cnnlab.stereo.models.psmnet import VARIANTS
 
@@ -724,19 +742,9 @@ def add_parser(sub) -> None:
                                "(bad-2.0 and EPE, nonocc/all) (default: none; give --dataset)")
     evaluate.add_argument("--dataset", choices=DATASETS, action="append",
                           help="dataset to score (repeatable; required unless --protocol)")
-    evaluate.add_argument("--data-root", help="the data root holding KITTI2015/, ... or a "
-                                              "dataset's own folder (required for every "
-                                              "dataset but synthetic; default: none)")
-    evaluate.add_argument("--split", choices=("train", "val", "test", "all"),
-                          help="the published split to score: KITTI val = frames 160+, SceneFlow "
-                               "test = FlyingThings3D TEST (default: the protocol's, else all)")
-    evaluate.add_argument("--count", type=POSITIVE_INT, default=8,
-                          help="synthetic pairs (default 8)")
-    evaluate.add_argument("--synthetic-size", type=size, default=(256, 512),
-                          help="default 256x512")
-    _max_disparity(evaluate, "SGBM range, rounded up to a multiple of 16, and the synthetic "
-                             "scenes' (default: the model's, else 192)", POSITIVE_INT)
-    _add_folder_options(evaluate)
+    _add_scored_data(evaluate, None, "the published split to score: KITTI val = frames "
+                                     "160+, SceneFlow test = FlyingThings3D TEST (default: the "
+                                     "protocol's, else all)")
     evaluate.add_argument("--json", help="write all results and the model card to this JSON "
                                          "file (default: print only; eval writes nothing "
                                          "else)")
@@ -825,18 +833,7 @@ def add_parser(sub) -> None:
                         help="the methods compared (default both)")
     report.add_argument("--dataset", choices=DATASETS, action="append", required=True,
                         help="dataset to analyse (repeatable; required)")
-    report.add_argument("--data-root", help="the data root holding KITTI2015/, ... or a "
-                                            "dataset's own folder (required for every dataset "
-                                            "but synthetic; default: none)")
-    report.add_argument("--split", choices=("train", "val", "test", "all"), default="all",
-                        help="the split analysed (default all)")
-    report.add_argument("--count", type=POSITIVE_INT, default=8,
-                        help="synthetic pairs (default 8)")
-    report.add_argument("--synthetic-size", type=size, default=(256, 512),
-                        help="default 256x512")
-    _max_disparity(report, "SGBM range, rounded up to a multiple of 16, and the synthetic "
-                           "scenes' (default: the model's, else 192)", POSITIVE_INT)
-    _add_folder_options(report)
+    _add_scored_data(report, "all", "the split analysed (default all)")
     report.add_argument("--border", type=COUNT, default=32,
                         help="width in px of the image-border region (default 32)")
     report.add_argument("--format", choices=("html", "markdown"), default="html",
