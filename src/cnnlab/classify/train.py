@@ -49,6 +49,7 @@ class ClassifyLab:
     config_class = ClassifyConfig
     channels_last = True
     machine_settings = ("data_root",)
+    objective = (f"val_{ClassifyTask.best_metric}", "maximize")
 
     @staticmethod
     def upgrade(section: dict[str, Any]) -> dict[str, Any]:

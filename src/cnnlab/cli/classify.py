@@ -14,8 +14,10 @@ from cnnlab.cli.common import (
     add_device,
     add_model_source,
     add_optim_args,
+    add_sweep_args,
     model_kwargs,
     number,
+    run_sweep_command,
     run_training,
     settings_from_args,
     size_text,
@@ -46,19 +48,29 @@ def cmd_summary(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from cnnlab.classify.train import CLASSIFY, ClassifyConfig
+    from cnnlab.classify.train import CLASSIFY
 
-    def settings() -> ClassifyConfig:
-        # --config's model options (args.model_kwargs), then --model-arg over them
-        options = {**args.model_kwargs, **model_kwargs(args.model_arg)}
-        return settings_from_args(ClassifyConfig, args, model_kwargs=options,
-                                  data_root=absolute(args.data_root, "--data-root"))
-
-    results, out, is_main = run_training(args, CLASSIFY, settings,
+    results, out, is_main = run_training(args, CLASSIFY, lambda: _settings(args),
                                          f"runs/{args.model}-{args.dataset}")
     if is_main:
         print(f"Run directory: {out}")
     return 0 if results else 1
+
+
+def _settings(args):
+    from cnnlab.classify.train import ClassifyConfig
+
+    # --config's model options (args.model_kwargs), then --model-arg over them
+    options = {**args.model_kwargs, **model_kwargs(args.model_arg)}
+    return settings_from_args(ClassifyConfig, args, model_kwargs=options,
+                              data_root=absolute(args.data_root, "--data-root"))
+
+
+def cmd_sweep(args) -> int:
+    from cnnlab.classify.train import CLASSIFY
+
+    return run_sweep_command(args, CLASSIFY, lambda: _settings(args), SWEEP_SPACE,
+                             f"runs/sweep-{args.model}-{args.dataset}")
 
 
 def _source(args) -> str:
@@ -128,6 +140,45 @@ def cmd_weights_build(args) -> int:
     return 0
 
 
+def _add_recipe_options(parser: argparse.ArgumentParser, val_size: int = 0) -> None:
+    """What a classifier is trained on and how, besides the optimisation flags."""
+    from cnnlab.classify.models import MODELS
+    from cnnlab.data.vision import DATASETS
+
+    parser.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist",
+                        help="default fashion-mnist")
+    parser.add_argument("--model", default="simple_cnn", choices=list(MODELS), metavar="MODEL",
+                        help="one of: " + ", ".join(MODELS) + " (default simple_cnn; sizes and "
+                             "parameters: cnnlab classify models)")
+    parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                        help="model option, e.g. width=16 (repeatable; default: the model's "
+                             "own)")
+    parser.add_argument("--image-size", type=POSITIVE_INT,
+                        help="override the model's input size (default: the model's)")
+    shown = (f"{val_size}: a sweep selects on held-out training images, never the test set"
+             if val_size else "0: validate on the test set")
+    parser.add_argument("--val-size", type=COUNT, default=val_size,
+                        help="carve a seeded validation split of this size from train "
+                             f"(default {shown})")
+    parser.add_argument("--translate", type=COUNT, default=0,
+                        help="random shift in pixels (default 0: off)")
+    parser.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=False,
+                        help="random horizontal flips (default off)")
+    parser.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True),
+                        default=0.0, help="in [0, 1) (default 0)")
+    parser.add_argument("--data-root", help="folder holding MNIST/, FashionMNIST/, ... "
+                                            "(default: $CNNLAB_DATA, then ~/.cache/cnnlab)")
+    parser.add_argument("--download", action="store_true", help="download missing files")
+
+
+# classify sweep: the held-out split trials are chosen on, and the default search space
+SWEEP_VAL_SIZE = 5000
+SWEEP_SPACE = ("lr=log:3e-4:3e-2", "optimizer=choice:adam,sgd",
+               "schedule=choice:constant,cosine,onecycle", "batch_size=choice:64,128,256",
+               "weight_decay=float:0:5e-4", "label_smoothing=float:0:0.2",
+               "translate=int:0:2")
+
+
 def add_parser(sub) -> None:
     from cnnlab.classify.models import MODELS
     from cnnlab.data.vision import DATASETS
@@ -150,30 +201,21 @@ def add_parser(sub) -> None:
     summary.set_defaults(func=cmd_summary)
 
     train = csub.add_parser("train", help="train a classifier")
-    train.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist",
-                       help="default fashion-mnist")
-    train.add_argument("--model", default="simple_cnn", choices=list(MODELS), metavar="MODEL",
-                       help="one of: " + ", ".join(MODELS) + " (default simple_cnn; sizes and "
-                            "parameters: cnnlab classify models)")
-    train.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                       help="model option, e.g. width=16 (repeatable; default: the model's own)")
-    train.add_argument("--image-size", type=POSITIVE_INT,
-                       help="override the model's input size (default: the model's)")
-    train.add_argument("--val-size", type=COUNT, default=0,
-                       help="carve a seeded validation split of this size from train "
-                            "(default 0: validate on the test set)")
-    train.add_argument("--translate", type=COUNT, default=0,
-                       help="random shift in pixels (default 0: off)")
-    train.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=False,
-                       help="random horizontal flips (default off)")
-    train.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True),
-                       default=0.0, help="in [0, 1) (default 0)")
-    train.add_argument("--data-root", help="folder holding MNIST/, FashionMNIST/, ... "
-                                           "(default: $CNNLAB_DATA, then ~/.cache/cnnlab)")
-    train.add_argument("--download", action="store_true", help="download missing files")
+    _add_recipe_options(train)
     train.add_argument("--out", help="run directory (default runs/MODEL-DATASET)")
     add_optim_args(train, epochs=3, batch_size=128, lr=1e-3)
     train.set_defaults(func=cmd_train, command_parser=train, model_kwargs={})
+
+    sweep = csub.add_parser("sweep", help="search hyper-parameters with Optuna: every trial a "
+                                          "run directory, a Markdown report of what helped "
+                                          "(needs the 'sweep' extra)")
+    _add_recipe_options(sweep, val_size=SWEEP_VAL_SIZE)
+    sweep.add_argument("--out", help="sweep folder: trials, study, report (default "
+                                     "runs/sweep-MODEL-DATASET)")
+    add_optim_args(sweep, epochs=3, batch_size=128, lr=1e-3)
+    add_sweep_args(sweep, "lr, optimizer, schedule, batch_size, weight_decay, "
+                          "label_smoothing, translate, hflip, model")
+    sweep.set_defaults(func=cmd_sweep, command_parser=sweep, model_kwargs={})
 
     evaluate = csub.add_parser("eval", help="test accuracy, per-class accuracy, confusion matrix")
     add_model_source(evaluate, "classify")

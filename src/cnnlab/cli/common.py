@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -300,3 +301,60 @@ def print_card(card: Any, heading: str) -> None:
 def size_text(path: Path) -> str:
     size_bytes = path.stat().st_size
     return f"{size_bytes / 1e6:.1f} MB" if size_bytes >= 1e6 else f"{size_bytes / 1e3:.0f} kB"
+
+
+def add_sweep_args(parser: argparse.ArgumentParser, example: str) -> None:
+    """A sweep's own flags; the lab's train flags give the base recipe."""
+    group = parser.add_argument_group("sweep (Optuna: TPE sampling, median pruning)")
+    group.add_argument("--param", action="append", default=[], metavar="NAME=KIND:...",
+                       help="a setting to search, repeatable: NAME=log:LOW:HIGH, "
+                            "float:LOW:HIGH, int:LOW:HIGH or choice:A,B,... with NAME any "
+                            f"train option (e.g. {example}) (default: the lab's space, "
+                            "printed when the sweep starts)")
+    group.add_argument("--space", metavar="FILE",
+                       help='a JSON file {"lr": "log:1e-4:1e-1", ...} instead of --param '
+                            "(default: none)")
+    group.add_argument("--trials", type=POSITIVE_INT,
+                       help="stop when this many trials have finished, completed or pruned, "
+                            "counting earlier sessions and other processes (default: none)")
+    group.add_argument("--minutes", type=POSITIVE,
+                       help="stop starting trials after this many minutes (default: none; "
+                            "give --trials, --minutes or both)")
+    group.add_argument("--storage", metavar="URL",
+                       help="an Optuna storage URL, e.g. sqlite:///sweep.db (default: a journal "
+                            "file in the sweep folder; run the same command again to resume, "
+                            "or in several processes at once)")
+
+
+def run_sweep_command(args: argparse.Namespace, lab: Any, task_settings: Callable[[], Any],
+                      default_space: tuple[str, ...], default_out: str) -> int:
+    """The sweep command's steps: the base recipe from the train flags, the space, the study,
+    the report."""
+    from cnnlab.engine.config import RunConfig
+    from cnnlab.engine.sweep import parse_param, read_space, run_sweep
+    from cnnlab.engine.sweep_report import findings, summarize, write_sweep_report
+
+    for flag, given in (("--resume", args.resume), ("--stop-after", args.stop_after)):
+        if given:
+            raise ConfigError(f"{flag}: not for a sweep; run the same sweep command again "
+                              "with the same --out to resume it")
+    if args.space and args.param:
+        raise ConfigError("--space and --param: give the search space one way")
+    space = (read_space(Path(args.space)) if args.space else
+             [parse_param(text) for text in (args.param or default_space)])
+    out = Path(args.out or default_out)
+    base = RunConfig(lab.name, task_settings(), optim_from_args(args))
+    print(f"Sweep into {out}: {lab.objective[1]} {lab.objective[0]} over "
+          + ", ".join(str(p) for p in space))
+    try:
+        study = run_sweep(base, lab, space, out, args.trials, args.minutes, args.device,
+                          args.storage)
+    except KeyboardInterrupt:
+        print(f"Stopped: run the same command again to resume the sweep in {out}",
+              file=sys.stderr)
+        raise
+    written = write_sweep_report(study, space, out, lab.objective[0])
+    for line in findings(summarize(study, space, lab.objective[0])):
+        print(f"- {line}")
+    print(f"Report: {written[0]}")
+    return 0

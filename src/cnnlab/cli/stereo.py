@@ -16,9 +16,11 @@ from cnnlab.cli.common import (
     add_device,
     add_model_source,
     add_optim_args,
+    add_sweep_args,
     boolean,
     number,
     print_card,
+    run_sweep_command,
     run_training,
     settings_from_args,
     size,
@@ -64,8 +66,9 @@ def _shown(value: object) -> str:
     return str(value)
 
 
-def cmd_train(args) -> int:
-    from cnnlab.stereo.train import STEREO, StereoConfig, published_milestones
+def _train_settings(args):
+    """The stereo task settings of train's flags (checked), paths made absolute."""
+    from cnnlab.stereo.train import StereoConfig, published_milestones
 
     if args.preset and args.init:
         raise ConfigError("--preset and --init: the preset sets an architecture, the --init "
@@ -85,6 +88,26 @@ def cmd_train(args) -> int:
                                   weights_root=absolute(args.weights_root, "--weights-root"),
                                   init=init, **folder)
 
+    return settings
+
+
+# stereo sweep's default search space: what the course's tuning question is about, in ranges
+# a CPU sweep can afford from --preset cpu-small (whose values are inside: its baseline trial)
+SWEEP_SPACE = ("lr=log:3e-4:3e-3", "schedule=choice:constant,cosine,step",
+               "batch_size=choice:2,4,8", "jitter=choice:true,false")
+
+
+def cmd_sweep(args) -> int:
+    from cnnlab.stereo.train import STEREO
+
+    return run_sweep_command(args, STEREO, _train_settings(args), SWEEP_SPACE,
+                             f"runs/sweep-psmnet-{args.dataset}")
+
+
+def cmd_train(args) -> int:
+    from cnnlab.stereo.train import STEREO
+
+    settings = _train_settings(args)
     results, out, is_main = run_training(args, STEREO, settings, f"runs/psmnet-{args.dataset}")
     if is_main and "val" in results:
         print(f"Validation (last epoch): EPE {results['val']['epe']:.3f} px, "
@@ -678,19 +701,16 @@ def _add_scored_data(parser: argparse.ArgumentParser, split_default: str | None,
     _add_folder_options(parser)
 
 
-def add_parser(sub) -> None:
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    """What PSMNet is trained on and how: train's flags, and a sweep's base recipe."""
     from cnnlab.stereo.models.psmnet import VARIANTS
 
-    stereo = sub.add_parser("stereo", help="stereo matching lab (PSMNet)")
-    ssub = stereo.add_subparsers(dest="action", required=True)
-
-    train = ssub.add_parser("train", help="train or fine-tune PSMNet")
-    train.add_argument("--dataset", choices=DATASETS, default="synthetic",
-                       help="training data (default synthetic)")
-    train.add_argument("--data-root", help="the dataset's folder or the data root holding it "
-                                           "(required for every dataset but synthetic; "
-                                           "default: none)")
-    arch = train.add_argument_group(
+    parser.add_argument("--dataset", choices=DATASETS, default="synthetic",
+                        help="training data (default synthetic)")
+    parser.add_argument("--data-root", help="the dataset's folder or the data root holding it "
+                                            "(required for every dataset but synthetic; "
+                                            "default: none)")
+    arch = parser.add_argument_group(
         "architecture (default: from --init's model card, else the values shown)")
     arch.add_argument("--variant", choices=VARIANTS, help="default stackhourglass")
     _max_disparity(arch, "disparity range, a multiple of 16 (default 192)")
@@ -699,32 +719,50 @@ def add_parser(sub) -> None:
     arch.add_argument("--align-corners", type=boolean, metavar="true|false",
                       help="bilinear/trilinear upsampling convention (default true, the 2018 "
                            "official releases' convention; from scratch both train alike)")
-    _add_folder_options(train, train=True)
-    train.add_argument("--crop", type=size, default=(256, 512),
-                       help="training crop HxW (default 256x512)")
-    train.add_argument("--samples-per-epoch", type=POSITIVE_INT, default=400,
-                       help="default 400")
-    train.add_argument("--val-count", type=COUNT, default=8, help="validation pairs (default 8)")
-    train.add_argument("--synthetic-size", type=size, default=(256, 512),
-                       help="synthetic scene size HxW (default 256x512)")
-    train.add_argument("--jitter", action=argparse.BooleanOptionalAction, default=True,
-                       help="photometric jitter shared by both views (default on)")
-    train.add_argument("--workers", type=COUNT,
-                       help="data-loading processes (default: 0 on 2 cores or fewer, else half "
-                            "the cores up to 4); results do not depend on it")
-    train.add_argument("--init", metavar="WEIGHTS",
-                       help="fine-tune from registered weights (e.g. psmnet-kitti2015), a run "
-                            "directory, a .safetensors checkpoint or an official .tar (default: "
-                            "train from scratch)")
-    _weights_root(train, "where registered --init weights are found, before {} (default: only "
-                         "those; see stereo weights)")
-    train.add_argument("--out", help="run directory (default runs/psmnet-DATASET)")
-    train.add_argument("--preset", choices=list(PRESETS),
-                       help="a named set of defaults; cpu-small: "
-                            + ", ".join(f"{k}={_shown(v)}" for k, v in PRESETS["cpu-small"].items())
-                            + " (flags given override them)")
-    add_optim_args(train, epochs=10, batch_size=4, lr=1e-3, schedule="step")
+    _add_folder_options(parser, train=True)
+    parser.add_argument("--crop", type=size, default=(256, 512),
+                        help="training crop HxW (default 256x512)")
+    parser.add_argument("--samples-per-epoch", type=POSITIVE_INT, default=400,
+                        help="default 400")
+    parser.add_argument("--val-count", type=COUNT, default=8, help="validation pairs (default 8)")
+    parser.add_argument("--synthetic-size", type=size, default=(256, 512),
+                        help="synthetic scene size HxW (default 256x512)")
+    parser.add_argument("--jitter", action=argparse.BooleanOptionalAction, default=True,
+                        help="photometric jitter shared by both views (default on)")
+    parser.add_argument("--workers", type=COUNT,
+                        help="data-loading processes (default: 0 on 2 cores or fewer, else half "
+                             "the cores up to 4); results do not depend on it")
+    parser.add_argument("--init", metavar="WEIGHTS",
+                        help="fine-tune from registered weights (e.g. psmnet-kitti2015), a run "
+                             "directory, a .safetensors checkpoint or an official .tar (default: "
+                             "train from scratch)")
+    _weights_root(parser, "where registered --init weights are found, before {} (default: only "
+                          "those; see stereo weights)")
+    parser.add_argument("--out", help="run directory, or a sweep's folder (default "
+                                      "runs/psmnet-DATASET, runs/sweep-psmnet-DATASET)")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="a named set of defaults; cpu-small: "
+                             + ", ".join(f"{k}={_shown(v)}"
+                                         for k, v in PRESETS["cpu-small"].items())
+                             + " (flags given override them)")
+    add_optim_args(parser, epochs=10, batch_size=4, lr=1e-3, schedule="step")
+
+
+def add_parser(sub) -> None:
+
+    stereo = sub.add_parser("stereo", help="stereo matching lab (PSMNet)")
+    ssub = stereo.add_subparsers(dest="action", required=True)
+
+    train = ssub.add_parser("train", help="train or fine-tune PSMNet")
+    _add_train_options(train)
     train.set_defaults(func=cmd_train, command_parser=train, presets=PRESETS)
+
+    sweep = ssub.add_parser("sweep", help="search hyper-parameters with Optuna on validation "
+                                          "EPE: every trial a run directory, a Markdown report "
+                                          "(needs the 'sweep' extra)")
+    _add_train_options(sweep)
+    add_sweep_args(sweep, "lr, crop, max_disparity, init, jitter, schedule, batch_size")
+    sweep.set_defaults(func=cmd_sweep, command_parser=sweep, presets=PRESETS)
 
     evaluate = ssub.add_parser("eval", help="EPE / D1 / bad-x tables, PSMNet and/or SGBM")
     add_model_source(evaluate, "stereo", required=False, files=RUNNABLE_FILES,

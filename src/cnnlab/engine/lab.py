@@ -56,6 +56,9 @@ class Lab(Protocol):
 
     def title(self, run: RunConfig) -> str: ...
 
+    # what a sweep optimises: a key of fit's metrics rows and "maximize" or "minimize"
+    objective: tuple[str, str]
+
     def results(self, run: RunConfig, fitted: FitResult, task: Task, model: nn.Module,
                 device: torch.device, info: DistInfo, log: Callable[[str], None]
                 ) -> dict[str, Any]: ...
@@ -94,9 +97,11 @@ def resumed_config(saved: RunConfig, lab: Lab, epochs: int | None = None,
 def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
               device: str = "auto", info: DistInfo = SINGLE_PROCESS,
               log: Callable[[str], None] = print, progress: bool = True,
-              stop_after: int | None = None, download: bool = False) -> dict[str, Any]:
+              stop_after: int | None = None, download: bool = False,
+              on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train ``run`` into the run directory ``out`` (continuing it exactly with ``resume``);
-    returns the lab's results, also written to ``out/results.json``."""
+    returns the lab's results, also written to ``out/results.json``. ``on_epoch`` sees each
+    epoch's metrics (see ``fit``)."""
     if run.lab != lab.name:
         raise ConfigError(f"a {run.lab} run cannot be trained by the {lab.name} lab")
     run.optim.validate()
@@ -113,12 +118,13 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
         if not all_true(refused is None, info, torch_device):
             raise refused or ConfigError(f"{option} {run_dir.path}: refused by rank 0")
         return _train_held(run, lab, run_dir, resume, torch_device, info, log, progress,
-                           stop_after, download)
+                           stop_after, download, on_epoch)
 
 
 def _train_held(run: RunConfig, lab: Lab, run_dir: RunDir, resume: bool,
                 torch_device: torch.device, info: DistInfo, log: Callable[[str], None],
-                progress: bool, stop_after: int | None, download: bool) -> dict[str, Any]:
+                progress: bool, stop_after: int | None, download: bool,
+                on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """``train_run`` once its run directory is held (checked here, not before, so that two
     runs cannot both pass the check)."""
     if not resume and run_dir.checkpoint("last").exists():
@@ -142,7 +148,7 @@ def _train_held(run: RunConfig, lab: Lab, run_dir: RunDir, resume: bool,
     model = prepare_model(network, torch_device, run.optim.compile, lab.channels_last, info)
     saved = {**run.to_dict(), "world_size": info.world_size, "title": lab.title(run)}
     fitted = fit(model, task, run.optim, run_dir, saved, torch_device, resume, info, log,
-                 progress, stop_after=stop_after, card=card)
+                 progress, stop_after=stop_after, card=card, on_epoch=on_epoch)
     results = {"epochs": len(fitted.history), "best": fitted.best,
                # wall time of the epochs, per-epoch validation included
                "epoch_seconds_total": round(sum(r["seconds"] for r in fitted.history), 2),

@@ -146,14 +146,17 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
         full_config: dict, device: torch.device, resume: bool = False,
         info: DistInfo = SINGLE_PROCESS, log: Callable[[str], None] = print,
         progress: bool = True, stop_after: int | None = None,
-        card: ModelCard | None = None) -> FitResult:
+        card: ModelCard | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
     """Train ``model`` (already on ``device``, possibly DDP-wrapped) on ``task``.
 
     ``full_config`` is written to config.json and into every checkpoint, which resume reads;
     ``card`` goes into every checkpoint with the epoch's validation metrics, which eval and
     predict read. With ``resume`` the run continues from ``last`` exactly;
     ``stop_after`` ends the session after that many epochs while the schedule keeps planning
-    for ``config.epochs`` (a time-boxed run to be resumed later).
+    for ``config.epochs`` (a time-boxed run to be resumed later). ``on_epoch`` receives each
+    epoch's metrics row once its checkpoints are written (a sweep's pruner may stop the run
+    there by raising).
     """
     config.validate()
     bare = unwrap_model(model)  # DDP and torch.compile wrappers add prefixes to state keys
@@ -258,6 +261,8 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
             summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
                                 if k not in ("epoch",) and isinstance(v, float))
             log(f"Epoch {epoch + 1}/{config.epochs}: {summary}")
+        if on_epoch is not None:
+            on_epoch(row)
         barrier(info)
     return FitResult(history, best, val_sums or None)
 

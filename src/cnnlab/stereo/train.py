@@ -135,6 +135,7 @@ class StereoLab:
     config_class = StereoConfig
     channels_last = False  # PSMNet sets its own layouts (channels_last 2-D, _3d for 3-D convs)
     machine_settings = ("data_root", "weights_root", "workers")
+    objective = (f"val_{StereoTask.best_metric}", "minimize")
 
     @staticmethod
     def upgrade(section: dict[str, Any]) -> dict[str, Any]:
