@@ -7,6 +7,9 @@ claims and the curves to plot; the CLI prints the summary and writes the plot.
 from __future__ import annotations
 
 import csv
+import math
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -15,7 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.basics.ops import Conv2D, corr2d
+from cnnlab.basics.ops import (
+    Conv2D,
+    conv_transpose2d,
+    conv_transpose2d_zero_insert,
+    corr2d,
+    softmax_pool2d,
+    trans_conv2d,
+)
 
 
 @dataclass
@@ -30,6 +40,8 @@ class LessonResult:
     panel: dict | None = None
     # small matrices shown with their values, e.g. an input and its edge map: [(tensor, title)]
     grids: list[tuple[torch.Tensor, str]] = field(default_factory=list)
+    # the answer in words, printed under the numbers it rests on
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"{self.name}:"]
@@ -39,6 +51,7 @@ class LessonResult:
             elif isinstance(value, list):
                 value = "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
             out.append(f"  {key}: {value}")
+        out.extend(f"  - {note}" for note in self.notes)
         return out
 
 
@@ -224,6 +237,191 @@ def softmax_cross_entropy(seed: int = 0, batch: int = 8, classes: int = 5) -> Le
                         image=probabilities, image_title="softmax probabilities (rows)")
 
 
+def bilinear_tent(factor: int = 2) -> torch.Tensor:
+    """(2f,) linear-interpolation weights of a stride-f upsampling: [1/4, 3/4, 3/4, 1/4] for 2."""
+    if factor < 2 or factor % 2:
+        # an odd factor's output is not aligned with F.interpolate's by any whole padding
+        raise ValueError(f"factor must be even, got {factor}")
+    centre = (2 * factor - 1) / 2
+    return 1 - (torch.arange(2 * factor, dtype=torch.float64) - centre).abs() / factor
+
+
+def bilinear_kernel(factor: int = 2) -> torch.Tensor:
+    """(2f, 2f) kernel that makes a stride-f transposed convolution with padding f/2 bilinear
+    interpolation (align_corners=False) away from the border: the outer product of tents."""
+    return torch.outer(bilinear_tent(factor), bilinear_tent(factor))
+
+
+def transposed_convolution(seed: int = 0, size: int = 8) -> LessonResult:
+    """Stride below 1: a stride-2 transposed conv upsamples x2; with the bilinear kernel it is
+    bilinear interpolation, and kernel 3 stride 2 leaves a checkerboard on a constant input."""
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.arange(size, dtype=torch.float64)
+    centre = (size - 1) / 2
+    disc = (((index[:, None] - centre) ** 2 + (index[None, :] - centre) ** 2)
+            <= (size / 3) ** 2).double()
+    ramp = (index[:, None] + index[None, :]) / (2 * (size - 1))  # non-zero up to the border
+    image = disc + ramp + 0.2 * torch.rand(size, size, generator=generator, dtype=torch.float64)
+    kernel = bilinear_kernel(2)
+    upsampled = trans_conv2d(image, kernel, stride=2, padding=1)
+    interpolated = F.interpolate(image[None, None], scale_factor=2, mode="bilinear",
+                                 align_corners=False)[0, 0]
+    difference = (upsampled - interpolated).abs()
+    library = F.conv_transpose2d(image[None, None], kernel[None, None], stride=2,
+                                 padding=1)[0, 0]
+    # stride 1/2: zeros between the pixels, then an ordinary stride-1 correlation
+    as_conv = conv_transpose2d_zero_insert(image[None, None], kernel[None, None], stride=2,
+                                           padding=1)[0, 0]
+    general = conv_transpose2d(image[None, None], kernel[None, None], stride=2, padding=1)[0, 0]
+    # a constant input, with kernels that average to 1 so the output should be 1 everywhere
+    constant = torch.ones(size, size, dtype=torch.float64)
+    uneven = trans_conv2d(constant, torch.full((3, 3), (2 / 3) ** 2, dtype=torch.float64),
+                          stride=2, padding=1)
+    even = trans_conv2d(constant, torch.full((4, 4), (2 / 4) ** 2, dtype=torch.float64),
+                        stride=2, padding=1)
+    # the outer 2 pixels see fewer input pixels (zero padding), whatever the kernel
+    uneven_inside, even_inside = uneven[2:-2, 2:-2], even[2:-2, 2:-2]
+    uneven_variance = uneven_inside.var(unbiased=False).item()
+    even_variance = even_inside.var(unbiased=False).item()
+    border_difference = difference.max().item()
+    interior_difference = difference[1:-1, 1:-1].max().item()
+    middle = uneven.shape[0] // 2
+    panel = {"title": "constant input 1: middle row of the output", "xlabel": "output column",
+             "ylabel": "output value",
+             "points": [], "lines": [
+                 (torch.arange(uneven.shape[1]), uneven[middle], "kernel 3, stride 2"),
+                 (torch.arange(even.shape[1]), even[even.shape[0] // 2], "kernel 4, stride 2")]}
+    return LessonResult(
+        "transposed_convolution",
+        {"upsampling": f"{size}x{size} -> {upsampled.shape[0]}x{upsampled.shape[1]} "
+                       "(kernel 4, stride 2, padding 1)",
+         "bilinear kernel = outer(tent, tent), tent": bilinear_tent(2).tolist(),
+         "max |trans_conv2d - F.interpolate| interior": interior_difference,
+         "max |trans_conv2d - F.interpolate| border": border_difference,
+         "max |trans_conv2d - F.conv_transpose2d|": (upsampled - library).abs().max().item(),
+         "max |conv_transpose2d - F.conv_transpose2d|": (general - library).abs().max().item(),
+         "max |zero insertion + conv - F.conv_transpose2d|":
+             (as_conv - library).abs().max().item(),
+         "constant input, kernel 3 stride 2: variance": uneven_variance,
+         "constant input, kernel 3 stride 2: min, max": [uneven_inside.min().item(),
+                                                         uneven_inside.max().item()],
+         "constant input, kernel 4 stride 2: variance": even_variance},
+        panel=panel,
+        grids=[(image, f"input {size}x{size}"),
+               (upsampled, "transposed conv x2, bilinear kernel"),
+               (interpolated, "F.interpolate bilinear x2"),
+               (difference, "|difference| (only the 1-pixel border)"),
+               (uneven, "constant input, kernel 3 stride 2"),
+               (even, "constant input, kernel 4 stride 2")],
+        notes=[
+            "Stride below 1: a transposed convolution with stride s is a convolution with "
+            "stride 1/s. Put s - 1 zeros between input pixels (steps of 1/s input pixels), pad "
+            "by k - 1 - p and correlate at stride 1 with the kernel flipped; it is also the "
+            "gradient of a stride-s convolution with respect to its input.",
+            "The bilinear kernel (tent [1/4, 3/4, 3/4, 1/4] in each direction), stride 2, "
+            f"padding 1 is bilinear interpolation x2 (max difference {interior_difference:.1e} "
+            "inside). On the border F.interpolate repeats the edge pixel and the transposed "
+            f"conv pads with zeros (difference {border_difference:.2f}).",
+            "Checkerboard artefact: with kernel 3 and stride 2 the output pixels get 1, 2 or 4 "
+            "kernel taps in turn, so a constant input comes out as a period-2 pattern (variance "
+            f"{uneven_variance:.3f}). Kernel 4 is a multiple of the stride, every pixel gets "
+            f"the same number of taps, and the output is flat (variance {even_variance:.1g}).",
+        ])
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def softmax_pooling(seed: int = 0, size: int = 8,
+                    temperatures: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0,
+                                                       100.0),
+                    timing_shape: tuple[int, int, int, int] = (8, 64, 56, 56),
+                    repeats: int = 5) -> LessonResult:
+    """Softmax pooling moves from max (T -> 0) to mean (T -> inf) pooling; measure where it
+    lies per temperature, which inputs get gradient, and what it costs against max/avg."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(size, size, generator=generator, dtype=torch.float64)
+    batch = image[None, None]
+    maximum, average = F.max_pool2d(batch, 2)[0, 0], F.avg_pool2d(batch, 2)[0, 0]
+    spread = maximum - average
+    moving = spread > 1e-12  # a flat window is max and mean at once
+    pooled = {t: softmax_pool2d(image, 2, t) for t in temperatures}
+    positions = [((pooled[t] - average)[moving] / spread[moving]).mean().item()
+                 for t in temperatures]
+    # where the gradient goes: max pooling picks one input per window, softmax all of them
+    given = {}
+    for name, pool in (("max_pool2d", lambda x: F.max_pool2d(x, 2)),
+                       ("softmax_pool2d T=1", lambda x: softmax_pool2d(x, 2, 1.0))):
+        x = batch.clone().requires_grad_()
+        pool(x).sum().backward()
+        given[name] = (x.grad != 0).double().mean().item()
+    scale_gap = (softmax_pool2d(2 * image, 2) - 2 * softmax_pool2d(image, 2)).abs().max().item()
+    timing_input = torch.randn(*timing_shape, generator=generator)
+    with torch.no_grad():
+        seconds = {"softmax_pool2d": _median_seconds(lambda: softmax_pool2d(timing_input, 2),
+                                                     repeats),
+                   "F.max_pool2d": _median_seconds(lambda: F.max_pool2d(timing_input, 2),
+                                                   repeats),
+                   "F.avg_pool2d": _median_seconds(lambda: F.avg_pool2d(timing_input, 2),
+                                                   repeats)}
+    over_max = seconds["softmax_pool2d"] / seconds["F.max_pool2d"]
+    over_avg = seconds["softmax_pool2d"] / seconds["F.avg_pool2d"]
+    shown = [t for t in (0.1, 0.3, 1.0) if t in pooled]
+    panel = {"title": "softmax pooling between mean (0) and max (1)", "xscale": "log",
+             "xlabel": "temperature T (log scale)",
+             "ylabel": "(softmax - mean) / (max - mean)",
+             "points": [(torch.tensor(temperatures), torch.tensor(positions),
+                         "mean over the 2x2 windows")],
+             "lines": [(torch.tensor(temperatures), torch.tensor(positions), "")],
+             "ylim": (-0.05, 1.05)}
+    shape = "x".join(map(str, timing_shape))
+    return LessonResult(
+        "softmax_pooling",
+        {"temperatures": list(temperatures),
+         "position between mean (0) and max (1)": positions,
+         "max |T=1e-4 - max_pool2d|": (softmax_pool2d(image, 2, 1e-4) - maximum).abs().max()
+             .item(),
+         "max |T=1e6 - avg_pool2d|": (softmax_pool2d(image, 2, 1e6) - average).abs().max()
+             .item(),
+         "inputs given gradient, max_pool2d": given["max_pool2d"],
+         "inputs given gradient, softmax_pool2d T=1": given["softmax_pool2d T=1"],
+         "max |pool(2x) - 2 pool(x)|, softmax T=1": scale_gap,
+         "timing input": f"{shape}, 2x2 stride 2, {torch.get_num_threads()} threads, "
+                         f"median of {repeats}",
+         "seconds softmax_pool2d": seconds["softmax_pool2d"],
+         "seconds F.max_pool2d": seconds["F.max_pool2d"],
+         "seconds F.avg_pool2d": seconds["F.avg_pool2d"],
+         "softmax_pool2d / F.max_pool2d": over_max,
+         "softmax_pool2d / F.avg_pool2d": over_avg},
+        panel=panel,
+        grids=[(image, f"input {size}x{size}"), (maximum, "max pooling 2x2"),
+               *[(pooled[t], f"softmax pooling T={t:g}") for t in shown],
+               (average, "average pooling 2x2")],
+        notes=[
+            "Each window's values weighted by softmax(values / T): as T -> 0 the weight goes "
+            "to the largest value (max pooling), as T -> inf the weights become equal "
+            "(average pooling); in between it blends the two (position above).",
+            f"Why it is rare: it costs an exp per element, a sum and a division per window "
+            f"({over_max:.1f}x max pooling's time, {over_avg:.1f}x average pooling's, here) "
+            "and keeps the window's weights for the backward pass.",
+            "It adds a temperature to tune (or learn), and its output depends on the input's "
+            f"scale: pool(2x) != 2 pool(x) (gap {scale_gap:.2f}), unlike max and mean pooling.",
+            "Its gradient spreads over the whole window "
+            f"({given['softmax_pool2d T=1']:.0%} of the inputs get some, against "
+            f"{given['max_pool2d']:.0%} for max pooling), so it neither selects the strongest "
+            "response nor averages plainly, and max/avg pooling or a strided convolution "
+            "already do well in practice.",
+        ])
+
+
 LESSONS: dict[str, tuple[Callable[..., LessonResult], str]] = {
     "edge_detection": (edge_detection, "learn the [1, -1] edge kernel with Conv2D + corr2d"),
     "linear_regression_manual": (linear_regression_manual,
@@ -233,6 +431,10 @@ LESSONS: dict[str, tuple[Callable[..., LessonResult], str]] = {
     "logistic_regression": (logistic_regression,
                             "iris 0/1: BCELoss on sigmoid == BCEWithLogitsLoss"),
     "softmax_cross_entropy": (softmax_cross_entropy, "cross-entropy = -log p(target)"),
+    "transposed_convolution": (transposed_convolution,
+                               "stride 1/2: bilinear upsampling, kernel-3 checkerboard"),
+    "softmax_pooling": (softmax_pooling,
+                        "softmax pooling between max and mean pooling, and its cost"),
 }
 
 
@@ -247,8 +449,12 @@ def plot_lesson(result: LessonResult, path) -> None:
 
     panels = (int(bool(result.losses)) + int(result.panel is not None) + len(result.grids)
               + int(result.image is not None))
-    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.8), squeeze=False)
-    axes = list(axes[0])
+    columns = panels if panels <= 5 else math.ceil(panels / 2)
+    rows = math.ceil(panels / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.8 * rows), squeeze=False)
+    axes = list(axes.flat)
+    for unused in axes[panels:]:
+        unused.axis("off")
     if result.losses:
         ax = axes.pop(0)
         ax.plot(range(1, len(result.losses) + 1), result.losses)
@@ -262,8 +468,13 @@ def plot_lesson(result: LessonResult, path) -> None:
         panel = result.panel
         for x, y, label in panel.get("points", []):
             ax.scatter(x.numpy(), y.numpy(), s=12, label=label)
-        for x, y, label in panel.get("lines", []):
-            ax.plot(x.numpy(), y.numpy(), color="black", label=label)
+        lines = panel.get("lines", [])
+        for x, y, label in lines:
+            # one line is the model drawn over the data; several are compared in colour
+            ax.plot(x.numpy(), y.numpy(), color="black" if len(lines) == 1 else None,
+                    label=label or None)
+        if "xscale" in panel:
+            ax.set_xscale(panel["xscale"])
         if "ylim" in panel:
             ax.set_ylim(*panel["ylim"])
         ax.set_xlabel(panel["xlabel"])
@@ -287,8 +498,8 @@ def _draw_grid(fig, ax, grid: torch.Tensor, title: str) -> None:
         for (i, j), value in _ndenumerate(grid):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
     ax.set_title(title, fontsize=9)
-    ax.set_xticks(range(grid.shape[1]))
-    ax.set_yticks(range(grid.shape[0]))
+    ax.set_xticks(range(0, grid.shape[1], 1 if grid.shape[1] <= 10 else 2))
+    ax.set_yticks(range(0, grid.shape[0], 1 if grid.shape[0] <= 10 else 2))
     fig.colorbar(shown, ax=ax, shrink=0.8)
 
 
