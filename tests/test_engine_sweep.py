@@ -21,7 +21,7 @@ from cnnlab.engine.sweep import (
     recover_interrupted,
     run_sweep,
 )
-from cnnlab.engine.sweep_report import findings, spearman, write_sweep_report
+from cnnlab.engine.sweep_report import findings, spearman, summarize, write_sweep_report
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.train import StereoConfig
 
@@ -120,9 +120,23 @@ def test_an_interrupted_sweep_resumes_to_its_budget(tmp_path):
                       log=lambda _m: None)
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 5 and len(calls) == 3  # 2 before the interruption, 3 after
+    interrupted = study.trials[2]
+    assert interrupted.user_attrs["interrupted"]  # its settings were the first tried again
+    assert study.trials[3].params == interrupted.params
     again, calls = fake_training(curve)
     run_sweep(BASE, CLASSIFY, SPACE, tmp_path, trials=5, train=again, log=lambda _m: None)
     assert calls == []  # the budget is met: nothing more runs
+
+
+def test_an_interrupted_baseline_stays_the_baseline(tmp_path):
+    train, _ = fake_training([[0.5]], interrupt_at=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(BASE, CLASSIFY, SPACE, tmp_path, trials=2, train=train, log=lambda _m: None)
+    train, calls = fake_training([[0.5]])
+    study = run_sweep(BASE, CLASSIFY, SPACE, tmp_path, trials=2, train=train,
+                      log=lambda _m: None)
+    assert study.trials[1].user_attrs[BASELINE] and calls[0].optim.lr == 1e-3
+    assert summarize(study, SPACE, "val_acc")["baseline"]["number"] == 1
 
 
 def test_a_trial_left_running_by_a_killed_process_runs_again(tmp_path):

@@ -227,17 +227,29 @@ def _held_elsewhere(run_dir: Path) -> bool:
 
 
 def recover_interrupted(study, log: Callable[[str], None]) -> int:
-    """Trials left running by a process that is gone (killed, machine off) become failed and
-    their settings are drawn again first; returns how many."""
+    """Trials cut short, by Ctrl-C or by a process that is gone (killed, machine off), are
+    drawn again first, with their settings (the base recipe's trial stays the baseline); a
+    trial left running by a dead process becomes failed. Returns how many."""
     optuna = _optuna()
+    state = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
     count = 0
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        run_dir = Path(trial.user_attrs.get("run_dir", ""))
-        if trial.user_attrs.get("run_dir") and _held_elsewhere(run_dir):
+    for trial in trials:
+        if trial.number in retried:
             continue
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        where = f" ({run_dir})" if trial.user_attrs.get("run_dir") else ""
+        run_dir = trial.user_attrs.get("run_dir")
+        if trial.state == state.RUNNING:
+            if run_dir and _held_elsewhere(Path(run_dir)):
+                continue  # another process is training it now
+            study._storage.set_trial_state_values(trial._trial_id, state.FAIL)
+        elif not (trial.state == state.FAIL and trial.user_attrs.get("interrupted")):
+            continue
+        attrs = {"retry_of": trial.number}
+        if trial.user_attrs.get(BASELINE):
+            attrs[BASELINE] = True
+        study.enqueue_trial(trial.params, user_attrs=attrs)
+        where = f" ({run_dir})" if run_dir else ""
         log(f"Trial {trial.number} was interrupted{where}; its settings are tried again")
         count += 1
     return count

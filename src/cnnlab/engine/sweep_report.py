@@ -65,7 +65,9 @@ def summarize(study, space: list[Param], key: str) -> dict:
     if complete:
         best = study.best_trial
         summary["best"] = next(r for r in rows if r["number"] == best.number)
-    summary["baseline"] = next((r for r in rows if r["baseline"]), None)
+    baselines = [r for r in rows if r["baseline"]]  # an interrupted one was tried again
+    summary["baseline"] = next((r for r in baselines if r["state"] in ("complete", "pruned")),
+                               baselines[0] if baselines else None)
     importances = {}
     if len(complete) >= 2:
         try:
