@@ -440,10 +440,9 @@ LESSONS: dict[str, tuple[Callable[..., LessonResult], str]] = {
 
 def plot_lesson(result: LessonResult, path) -> None:
     """Loss curve and/or image panel as a PNG, written atomically."""
-    import matplotlib
+    from cnnlab.engine.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from cnnlab.engine.atomic import atomic_write
 

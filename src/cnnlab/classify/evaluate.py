@@ -29,10 +29,9 @@ def confusion_matrix(model: nn.Module, split: TensorSplit, preprocess: Preproces
 
 
 def plot_confusion(matrix: torch.Tensor, classes: tuple[str, ...], path: Path, title: str) -> None:
-    import matplotlib
+    from cnnlab.engine.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(classes)
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.6 * n))

@@ -26,16 +26,9 @@ from cnnlab.cli.common import (
     size,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.stereo.presets import PRESETS
 
 DATASETS = ("synthetic", "sceneflow", "kitti2015", "kitti2012", "middlebury", "folder")
-# named sets of train defaults; flags given on the command line override them
-PRESETS = {
-    # the published network is GPU-scale (0.09 pairs/s on a 2-core CPU): this small PSMNet
-    # trains on synthetic scenes in about 25 minutes there (README, "Measured")
-    "cpu-small": {"max_disparity": 48, "blocks": (1, 2, 1, 1), "crop": (64, 128),
-                  "synthetic_size": (128, 256), "samples_per_epoch": 320, "batch_size": 4,
-                  "epochs": 15, "lr": 1e-3, "schedule": "cosine", "align_corners": False},
-}
 OFFICIAL_FILES = "a .safetensors or official PSMNet .tar file"
 RUNNABLE_FILES = OFFICIAL_FILES + " (or, with --runtime, a .onnx file from cnnlab stereo export)"
 RUNTIMES = ("torch", "onnxruntime", "openvino")  # stereo.runtime.RUNTIMES (test compares)

@@ -96,10 +96,9 @@ class RunDir:
         validation together, whole-epoch ticks."""
         if not rows:
             return
-        import matplotlib
+        from cnnlab.engine.plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         from matplotlib.ticker import MaxNLocator
 
         epochs = [r["epoch"] for r in rows]

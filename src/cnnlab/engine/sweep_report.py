@@ -151,10 +151,9 @@ def findings(summary: dict) -> list[str]:
 def _figures(study, summary: dict, space: list[Param]) -> dict[str, bytes]:
     import io
 
-    import matplotlib
+    from cnnlab.engine.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     def png(fig) -> bytes:
         buffer = io.BytesIO()

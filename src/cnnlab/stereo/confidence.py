@@ -91,10 +91,9 @@ class Sparsification:
 def sparsification_figure(curves: dict[str, dict], title: str = ""):
     """A matplotlib figure of the curves (one per name) and each one's oracle, dashed, with
     labelled axes and a legend."""
-    import matplotlib
+    from cnnlab.engine.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for name, curve in curves.items():

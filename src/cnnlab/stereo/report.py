@@ -315,10 +315,9 @@ def _png(fig) -> bytes:
 
 def _bar_chart(analysis: dict, dataset: str) -> bytes:
     """Grouped horizontal bars: D1 per region (rows) per method (colours), values at the ends."""
-    import matplotlib
+    from cnnlab.engine.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     result = analysis["datasets"][dataset]
     regions = [r for r in result["regions"] if _pixels(result, r) > 0]
@@ -348,10 +347,9 @@ def _bar_chart(analysis: dict, dataset: str) -> bytes:
 def _pair_figure(analysis: dict, entry: dict) -> bytes:
     """Left column: the GT and each method's disparity (holes black) under one colour bar in
     px; right column: the left view and each method's error map under KITTI's error legend."""
-    import matplotlib
+    from cnnlab.engine.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.colors import ListedColormap, Normalize
     from matplotlib.patches import Patch
 

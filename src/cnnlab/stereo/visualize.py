@@ -88,10 +88,9 @@ def plot_overview(path: Path, left: np.ndarray, disparity: np.ndarray, scale_max
     """A figure to read, beside the raw files: the left view, the disparity in KITTI's colours
     with a colour bar in pixels, the confidence with its scale where given, and (with ground
     truth) the error map with its legend."""
-    import matplotlib
+    from cnnlab.engine.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.colors import ListedColormap, Normalize
     from matplotlib.patches import Patch
 

@@ -1,0 +1,10 @@
+"""Named sets of stereo training defaults (``stereo train --preset``); flags given override
+them. Plain values, no torch: the command line reads them for --help."""
+
+PRESETS = {
+    # the published network is GPU-scale (0.09 pairs/s on a 2-core CPU): this small PSMNet
+    # trains on synthetic scenes in about 25 minutes there (README, "Measured")
+    "cpu-small": {"max_disparity": 48, "blocks": (1, 2, 1, 1), "crop": (64, 128),
+                  "synthetic_size": (128, 256), "samples_per_epoch": 320, "batch_size": 4,
+                  "epochs": 15, "lr": 1e-3, "schedule": "cosine", "align_corners": False},
+}
