@@ -63,6 +63,8 @@ def test_the_space_is_checked_against_the_run():
         check_space([parse_param("hflip=choice:yes,no")], BASE)
     with pytest.raises(ConfigError, match="needs a search space"):
         check_space([], BASE)
+    with pytest.raises(ConfigError, match="--param optimizer: 'adamx' is not one of"):
+        check_space([parse_param("optimizer=choice:adam,adamx")], BASE)
 
 
 def test_the_base_recipe_is_the_first_trial_when_it_lies_in_the_space():
@@ -173,6 +175,9 @@ def test_classify_sweep_on_a_tiny_dataset(tmp_path, capsys):
     assert len(json.loads((out / "summary.json").read_text())["trials"]) == 3
     assert main([*argv, "--trials", "3", "--resume", str(out)]) == 1
     assert "--resume: not for a sweep" in capsys.readouterr().err
+    assert main([*argv, "--trials", "3", "--val-size", "0"]) == 1
+    assert "--val-size 0: the sweep would choose its settings on the test set" in \
+        capsys.readouterr().err
 
 
 def test_stereo_sweep_on_synthetic_scenes(tmp_path, capsys):

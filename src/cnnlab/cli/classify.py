@@ -22,6 +22,7 @@ from cnnlab.cli.common import (
     settings_from_args,
     size_text,
 )
+from cnnlab.errors import ConfigError
 
 
 def cmd_models(args) -> int:
@@ -69,6 +70,9 @@ def _settings(args):
 def cmd_sweep(args) -> int:
     from cnnlab.classify.train import CLASSIFY
 
+    if args.val_size == 0:
+        raise ConfigError("--val-size 0: the sweep would choose its settings on the test set; "
+                          f"hold out training images instead (default {SWEEP_VAL_SIZE})")
     return run_sweep_command(args, CLASSIFY, lambda: _settings(args), SWEEP_SPACE,
                              f"runs/sweep-{args.model}-{args.dataset}")
 

@@ -138,6 +138,14 @@ def _convert(name: str, value: Any, current: Any) -> Any:
     return text
 
 
+def _named_choices() -> dict[str, tuple[str, ...]]:
+    """Settings whose values are names: a wrong one is refused before any trial runs."""
+    from cnnlab.engine.device import AMP_DTYPES
+    from cnnlab.engine.optim import OPTIMIZERS, SCHEDULES
+
+    return {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": tuple(AMP_DTYPES)}
+
+
 def check_space(space: list[Param], run: RunConfig) -> None:
     """Every name a setting the sweep may vary, once; each choice converts."""
     if not space:
@@ -153,6 +161,11 @@ def check_space(space: list[Param], run: RunConfig) -> None:
         part = getattr(run, _owner(run, param.name))
         for choice in param.choices:
             _convert(param.name, choice, getattr(part, param.name))
+        allowed = _named_choices().get(param.name)
+        unknown = [c for c in param.choices if allowed is not None and c not in allowed]
+        if unknown:
+            raise ConfigError(f"--param {param.name}: {unknown[0]!r} is not one of "
+                              f"{', '.join(allowed)}")
 
 
 def apply_params(run: RunConfig, params: dict[str, Any]) -> RunConfig:
