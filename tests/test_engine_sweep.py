@@ -50,7 +50,8 @@ def test_settings_apply_with_their_types():
     stereo = RunConfig("stereo", StereoConfig(init="psmnet-kitti2015"), OptimConfig())
     applied = apply_params(stereo, {"crop": "128x256", "init": "none", "max_disparity": "96"})
     assert applied.task.crop == (128, 256) and applied.task.init is None
-    assert applied.task.max_disparity == "96" or applied.task.max_disparity == 96
+    assert applied.task.max_disparity == 96  # typed by the field, though its default is None
+    assert apply_params(stereo, {"align_corners": "false"}).task.align_corners is False
 
 
 def test_the_space_is_checked_against_the_run():
@@ -65,6 +66,12 @@ def test_the_space_is_checked_against_the_run():
         check_space([], BASE)
     with pytest.raises(ConfigError, match="--param optimizer: 'adamx' is not one of"):
         check_space([parse_param("optimizer=choice:adam,adamx")], BASE)
+    with pytest.raises(ConfigError, match="optimizer is not a number"):
+        check_space([parse_param("optimizer=float:0:1")], BASE)
+    with pytest.raises(ConfigError, match="batch_size is a whole number"):
+        check_space([parse_param("batch_size=float:16:256")], BASE)
+    with pytest.raises(ConfigError, match="0 is not valid"):
+        check_space([parse_param("batch_size=choice:0,64")], BASE)
 
 
 def test_the_base_recipe_is_the_first_trial_when_it_lies_in_the_space():
@@ -157,6 +164,18 @@ def test_a_trial_left_running_by_a_killed_process_runs_again(tmp_path):
 def test_spearman_rank_correlation():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([0, 0, 0, 0, 0], [1, 2, 3, 4, 5]) != spearman([0, 0, 0, 0, 0],
+                                                                   [1, 2, 3, 4, 5])  # NaN
+    assert spearman([1, 1, 2, 2], [1, 2, 3, 4]) == pytest.approx(0.894, abs=1e-3)
+
+
+def test_a_sweep_folder_keeps_its_recipe(tmp_path):
+    train, _ = fake_training([[0.5]])
+    run_sweep(BASE, CLASSIFY, SPACE, tmp_path, trials=1, train=train, log=lambda _m: None)
+    other = RunConfig("classify", ClassifyConfig(val_size=64), OptimConfig(epochs=5))
+    with pytest.raises(ConfigError, match="holds a sweep with another recipe"):
+        run_sweep(other, CLASSIFY, SPACE, tmp_path, trials=2, train=train,
+                  log=lambda _m: None)
 
 
 def test_classify_sweep_on_a_tiny_dataset(tmp_path, capsys):

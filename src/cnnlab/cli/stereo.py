@@ -93,6 +93,15 @@ SWEEP_SPACE = ("lr=log:3e-4:3e-3", "schedule=choice:constant,cosine,step",
 def cmd_sweep(args) -> int:
     from cnnlab.stereo.train import STEREO
 
+    if args.dataset == "sceneflow":
+        raise ConfigError("--dataset sceneflow: its validation pairs are the FlyingThings3D "
+                          "TEST split, so a sweep would choose on the test set; sweep on "
+                          "synthetic, KITTI or a folder with --val-list")
+    if args.val_count == 0 or args.dataset == "middlebury" or (
+            args.dataset == "folder" and not args.val_list):
+        raise ConfigError("a sweep chooses on validation pairs, and this recipe has none: "
+                          "give --val-count > 0 (synthetic, KITTI) or --val-list (folder)")
+
     return run_sweep_command(args, STEREO, _train_settings(args), SWEEP_SPACE,
                              f"runs/sweep-psmnet-{args.dataset}")
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -112,29 +114,39 @@ def _owner(run: RunConfig, name: str) -> str:
                       f"{', '.join(known)}")
 
 
-def _convert(name: str, value: Any, current: Any) -> Any:
+def _field_type(part: Any, name: str) -> type | None:
+    """The declared type of setting ``name`` (``X | None`` read as ``X``): the type a drawn
+    value becomes, even where the default is None (``max_disparity``, ``align_corners``)."""
+    hint = typing.get_type_hints(type(part)).get(name)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None -> X
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    kind = typing.get_origin(hint) or hint
+    return kind if isinstance(kind, type) else None
+
+
+def _convert(name: str, value: Any, part: Any) -> Any:
     """A drawn value as the setting's type: choices are text ("none", "true", "256x512")."""
-    if not isinstance(value, str):
-        return type(current)(value) if isinstance(current, (int, float)) \
-            and not isinstance(current, bool) else value
-    text = value.strip()
-    if text.lower() == "none":
+    kind = _field_type(part, name)
+    if isinstance(value, str) and value.strip().lower() == "none":
         return None
-    if isinstance(current, bool):
-        if text.lower() not in ("true", "false"):
+    text = value.strip() if isinstance(value, str) else value
+    if kind is bool:
+        if str(text).lower() not in ("true", "false"):
             raise ConfigError(f"--param {name}: {text!r} is not true or false")
-        return text.lower() == "true"
-    if isinstance(current, tuple) or ("x" in text and text.replace("x", "").isdigit()):
+        return str(text).lower() == "true"
+    if kind is tuple:
         try:
-            return tuple(int(v) for v in text.lower().replace("x", ",").split(","))
+            return tuple(int(v) for v in str(text).lower().replace("x", ",").split(","))
         except ValueError:
             raise ConfigError(f"--param {name}: {text!r} is not like 256x512") from None
-    for kind in (int, float):
-        if isinstance(current, kind) and not isinstance(current, bool):
-            try:
-                return kind(text)
-            except ValueError:
-                raise ConfigError(f"--param {name}: {text!r} is not a number") from None
+    if kind in (int, float):
+        try:
+            number = float(text)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--param {name}: {text!r} is not a number") from None
+        if kind is int and number != int(number):
+            raise ConfigError(f"--param {name}: {text!r} is not a whole number")
+        return kind(number)
     return text
 
 
@@ -159,8 +171,18 @@ def check_space(space: list[Param], run: RunConfig) -> None:
             raise ConfigError(f"--param {param.name}: given twice")
         seen.add(param.name)
         part = getattr(run, _owner(run, param.name))
-        for choice in param.choices:
-            _convert(param.name, choice, getattr(part, param.name))
+        if param.kind != "choice" and _field_type(part, param.name) not in (int, float):
+            raise ConfigError(f"--param {param}: {param.name} is not a number; use "
+                              f"{param.name}=choice:...")
+        if param.kind == "float" and _field_type(part, param.name) is int:
+            raise ConfigError(f"--param {param}: {param.name} is a whole number; use int:")
+        values = param.choices or (param.low, param.high)
+        for value in values:  # every choice and both ends of a range make a valid run
+            drawn = apply_params(run, {param.name: value})
+            try:
+                drawn.optim.validate()
+            except (TypeError, ValueError, ConfigError) as exc:
+                raise ConfigError(f"--param {param}: {value} is not valid ({exc})") from None
         allowed = _named_choices().get(param.name)
         unknown = [c for c in param.choices if allowed is not None and c not in allowed]
         if unknown:
@@ -173,7 +195,7 @@ def apply_params(run: RunConfig, params: dict[str, Any]) -> RunConfig:
     changes: dict[str, dict[str, Any]] = {"optim": {}, "task": {}}
     for name, value in params.items():
         part = _owner(run, name)
-        changes[part][name] = _convert(name, value, getattr(getattr(run, part), name))
+        changes[part][name] = _convert(name, value, getattr(run, part))
     return replace(run, optim=replace(run.optim, **changes["optim"]),
                    task=replace(run.task, **changes["task"]))
 
@@ -203,6 +225,8 @@ def open_study(folder: Path, direction: str, seed: int = 0, storage: str | None 
     by default; any Optuna storage URL, e.g. sqlite:///sweep.db, with ``storage``)."""
     optuna = _optuna()
     folder.mkdir(parents=True, exist_ok=True)
+    if (folder / STUDY_FILE).exists() or storage is not None:
+        seed = None  # joining or resuming: a process seeded like the others would repeat them
     if storage is None:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -300,6 +324,18 @@ def run_sweep(base: RunConfig, lab: Any, space: list[Param], folder: Path,
         raise ConfigError("give a budget: --trials N and/or --minutes M")
     key, direction = lab.objective
     study = open_study(folder, direction, base.optim.seed, storage)
+    recipe = base.to_dict()
+    for machine in lab.machine_settings:  # where the data is may differ between machines
+        recipe[lab.name].pop(machine, None)
+    definition = json.loads(json.dumps({"recipe": recipe, "space": [str(p) for p in space]}))
+    saved = study.user_attrs.get("definition")
+    if saved is None:
+        study.set_user_attr("definition", definition)
+    elif saved != definition:
+        changed = [k for k in ("recipe", "space") if saved[k] != definition[k]]
+        raise ConfigError(f"--out {folder}: holds a sweep with another "
+                          f"{' and '.join(changed)}; its trials would not compare with these: "
+                          "give the same options, or another --out")
     recover_interrupted(study, log)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     if not study.trials:

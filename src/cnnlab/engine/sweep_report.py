@@ -16,14 +16,20 @@ from cnnlab.engine.sweep import BASELINE, Param
 
 
 def _rank(values: list[float]) -> np.ndarray:
+    """Ranks, tied values sharing their average rank."""
+    values = np.asarray(values, dtype=float)
     order = np.argsort(values, kind="stable")
     ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values))
+    ranks[order] = np.arange(len(values), dtype=float)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
     return ranks
 
 
 def spearman(x: list[float], y: list[float]) -> float:
-    """Rank correlation (no tie correction): how monotonically y follows x."""
+    """Rank correlation (ties share their average rank): how monotonically y follows x; NaN
+    when either side never varies."""
     if len(x) < 3:
         return float("nan")
     rx, ry = _rank(x), _rank(y)
@@ -88,8 +94,9 @@ def summarize(study, space: list[Param], key: str) -> dict:
                     max(v) if maximize else min(v))} for value, v in groups.items()}}
         else:
             xs = [math.log10(v) if param.kind == "log" else float(v) for v, _ in points]
-            effects[param.name] = {"kind": param.kind, "spearman": spearman(
-                xs, [r for _, r in points]), "count": len(points)}
+            rho = spearman(xs, [r for _, r in points])
+            effects[param.name] = {"kind": param.kind, "count": len(points),
+                                   "spearman": rho if math.isfinite(rho) else None}
     summary["effects"] = effects
     return summary
 
@@ -123,8 +130,9 @@ def findings(summary: dict) -> list[str]:
                      "the median of the earlier trials at the same epoch.")
     ranked = sorted(summary["importances"].items(), key=lambda kv: -kv[1])
     if ranked:
-        lines.append("What mattered most (PED-ANOVA importance): " + ", ".join(
-            f"{name} {100 * value:.0f}%" for name, value in ranked) + ".")
+        lines.append(f"What mattered most (PED-ANOVA importance, from "
+                     f"{counts['complete']} completed trials): " + ", ".join(
+                         f"{name} {100 * value:.0f}%" for name, value in ranked) + ".")
     for name, effect in summary["effects"].items():
         if effect["kind"] == "choice" and effect["groups"]:
             groups = sorted(effect["groups"].items(), key=lambda kv: -kv[1]["mean"]
@@ -134,7 +142,7 @@ def findings(summary: dict) -> list[str]:
                 f"{'s' if g['count'] != 1 else ''} (best {g['best']:.4g})"
                 for value, g in groups) + ".")
         elif effect["kind"] != "choice" and effect["count"] >= 3 \
-                and math.isfinite(effect["spearman"]):
+                and effect["spearman"] is not None:
             rho = effect["spearman"]
             helps = (rho > 0) == maximize
             strength = "strongly" if abs(rho) >= 0.6 else "somewhat" if abs(rho) >= 0.3 \

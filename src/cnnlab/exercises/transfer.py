@@ -120,6 +120,19 @@ def _pairs(source: list[_Entry], target: list[_Entry], what: str, yours: str,
     raise WeightsMismatch(f"weights by order: {problem}")
 
 
+def _same_names(source: list[_Entry], target: list[_Entry]) -> list | None:
+    """Pairs by name when both modules name every tensor alike with the same shapes (a module
+    written with the reference's names may declare its layers in another order than it uses
+    them); None otherwise, and the copy goes by order."""
+    named = {entry.name: entry for entry in source}
+    if len(named) != len(source) or {e.name for e in target} != set(named):
+        return None
+    pairs = [(named[entry.name], entry) for entry in target]
+    if any(tuple(s.tensor.shape) != tuple(t.tensor.shape) for s, t in pairs):
+        return None
+    return pairs
+
+
 def copy_by_order(source: nn.Module, target: nn.Module, yours: str = "your module",
                   reference: str = "the reference") -> str:
     """Copy ``source``'s parameters and buffers into ``target`` by order (see the module
@@ -131,9 +144,16 @@ def copy_by_order(source: nn.Module, target: nn.Module, yours: str = "your modul
         if isinstance(entry.tensor, (UninitializedParameter, UninitializedBuffer)):
             raise WeightsMismatch(f"weights by order: {yours}'s '{entry.name}' is still "
                                   "uninitialised after a forward pass")
-    params, regrouped = _pairs(source_params, target_params, "parameter", yours, reference)
-    buffers, regrouped_buffers = _pairs(source_buffers, target_buffers, "buffer", yours,
-                                        reference)
+    by_name = _same_names(source_params + source_buffers, target_params + target_buffers)
+    if by_name is not None:  # the reference's own names: no order to guess
+        count = len(target_params)
+        params, buffers, regrouped, regrouped_buffers = (by_name[:count], by_name[count:],
+                                                         False, False)
+    else:
+        params, regrouped = _pairs(source_params, target_params, "parameter", yours,
+                                   reference)
+        buffers, regrouped_buffers = _pairs(source_buffers, target_buffers, "buffer", yours,
+                                            reference)
     with torch.no_grad():
         for s, t in params + buffers:
             try:
@@ -141,7 +161,8 @@ def copy_by_order(source: nn.Module, target: nn.Module, yours: str = "your modul
             except RuntimeError as exc:  # e.g. a tensor on the meta device
                 raise WeightsMismatch(f"weights by order: cannot copy into {yours}'s "
                                       f"'{t.name}': {exc}") from None
-    how = ("order within each kind of layer: convs, then norms"
+    how = ("name" if by_name is not None else
+           "order within each kind of layer: convs, then norms"
            if regrouped or regrouped_buffers else "registration order")
     return f"{len(params)} parameter and {len(buffers)} buffer tensors copied by {how}"
 
