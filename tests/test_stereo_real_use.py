@@ -178,7 +178,7 @@ def test_tiles_partition_the_image_and_see_their_matches():
         plan_tiles(height, width, (200, 200), max_disparity)
 
 
-def test_a_single_tile_is_the_whole_run_and_strips_stay_close():
+def test_a_single_tile_is_the_whole_run_and_strips_fill_the_map():
     torch.manual_seed(0)
     model = PSMNet(max_disparity=32, blocks=(1, 1, 1, 1)).eval()
     left, right = torch.randn(1, 3, 256, 96), torch.randn(1, 3, 256, 96)

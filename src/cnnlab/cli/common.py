@@ -353,8 +353,9 @@ def run_sweep_command(args: argparse.Namespace, lab: Any, task_settings: Callabl
         print(f"Stopped: run the same command again to resume the sweep in {out}",
               file=sys.stderr)
         raise
-    written = write_sweep_report(study, space, out, lab.objective[0])
-    for line in findings(summarize(study, space, lab.objective[0])):
+    summary = summarize(study, space, lab.objective[0])  # importances: computed once
+    written = write_sweep_report(study, space, out, lab.objective[0], summary)
+    for line in findings(summary):
         print(f"- {line}")
     print(f"Report: {written[0]}")
     return 0

@@ -201,10 +201,12 @@ def _scored_sources(args, datasets: list[str], split: str, confidence: float | N
 
     _check_folder_options(args, datasets)
     sources = {}
-    for dataset in datasets:
+    for dataset in datasets:  # synthetic scenes are drawn within the model's range, below
+        if dataset == "synthetic":
+            sources[dataset] = None
+            continue
         sources[dataset] = open_eval_dataset(dataset, args.data_root, split, args.count,
-                                             args.synthetic_size,
-                                             args.max_disparity or 192, _folder_kwargs(args))
+                                             args.synthetic_size, 192, _folder_kwargs(args))
         if len(sources[dataset]) == 0:
             hint = (f"; pass --split all to score the pairs there (not {protocol.name}'s "
                     "published split)" if protocol else "")
@@ -221,7 +223,7 @@ def _scored_sources(args, datasets: list[str], split: str, confidence: float | N
     methods = predictors(args.model, model, card, args.max_disparity, precision, args.scale,
                          confidence)
     max_disparity = eval_max_disparity(card, args.max_disparity)
-    if "synthetic" in sources:  # scenes within the range the model searches
+    if "synthetic" in sources:
         sources["synthetic"] = open_eval_dataset("synthetic", None, split, args.count,
                                                  args.synthetic_size, max_disparity)
     for source in sources.values():  # every dataset is checked before any is scored

@@ -279,7 +279,7 @@ def recover_interrupted(study, log: Callable[[str], None]) -> int:
         if trial.state == state.RUNNING:
             if run_dir and _held_elsewhere(Path(run_dir)):
                 continue  # another process is training it now
-            study._storage.set_trial_state_values(trial._trial_id, state.FAIL)
+            study.tell(trial.number, state=state.FAIL, skip_if_finished=True)
         elif not (trial.state == state.FAIL and trial.user_attrs.get("interrupted")):
             continue
         attrs = {"retry_of": trial.number}

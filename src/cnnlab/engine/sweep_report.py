@@ -230,11 +230,13 @@ def _figures(study, summary: dict, space: list[Param]) -> dict[str, bytes]:
     return out
 
 
-def write_sweep_report(study, space: list[Param], folder: Path, key: str) -> list[Path]:
+def write_sweep_report(study, space: list[Param], folder: Path, key: str,
+                       summary: dict | None = None) -> list[Path]:
     """``folder/report.md`` with its PNGs in ``folder/report_files/`` and the numbers in
-    ``folder/summary.json``; returns the paths."""
+    ``folder/summary.json`` (``summary``: ``summarize``'s, if the caller has it); returns the
+    paths."""
     folder = Path(folder)
-    summary = summarize(study, space, key)
+    summary = summary or summarize(study, space, key)
     pictures = _figures(study, summary, space)
     lines = ["# Sweep report", "", f"Objective: {summary['direction']} {key}, the best epoch "
              "of each trial on the validation pairs (never the test set). Search space: "

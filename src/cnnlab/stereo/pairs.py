@@ -15,10 +15,6 @@ from cnnlab.stereo.folder import Pair, folder_from_globs, folder_from_list
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _is_pattern(text: str) -> bool:
-    return glob.has_magic(text)
-
-
 def _folder_pairs(left: Path, right: Path, gt: str | None) -> list[Pair]:
     """The images of ``left`` with a file of the same name in ``right`` (and in ``gt``, a
     folder, by stem: any ground-truth suffix)."""
@@ -55,7 +51,7 @@ def resolve_pairs(left: str | None, right: str | None, list_file: str | None = N
         return folder_from_list(Path(list_file)).pairs
     if not (left and right):
         raise ConfigError("give LEFT and RIGHT (files, folders or glob patterns) or --list FILE")
-    if _is_pattern(left) or _is_pattern(right):
+    if glob.has_magic(left) or glob.has_magic(right):
         return folder_from_globs(left, right, gt).pairs
     left_path, right_path = Path(left), Path(right)
     if left_path.is_dir() or right_path.is_dir():

@@ -28,20 +28,11 @@ import numpy as np
 
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.datasets import StereoSample
-from cnnlab.stereo.regions import occlusion_from_disparity
+from cnnlab.stereo.regions import non_occluded
 
 Masks = Callable[[StereoSample], dict[str, np.ndarray]]
 PAPER = "Chang & Chen, Pyramid Stereo Matching Network, CVPR 2018"
 SCENEFLOW_MAX_GT = 192.0  # the published test scores pixels with gt < 192, whatever --maxdisp
-
-
-def non_occluded(sample: StereoSample) -> np.ndarray:
-    """The non-occluded mask the dataset gives, else one derived from the ground truth (a left
-    pixel is occluded where a nearer one lands on the same right-view pixel, or its match
-    leaves the image)."""
-    if sample.noc is not None:
-        return sample.noc
-    return sample.valid & ~occlusion_from_disparity(sample.disparity, sample.valid)
 
 
 @dataclass(frozen=True)
@@ -93,7 +84,7 @@ def _kitti_masks(sample: StereoSample) -> dict[str, np.ndarray]:
 
 
 def _middlebury_masks(sample: StereoSample) -> dict[str, np.ndarray]:
-    return {"all": sample.valid, "nonocc": non_occluded(sample) & sample.valid}
+    return {"all": sample.valid, "nonocc": non_occluded(sample)[0]}
 
 
 _KITTI_SPLIT = ("val: frames 160 and above of a sorted listing (the published code takes "

@@ -101,6 +101,16 @@ def describe_regions(max_disparity: int, low_texture: float = 4.0, border: int =
     return described
 
 
+def non_occluded(sample: StereoSample) -> tuple[np.ndarray, str]:
+    """The pixels with ground truth that the right view sees, and where that comes from:
+    the dataset's own mask ("dataset"), else ``occlusion_from_disparity`` ("derived from
+    GT")."""
+    valid = np.asarray(sample.valid, dtype=bool)
+    if sample.noc is not None:
+        return valid & sample.noc, OCCLUSION_SOURCES[0]
+    return valid & ~occlusion_from_disparity(sample.disparity, valid), OCCLUSION_SOURCES[1]
+
+
 def region_masks(sample: StereoSample, max_disparity: int, low_texture: float = 4.0,
                  border: int = 32,
                  depth_bins: tuple[tuple[str, float, float], ...] = DEPTH_BINS
@@ -110,11 +120,7 @@ def region_masks(sample: StereoSample, max_disparity: int, low_texture: float = 
     are the dataset's own, "derived from GT" when computed by ``occlusion_from_disparity``."""
     valid = np.asarray(sample.valid, dtype=bool)
     gt = np.where(valid, sample.disparity, 0.0)
-    if sample.noc is not None:
-        visible, source = valid & sample.noc, "dataset"
-    else:
-        visible, source = valid & ~occlusion_from_disparity(sample.disparity, valid), \
-            "derived from GT"
+    visible, source = non_occluded(sample)
     gradient = texture(sample.left)
     height, width = valid.shape
     rows, columns = np.arange(height)[:, None], np.arange(width)[None, :]
