@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from cnnlab.classify.train import CLASSIFY, ClassifyConfig
+from cnnlab.classify.training import CLASSIFY, ClassifyConfig
 from cnnlab.cli import main
 from cnnlab.engine.config import (
     OptimConfig,

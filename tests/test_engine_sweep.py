@@ -8,7 +8,7 @@ from tests.conftest import make_tiny_mnist
 
 pytest.importorskip("optuna", reason="the 'sweep' extra (optuna) is not installed")
 
-from cnnlab.classify.train import CLASSIFY, ClassifyConfig
+from cnnlab.classify.training import CLASSIFY, ClassifyConfig
 from cnnlab.cli import main
 from cnnlab.engine.config import OptimConfig, RunConfig
 from cnnlab.engine.sweep import (

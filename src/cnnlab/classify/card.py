@@ -27,17 +27,20 @@ DATA_DESCRIPTIONS = {
 
 
 def classifier_card(dataset: str, model: str, model_kwargs: dict[str, Any],
-                    image_size: int | None = None, training: dict[str, Any] | None = None
-                    ) -> ModelCard:
-    """The card of ``model`` trained on ``dataset`` (a registered dataset name)."""
+                    image_size: int | None = None, training: dict[str, Any] | None = None,
+                    module: str | None = None) -> ModelCard:
+    """The card of ``model`` trained on ``dataset`` (a registered dataset name): a registry
+    name, or with ``module`` the class name of a network defined outside the registry."""
     spec = get_spec(dataset)
+    size = (image_size or spec.size) if module else model_input_size(model, spec.size,
+                                                                      image_size)
     return ModelCard(
-        lab="classify", architecture=model,
+        lab="classify", architecture=model, module=module,
         kwargs={"in_channels": spec.channels, "num_classes": len(spec.classes), **model_kwargs},
         preprocess={
             "channels": spec.channels,
             "data_size": spec.size,  # images are brought to the training data's size first
-            "size": model_input_size(model, spec.size, image_size),  # then to the model's
+            "size": size,  # then to the model's
             "scale": "uint8 / 255",
             "mean": list(spec.mean), "std": list(spec.std),
             # MNIST-style sets are light objects on black: predict inverts light backgrounds
@@ -54,21 +57,36 @@ def build_classifier(card: ModelCard, where: str | None = None) -> nn.Module:
 
 
 def check_input_size(model: nn.Module, card: ModelCard) -> None:
-    """A one-line error, before any data is read, when the card's input size is too small
-    for the network (one forward pass of a blank image, in eval mode)."""
+    """A one-line error, before any data is read, when the network cannot take the card's
+    input or does not give one score per class (one forward pass of a blank image in eval
+    mode): a student's shape mistake is caught in a second, not after loading the data."""
     pre = card.preprocess
-    blank = torch.zeros(1, pre["channels"], pre["size"], pre["size"])
+    shape = (1, pre["channels"], pre["size"], pre["size"])
+    classes = card.kwargs["num_classes"]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(blank)
+            output = model(torch.zeros(shape, device=_device_of(model)))
     except RuntimeError as exc:
-        detail = str(exc).strip().splitlines()[0][:160]
-        raise ConfigError(f"--image-size {pre['size']}: too small for {card.architecture} "
-                          f"({detail})") from None
+        detail = str(exc).strip().splitlines()[0][:200]
+        if card.module is None:
+            raise ConfigError(f"{pre['size']}: too small for {card.architecture} ({detail})",
+                              parameter="image_size") from None
+        raise ConfigError(f"{card.architecture} fails on a batch of shape {shape}: {detail}",
+                          parameter="model") from None
     finally:
         model.train(was_training)
+    if not (torch.is_tensor(output) and tuple(output.shape) == (1, classes)):
+        got = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
+        raise ConfigError(f"{card.architecture} gives {got} for a batch of shape {shape}; "
+                          f"expected (1, {classes}): one score per class",
+                          parameter="model")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def validated(card: ModelCard, where: str) -> ModelCard:

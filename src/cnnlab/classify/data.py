@@ -130,7 +130,8 @@ class TensorSplit:
 def split_validation(images: torch.Tensor, labels: torch.Tensor, val_size: int, seed: int = 0):
     """Carve a fixed, seeded validation subset out of a training split."""
     if not 0 < val_size < len(labels):
-        raise ConfigError(f"--val-size must be between 1 and {len(labels) - 1}, got {val_size}")
+        raise ConfigError(f"must be between 1 and {len(labels) - 1}, got {val_size}",
+                          parameter="val_size")
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     val, train = order[:val_size], order[val_size:]
     return (images[train], labels[train]), (images[val], labels[val])
@@ -145,16 +146,33 @@ class ClassifyData:
 
 
 def load_classify_data(dataset: str, device: torch.device, data_root=None, download=False,
-                       val_size: int = 0, seed: int = 0, load_train: bool = True
+                       val_size: int = 0, seed: int = 0, load_train: bool = True,
+                       limit: int | None = None, test_limit: int | None = None
                        ) -> ClassifyData:
-    """Decode the dataset once and place it on ``device``."""
+    """Decode the dataset once and place it on ``device``; ``limit`` keeps the first images
+    of the training set (before any validation split) and ``test_limit`` those of the test
+    set, for quick runs without writing a smaller copy."""
     spec = get_spec(dataset)
-    test = TensorSplit(*load_split(dataset, "test", data_root, download), device)
+    test = TensorSplit(*first(load_split(dataset, "test", data_root, download), test_limit,
+                              "test_limit"), device)
     val = train = None
     if load_train:
-        images, labels = load_split(dataset, "train", data_root, download)
+        images, labels = first(load_split(dataset, "train", data_root, download), limit,
+                               "limit")
         if val_size:
             (images, labels), (vi, vl) = split_validation(images, labels, val_size, seed)
             val = TensorSplit(vi, vl, device)
         train = TensorSplit(images, labels, device)
     return ClassifyData(spec, train, val, test)
+
+
+def first(split: tuple[torch.Tensor, torch.Tensor], count: int | None, parameter: str
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` (images, labels) of a split; None keeps all."""
+    if count is None:
+        return split
+    images, labels = split
+    if not 1 <= count <= len(labels):
+        raise ConfigError(f"must be between 1 and {len(labels)} (the images there are), got "
+                          f"{count}", parameter=parameter)
+    return images[:count], labels[:count]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,7 +12,8 @@ from cnnlab.classify.card import preprocess_of
 from cnnlab.classify.data import Preprocess, TensorSplit
 from cnnlab.classify.weights import load_model
 from cnnlab.data.vision import get_spec, load_split
-from cnnlab.engine.atomic import atomic_write, atomic_write_json, check_writable_folder
+from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
+from cnnlab.engine.card import ModelCard
 from cnnlab.engine.device import select_device
 from cnnlab.errors import ConfigError
 
@@ -28,14 +30,16 @@ def confusion_matrix(model: nn.Module, split: TensorSplit, preprocess: Preproces
     return matrix
 
 
-def plot_confusion(matrix: torch.Tensor, classes: tuple[str, ...], path: Path, title: str) -> None:
-    from cnnlab.engine.plotting import pyplot
-
-    plt = pyplot()
+def confusion_figure(matrix: torch.Tensor, classes: tuple[str, ...] | list[str], title: str):
+    """Counts with rows = true class, columns = predicted, each cell labelled; a Figure
+    outside pyplot (see engine.plotting)."""
+    from cnnlab.engine.plotting import new_figure
 
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.6 * n))
-    ax.imshow(matrix.numpy(), cmap="Blues")
+    fig = new_figure(figsize=(1.6 + 0.7 * n, 1.0 + 0.6 * n))
+    ax = fig.subplots()
+    shown = ax.imshow(matrix.numpy(), cmap="Blues")
+    fig.colorbar(shown, ax=ax, label="images", fraction=0.046, pad=0.04)
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_yticks(range(n), classes)
     ax.set_xlabel("predicted")
@@ -48,8 +52,121 @@ def plot_confusion(matrix: torch.Tensor, classes: tuple[str, ...], path: Path, t
                     color="white" if value > threshold else "black")
     ax.set_title(title)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    return fig
+
+
+@dataclass
+class Evaluation:
+    """A classifier's answers on a labelled set: accuracy, confusion matrix and its mistakes.
+    In a notebook it shows its confusion matrix."""
+
+    title: str  # "LeNet on fashion-mnist test"
+    classes: list[str]
+    labels: torch.Tensor  # (N,) true classes
+    predicted: torch.Tensor  # (N,) most probable classes
+    confidence: torch.Tensor  # (N,) probability of the predicted class
+    images: torch.Tensor  # (N, C, H, W) uint8, as stored (for pictures of the mistakes)
+
+    @property
+    def count(self) -> int:
+        return len(self.labels)
+
+    @property
+    def correct(self) -> int:
+        return int((self.predicted == self.labels).sum())
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.count, 1)
+
+    @property
+    def confusion_matrix(self) -> torch.Tensor:
+        """(classes, classes) counts, rows = true class, columns = predicted class."""
+        n = len(self.classes)
+        index = self.labels.long() * n + self.predicted.long()
+        return torch.bincount(index, minlength=n * n).view(n, n)
+
+    @property
+    def per_class(self) -> dict[str, float]:
+        """Accuracy of each true class."""
+        matrix = self.confusion_matrix
+        return dict(zip(self.classes, (matrix.diag().double()
+                                       / matrix.sum(1).clamp(min=1)).tolist()))
+
+    def confusion(self):
+        """The confusion matrix as a picture (counts in every cell, a colour scale)."""
+        from cnnlab.engine.plotting import Picture
+
+        title = f"{self.title}: {100 * self.accuracy:.2f}%"
+        return Picture(confusion_figure(self.confusion_matrix, self.classes, title), title)
+
+    def mistakes(self, n: int = 16):
+        """The ``n`` most confident mistakes (true -> predicted, probability), as fastai's
+        plot_top_losses shows them: where the model is sure and wrong."""
+        from cnnlab.classify.gallery import gallery
+
+        wrong = (self.predicted != self.labels).nonzero().flatten()
+        order = wrong[self.confidence[wrong].argsort(descending=True)][:n]
+        captions = [f"{self.classes[int(self.labels[i])]} → {self.classes[int(self.predicted[i])]}"
+                    f" {100 * float(self.confidence[i]):.0f}%" for i in order]
+        return gallery(self.images[order], captions,
+                       f"{self.title}: {len(order)} most confident of {len(wrong)} mistakes "
+                       "(true → predicted)", colors=["firebrick"] * len(order))
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "correct": self.correct, "count": self.count,
+                "per_class_accuracy": self.per_class,
+                "confusion_matrix": self.confusion_matrix.tolist()}
+
+    def __repr__(self) -> str:
+        worst = sorted(self.per_class.items(), key=lambda item: item[1])[:3]
+        return (f"Evaluation({self.title}: accuracy {self.correct}/{self.count} "
+                f"({100 * self.accuracy:.2f}%); weakest classes "
+                + ", ".join(f"{name} {100 * value:.1f}%" for name, value in worst) + ")")
+
+    def _repr_png_(self) -> bytes:
+        return self.confusion().png()
+
+
+@torch.no_grad()
+def evaluate_network(model: nn.Module, card: ModelCard, images: torch.Tensor,
+                     labels: torch.Tensor, title: str, batch_size: int = 1000) -> Evaluation:
+    """Run ``model`` (preprocessing as its card says) over uint8 ``images``."""
+    device = next(model.parameters()).device
+    preprocess = preprocess_of(card)
+    was_training = model.training
+    model.eval()
+    predicted, confidence = [], []
+    try:
+        for start in range(0, len(labels), batch_size):
+            batch = images[start:start + batch_size].to(device)
+            probabilities = torch.softmax(model(preprocess(batch)).float(), dim=1)
+            best = probabilities.max(1)
+            predicted.append(best.indices.cpu())
+            confidence.append(best.values.cpu())
+    finally:
+        model.train(was_training)
+    return Evaluation(title, list(card.outputs["classes"]), labels.cpu(), torch.cat(predicted),
+                      torch.cat(confidence), images.cpu())
+
+
+def check_dataset(card: ModelCard, dataset: str | None, where: str) -> str:
+    """The dataset to evaluate on (the card's by default), refused in one line when its
+    classes or channels are not the model's."""
+    dataset = dataset or card.training.get("dataset")
+    if not dataset:
+        raise ConfigError(f": the model card of {where} names no dataset; give one",
+                          parameter="dataset")
+    classes = card.outputs["classes"]
+    spec = get_spec(dataset)
+    if list(spec.classes) != classes or spec.channels != card.preprocess["channels"]:
+        def brief(names):
+            return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise ConfigError(f"{dataset}: its classes ({brief(spec.classes)}; "
+                          f"{spec.channels}-channel images) are not those {where} predicts "
+                          f"({brief(classes)}; {card.preprocess['channels']} channel)",
+                          parameter="dataset")
+    return dataset
 
 
 def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "auto",
@@ -60,17 +177,7 @@ def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "a
     torch_device = select_device(device)
     model, card = load_model(checkpoint, torch_device, which)
     where = card.source["file"]
-    dataset = dataset or card.training.get("dataset")
-    if not dataset:
-        raise ConfigError(f"{where}: the model card names no dataset; pass --dataset")
-    classes = card.outputs["classes"]
-    spec = get_spec(dataset)
-    if list(spec.classes) != classes or spec.channels != card.preprocess["channels"]:
-        def brief(names):
-            return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        raise ConfigError(f"--dataset {dataset}: its classes ({brief(spec.classes)}; "
-                          f"{spec.channels}-channel images) are not those {where} predicts "
-                          f"({brief(classes)}; {card.preprocess['channels']} channel)")
+    dataset = check_dataset(card, dataset, where)
     if out_dir is not None:
         out = check_writable_folder(out_dir, "--out")
     elif card.name:  # registered weights live in the package or a shared folder: not there
@@ -83,21 +190,12 @@ def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "a
             raise ConfigError(f"{exc}; give --out DIR for eval.json and confusion.png") from None
     root = data_root if data_root is not None else card.training.get("data_root")
     images, labels = load_split(dataset, "test", root)
-    split = TensorSplit(images, labels, torch_device)
-    matrix = confusion_matrix(model, split, preprocess_of(card), len(classes))
-    per_class = (matrix.diag().double() / matrix.sum(1).clamp(min=1)).tolist()
     label = card.name or Path(where).parent.name
-    result = {
-        "checkpoint": where, "weights": card.name,
-        "dataset": dataset, "model": card.architecture,
-        "accuracy": matrix.diag().sum().item() / matrix.sum().item(),
-        "correct": int(matrix.diag().sum()), "count": int(matrix.sum()),
-        "per_class_accuracy": dict(zip(classes, per_class)),
-        "confusion_matrix": matrix.tolist(),
-    }
+    evaluation = evaluate_network(model.to(torch_device), card, images, labels,
+                                  f"{card.architecture} ({label}) on {dataset}")
+    result = {"checkpoint": where, "weights": card.name, "dataset": dataset,
+              "model": card.architecture, **evaluation.to_dict()}
     atomic_write_json(out / "eval.json", result)
-    plot_confusion(matrix, tuple(classes), out / "confusion.png",
-                   f"{card.architecture} ({label}) on {dataset}: "
-                   f"{100 * result['accuracy']:.2f}%")
+    evaluation.confusion().save(out / "confusion.png")
     result["confusion_png"] = str(out / "confusion.png")
     return result

@@ -1,64 +1,84 @@
-"""Predict classes of arbitrary PNG/JPEG files with a trained classifier."""
+"""Predict the classes of images (files, PIL images, arrays) with a trained classifier."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from cnnlab.classify.card import preprocess_of
+from cnnlab.classify.inputs import image_batch
 from cnnlab.classify.weights import load_model
-from cnnlab.data.image import read_rgb
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.device import select_device
 
 
-def load_image_for(path: Path, channels: int, size: int, light_background_invert: bool
-                   ) -> torch.Tensor:
-    """(1, C, size, size) uint8: converted to the model's channels and the dataset's size.
+@dataclass
+class Predictions:
+    """Each image's top classes with their probabilities; shows the images with their labels
+    in a notebook."""
 
-    Digits and clothes in MNIST-style sets are light on black; a photo or scan with a light
-    background is inverted so that it looks like the training data.
-    """
-    image = Image.fromarray(read_rgb(path))  # 16-bit scaled, not clipped
-    if channels == 1:
-        image = image.convert("L")
-    array = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
-    if channels == 1:
-        array = array[None]
-        if light_background_invert:
-            border = np.concatenate([array[0, 0], array[0, -1], array[0, :, 0], array[0, :, -1]])
-            if border.mean() > 127:
-                array = 255 - array
-    else:
-        array = array.transpose(2, 0, 1)
-    return torch.from_numpy(np.array(array, copy=True)).unsqueeze(0)
+    rows: list[dict]  # {"file", "top": [{"class", "index", "probability"}]}
+    images: torch.Tensor  # (N, C, H, W) uint8, as the model saw them (before normalising)
+
+    @property
+    def labels(self) -> list[str]:
+        """The most probable class of each image."""
+        return [row["top"][0]["class"] for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.rows[index]
+
+    def __repr__(self) -> str:
+        lines = [f"{row['file']}: " + ", ".join(f"{t['class']} {100 * t['probability']:.1f}%"
+                                                for t in row["top"]) for row in self.rows[:20]]
+        more = [f"... and {len(self.rows) - 20} more"] if len(self.rows) > 20 else []
+        return "\n".join([f"Predictions of {len(self.rows)} image(s):", *lines, *more])
+
+    def show(self, n: int = 24):
+        """The first ``n`` images with their most probable class (a Picture)."""
+        from cnnlab.classify.gallery import gallery
+
+        captions = [f"{t['class']} {100 * t['probability']:.0f}%"
+                    for t in (row["top"][0] for row in self.rows[:n])]
+        return gallery(self.images[:n], captions, "predictions")
+
+    def _repr_png_(self) -> bytes:
+        return self.show().png()
 
 
 @torch.no_grad()
-def predict_images(model: nn.Module, card: ModelCard, paths: list[Path], top_k: int = 3
-                   ) -> list[dict]:
-    """Top-k classes with probabilities for each image file, preprocessed as the card says."""
+def predict_images(model: nn.Module, card: ModelCard, images: object, top_k: int = 3
+                   ) -> Predictions:
+    """Top-k classes with probabilities for each image (files, PIL images, uint8 arrays or
+    tensors), preprocessed as the card says."""
     classes = card.outputs["classes"]
-    preprocess = preprocess_of(card)
     channels, size = int(card.preprocess["channels"]), int(card.preprocess["data_size"])
-    invert = card.preprocess.get("background") == "dark"
+    batch, names = image_batch(images, channels, size, card.preprocess.get("background") == "dark")
     device = next(model.parameters()).device
-    batch = torch.cat([load_image_for(Path(p), channels, size, invert) for p in paths]).to(device)
-    probabilities = torch.softmax(model(preprocess(batch)).float(), dim=1)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(preprocess_of(card)(batch.to(device)))
+    finally:
+        model.train(was_training)
+    probabilities = torch.softmax(logits.float(), dim=1)
     k = min(top_k, probabilities.shape[1])
     values, indices = probabilities.topk(k, dim=1)
-    return [{"file": str(path),
+    rows = [{"file": name,
              "top": [{"class": classes[i], "index": int(i), "probability": float(v)}
                      for v, i in zip(vals.tolist(), idx.tolist())]}
-            for path, vals, idx in zip(paths, values, indices)]
+            for name, vals, idx in zip(names, values, indices)]
+    return Predictions(rows, batch)
 
 
 def predict_files(checkpoint: str | Path, paths: list[Path], top_k: int = 3,
                   device: str = "auto") -> tuple[list[dict], ModelCard]:
-    """Load a checkpoint or registered weights and predict ``paths``; returns (results, card)."""
+    """Load a checkpoint or registered weights and predict ``paths``; returns (rows, card)."""
     model, card = load_model(checkpoint, select_device(device))
-    return predict_images(model, card, paths, top_k), card
+    return predict_images(model, card, [Path(p) for p in paths], top_k).rows, card

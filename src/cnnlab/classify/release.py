@@ -17,7 +17,7 @@ import torch
 from cnnlab.classify.card import build_classifier, preprocess_of
 from cnnlab.classify.data import TensorSplit
 from cnnlab.classify.evaluate import confusion_matrix
-from cnnlab.classify.train import CLASSIFY, ClassifyConfig
+from cnnlab.classify.training import CLASSIFY, ClassifyConfig
 from cnnlab.classify.weights import RECIPES, get_weights
 from cnnlab.data.download import file_digest
 from cnnlab.data.vision import load_split

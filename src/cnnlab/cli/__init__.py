@@ -38,6 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each library parameter -> the flag that sets it (its argparse dest), over every
+    command: the one place where an error about a parameter becomes one about a flag."""
+    names: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for dest, flag in flag_names(sub).items():
+                    names.setdefault(dest, flag)
+        elif action.option_strings:
+            longs = [o for o in action.option_strings
+                     if o.startswith("--") and not o.startswith("--no-")]
+            names.setdefault(action.dest, (longs or action.option_strings)[0])
+    return names
+
+
 def _out_of_memory(exc: BaseException) -> bool:
     """CPU allocator failure, CUDA/MPS out of memory, or Python's MemoryError."""
     text = str(exc)
@@ -105,7 +121,7 @@ def _main(argv: list[str] | None) -> int:
             args = apply_config(parser, args, argv)
         return args.func(args)
     except CnnlabError as exc:
-        print(f"cnnlab: error: {exc}", file=sys.stderr)
+        print(f"cnnlab: error: {exc.worded(flag_names(parser))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"

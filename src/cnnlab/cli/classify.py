@@ -49,7 +49,7 @@ def cmd_summary(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from cnnlab.classify.train import CLASSIFY
+    from cnnlab.classify.training import CLASSIFY
 
     results, out, is_main = run_training(args, CLASSIFY, lambda: _settings(args),
                                          f"runs/{args.model}-{args.dataset}")
@@ -59,7 +59,7 @@ def cmd_train(args) -> int:
 
 
 def _settings(args):
-    from cnnlab.classify.train import ClassifyConfig
+    from cnnlab.classify.training import ClassifyConfig
 
     # --config's model options (args.model_kwargs), then --model-arg over them
     options = {**args.model_kwargs, **model_kwargs(args.model_arg)}
@@ -68,7 +68,7 @@ def _settings(args):
 
 
 def cmd_sweep(args) -> int:
-    from cnnlab.classify.train import CLASSIFY
+    from cnnlab.classify.training import CLASSIFY
 
     if args.val_size == 0:
         raise ConfigError("--val-size 0: the sweep would choose its settings on the test set; "

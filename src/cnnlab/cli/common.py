@@ -196,7 +196,7 @@ def config_defaults(run: Any) -> dict[str, Any]:
 def training_lab(name: str) -> Any:
     """The Lab that trains runs of lab ``name`` (imported on demand: --help stays fast)."""
     if name == "classify":
-        from cnnlab.classify.train import CLASSIFY
+        from cnnlab.classify.training import CLASSIFY
         return CLASSIFY
     from cnnlab.stereo.train import STEREO
     return STEREO

@@ -39,6 +39,10 @@ class ModelCard:
     name: str | None = None  # the registered weights name, if any
     source: dict[str, Any] = field(default_factory=dict)  # file, origin, checksum
     notes: list[str] = field(default_factory=list)
+    # where the class of a network defined outside the registry lives ("module.QualName", e.g.
+    # a student's "__main__.LeNet"): such weights are rebuilt only from the class the caller
+    # passes, never by importing this name
+    module: str | None = None
     version: int = CARD_VERSION
 
     def to_dict(self) -> dict:
@@ -61,6 +65,8 @@ class ModelCard:
         for key in ("kwargs", "preprocess", "outputs", "training", "source"):
             if not isinstance(data.get(key, {}), dict):
                 raise CheckpointError(f"{where}: model card field {key!r} is not an object")
+        if not isinstance(data.get("module") or "", str):
+            raise CheckpointError(f"{where}: model card field 'module' is not a text")
         for key in ("metrics", "published", "notes"):
             if not isinstance(data.get(key, []), list):
                 raise CheckpointError(f"{where}: model card field {key!r} is not a list")
@@ -73,7 +79,8 @@ class ModelCard:
     def summary(self) -> list[str]:
         """Human-readable lines: model, input, training data, published and measured figures."""
         args = ", ".join(f"{k}={_short(v)}" for k, v in self.kwargs.items())
-        lines = [f"model: {self.architecture}({args})"]
+        lines = [f"model: {self.architecture}({args})" if self.module is None
+                 else f"model: {self.architecture}, a network defined in {self.module}"]
         pre = self.preprocess
         if pre:
             lines.append("input: " + ", ".join(f"{k} {_short(v)}" for k, v in pre.items()))
@@ -98,6 +105,9 @@ def build_network(card: ModelCard, lab: str, create_model: Callable[..., nn.Modu
     the option's own error."""
     if card.lab != lab:
         raise CheckpointError(f"{where}: holds a {LABS[card.lab]}, not a {LABS[lab]}")
+    if card.module is not None:
+        raise CheckpointError(f"{where}: holds the weights of {card.architecture}, a network "
+                              f"defined in Python ({card.module}); pass its class as model=")
     try:
         return create_model(card.architecture, **card.kwargs)
     except CnnlabError as exc:

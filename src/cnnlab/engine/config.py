@@ -116,9 +116,10 @@ class OptimConfig:
 
     def validate(self) -> None:
         if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+            raise ConfigError(f"must be at least 1, got {self.epochs}", parameter="epochs")
         if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise ConfigError(f"must be at least 1, got {self.batch_size}",
+                              parameter="batch_size")
 
 
 # keys of config.json that describe the session, not the recipe (read back, never compared)

@@ -164,9 +164,9 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
                                 config.momentum, config.weight_decay)
     steps_per_epoch = task.num_train_batches()
     if steps_per_epoch < 1:
-        raise ConfigError(f"--batch-size {config.batch_size}: the training data gives no full "
-                          "batch (incomplete batches are dropped); lower it, or give more data "
-                          "(stereo: --samples-per-epoch)")
+        raise ConfigError(f"{config.batch_size}: the training data gives no full batch "
+                          "(incomplete batches are dropped); lower it, or give more data",
+                          parameter="batch_size")
     schedule = LRSchedule(config.schedule, config.lr, steps_per_epoch * config.epochs,
                           steps_per_epoch, tuple(config.milestones), config.gamma,
                           int(config.warmup_epochs * steps_per_epoch))

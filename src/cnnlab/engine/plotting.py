@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def _interactive_session() -> bool:
@@ -22,3 +23,42 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def new_figure(**kwargs):
+    """A matplotlib Figure of its own, outside pyplot: never shown twice by a notebook's inline
+    backend, never left open, drawn the same whatever the backend."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+class Picture:
+    """A figure that displays itself in a notebook (``_repr_png_``) and saves itself; what
+    cnnlab's result objects return instead of asking the user to draw."""
+
+    def __init__(self, figure, title: str = ""):
+        self.figure, self.title = figure, title
+
+    def png(self, dpi: int = 100) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=dpi)
+        return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes:
+        return self.png()
+
+    def save(self, path) -> Path:
+        """Write the picture as PNG (atomically); returns the path."""
+        from cnnlab.engine.atomic import atomic_write
+
+        path = Path(path)
+        data = self.png()
+        atomic_write(path, lambda tmp: tmp.write_bytes(data))
+        return path
+
+    def __repr__(self) -> str:
+        width, height = (self.figure.get_size_inches() * 100).astype(int)
+        return f"<Picture {self.title!r} {width}x{height} px>"

@@ -92,34 +92,39 @@ class RunDir:
             return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
     def plot_curves(self, rows: list[dict], title: str = "") -> None:
-        """One panel per quantity (loss, then each metric on its own axis and unit), train and
-        validation together, whole-epoch ticks."""
-        if not rows:
-            return
-        from cnnlab.engine.plotting import pyplot
+        """curves.png: see ``curves_figure``."""
+        if rows:
+            figure = curves_figure(rows, title)
+            atomic_write(self.curves_path,
+                         lambda tmp: figure.savefig(tmp, format="png", dpi=100))
 
-        plt = pyplot()
-        from matplotlib.ticker import MaxNLocator
 
-        epochs = [r["epoch"] for r in rows]
-        names = sorted({k.split("_", 1)[1] for k in rows[0] if k.startswith(("train_", "val_"))},
-                       key=lambda name: (name != "loss", name))
-        fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 1, 4), squeeze=False)
-        for ax, name in zip(axes[0], names):
-            for split in ("train", "val"):
-                values = [r.get(f"{split}_{name}") for r in rows]
-                if any(v not in (None, "") for v in values):
-                    ax.plot(epochs, values, marker="o", label=f"{split}")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(AXIS_LABELS.get(name, name))
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(alpha=0.3)
-            ax.legend()
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        atomic_write(self.curves_path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-        plt.close(fig)
+def curves_figure(rows: list[dict], title: str = ""):
+    """One panel per quantity (loss, then each metric on its own axis and unit), train and
+    validation together, whole-epoch ticks; a Figure outside pyplot (see engine.plotting)."""
+    from matplotlib.ticker import MaxNLocator
+
+    from cnnlab.engine.plotting import new_figure
+
+    epochs = [r["epoch"] for r in rows]
+    names = sorted({k.split("_", 1)[1] for k in rows[0] if k.startswith(("train_", "val_"))},
+                   key=lambda name: (name != "loss", name))
+    fig = new_figure(figsize=(4.2 * len(names) + 1, 4))
+    axes = fig.subplots(1, len(names), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for split in ("train", "val"):
+            values = [r.get(f"{split}_{name}") for r in rows]
+            if any(v not in (None, "") for v in values):
+                ax.plot(epochs, values, marker="o", label=f"{split}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(AXIS_LABELS.get(name, name))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def _number(text: str):

@@ -40,10 +40,27 @@ class ClassifyConfig:
     hflip: bool = False  # random horizontal flips (only where label-preserving)
     label_smoothing: float = 0.0
     data_root: str | None = None
+    limit: int | None = None  # the first N training images only (None: all)
+    test_limit: int | None = None  # the first N test images only (None: all)
+    # a network defined in Python (a student's class): "module.QualName", with ``model`` its
+    # class name; such a run is trained and resumed from Python, which passes the class
+    module: str | None = None
+
+    def validate(self) -> None:
+        """Cheap checks of the settings, before any data is read."""
+        for name in ("limit", "test_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"must be at least 1 (or None for all), got {value}",
+                                  parameter=name)
+        if self.val_size < 0:
+            raise ConfigError(f"must be 0 (validate on the test set) or more, got "
+                              f"{self.val_size}", parameter="val_size")
 
 
 class ClassifyLab:
-    """MNIST, Fashion-MNIST and CIFAR-10 classifiers on in-memory tensors."""
+    """MNIST, Fashion-MNIST and CIFAR-10 classifiers on in-memory tensors. ``network`` gives
+    a network defined in Python (see ``engine.network``) in place of a registry model."""
 
     name = "classify"
     config_class = ClassifyConfig
@@ -51,18 +68,25 @@ class ClassifyLab:
     machine_settings = ("data_root",)
     objective = (f"val_{ClassifyTask.best_metric}", "maximize")
 
+    def __init__(self, network: Callable[[], nn.Module] | None = None):
+        self.network = network
+
     @staticmethod
     def upgrade(section: dict[str, Any]) -> dict[str, Any]:
         return section  # the settings' names have not changed since the first release
 
-    @staticmethod
-    def resolve(run: RunConfig, resume: bool, log: Callable[[str], None]
+    def resolve(self, run: RunConfig, resume: bool, log: Callable[[str], None]
                 ) -> tuple[RunConfig, None]:
         config = run.task
+        config.validate()
         spec = get_spec(config.dataset)
         if config.hflip and not spec.hflip:
-            raise ConfigError(f"--hflip: horizontal flips change the meaning of {spec.name} "
-                              "labels")
+            raise ConfigError(f": horizontal flips change the meaning of {spec.name} labels",
+                              parameter="hflip")
+        if config.module and self.network is None:
+            raise ConfigError(f"this run trains {config.model}, a network defined in Python "
+                              f"({config.module}); train or resume it from Python with "
+                              f"cnnlab.classify.train({config.model}, ...)")
         return run, None
 
     @staticmethod
@@ -76,11 +100,12 @@ class ClassifyLab:
         if config.data_root:  # where eval finds the test set by default
             training["data_root"] = config.data_root
         return classifier_card(config.dataset, config.model, config.model_kwargs,
-                               config.image_size, training)
+                               config.image_size, training, config.module)
 
-    @staticmethod
-    def build_model(card: ModelCard, start: None, log: Callable[[str], None]) -> nn.Module:
-        model = build_classifier(card)  # a bad model option fails before the data is read
+    def build_model(self, card: ModelCard, start: None, log: Callable[[str], None]
+                    ) -> nn.Module:
+        # a bad model option or a network that cannot take the input fails before the data
+        model = build_classifier(card) if self.network is None else self.network()
         check_input_size(model, card)
         return model
 
@@ -89,7 +114,8 @@ class ClassifyLab:
                    download: bool, log: Callable[[str], None]) -> ClassifyTask:
         config = run.task
         data = load_classify_data(config.dataset, device, config.data_root, download,
-                                  config.val_size, run.optim.seed)
+                                  config.val_size, run.optim.seed, limit=config.limit,
+                                  test_limit=config.test_limit)
         return ClassifyTask(data.train, data.val, data.test, preprocess_of(card),
                             run.optim.batch_size, Augment(config.translate, config.hflip),
                             config.label_smoothing, info)
