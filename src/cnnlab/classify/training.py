@@ -70,6 +70,7 @@ class ClassifyLab:
 
     def __init__(self, network: Callable[[], nn.Module] | None = None):
         self.network = network
+        self.built: nn.Module | None = None  # the network build_model gave (the trained one)
 
     @staticmethod
     def upgrade(section: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +108,7 @@ class ClassifyLab:
         # a bad model option or a network that cannot take the input fails before the data
         model = build_classifier(card) if self.network is None else self.network()
         check_input_size(model, card)
+        self.built = model
         return model
 
     @staticmethod

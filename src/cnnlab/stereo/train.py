@@ -77,6 +77,9 @@ class StereoConfig:
     val_list: str | None = None
     gt_format: str = "auto"
     gt_scale: float = 1.0
+    # a PSMNet with a student's parts (cnnlab.stereo.psmnet(spp=..., hourglass=...)): what
+    # they are; such a run is trained and resumed from Python, which passes the network
+    module: str | None = None
 
     def architecture(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ARCHITECTURE if getattr(self, k) is not None}
@@ -137,6 +140,12 @@ class StereoLab:
     machine_settings = ("data_root", "weights_root", "workers")
     objective = (f"val_{StereoTask.best_metric}", "minimize")
 
+    def __init__(self, network: Callable[[], nn.Module] | None = None):
+        """``network``: gives the PSMNet to train (a student's parts in it) in place of the
+        registry's."""
+        self.network = network
+        self.built: nn.Module | None = None  # the network build_model gave (the trained one)
+
     @staticmethod
     def upgrade(section: dict[str, Any]) -> dict[str, Any]:
         """Runs before the redesign kept the architecture as a ``model`` dict (``maxdisp``)
@@ -147,12 +156,15 @@ class StereoLab:
         section.pop("synthetic_max_disparity", None)
         return section
 
-    @staticmethod
-    def resolve(run: RunConfig, resume: bool, log: Callable[[str], None]
+    def resolve(self, run: RunConfig, resume: bool, log: Callable[[str], None]
                 ) -> tuple[RunConfig, tuple[dict, ModelCard] | None]:
         """Every architecture value set (from the options, --init's card, the defaults), and
         the --init weights to start from (none when resuming: the run has its own)."""
         config = run.task
+        if config.module and self.network is None:
+            raise ConfigError(f"this run trains {config.module}, with parts defined in "
+                              "Python; train or resume it from Python with "
+                              "cnnlab.stereo.train(cnnlab.stereo.psmnet(...), ...)")
         if any(c < 16 for c in config.crop):
             raise ConfigError(f"--crop {config.crop} is too small (at least 16x16)")
         if config.samples_per_epoch < 1 or config.val_count < 0:
@@ -184,12 +196,12 @@ class StereoLab:
                       if config.dataset == "synthetic" else f"{config.dataset} validation pairs")
         return psmnet_card(model_config(config.architecture()),
                            {"data": data, "dataset": config.dataset, "recipe": recipe,
-                            "validation": validation})
+                            "validation": validation}, module=config.module)
 
-    @staticmethod
-    def build_model(card: ModelCard, start: tuple[dict, ModelCard] | None,
+    def build_model(self, card: ModelCard, start: tuple[dict, ModelCard] | None,
                     log: Callable[[str], None]) -> nn.Module:
-        model = build_stereo_model(card)
+        model = build_stereo_model(card) if self.network is None else self.network()
+        self.built = model
         if start is not None:
             state, init_card = start
             load_model_weights(model, state, init_card.source["file"])

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.errors import ConfigError
 from cnnlab.stereo.models.blocks import (
     ConvBN,
     OneChannelConv3d,
@@ -104,7 +105,7 @@ class SpatialPyramidPooling(nn.Module):
 class FeatureExtractor(nn.Module):
     """(B, 3, H, W) -> (B, 32, H/4, W/4): CNN with dilated stages and SPP."""
 
-    def __init__(self, config: PSMNetConfig):
+    def __init__(self, config: PSMNetConfig, spp: type[nn.Module] | None = None):
         super().__init__()
         blocks = config.blocks
         dilation3, dilation4 = config.dilations
@@ -116,7 +117,7 @@ class FeatureExtractor(nn.Module):
         self.layer2 = make_stage(32, 64, blocks[1], 2, 1)
         self.layer3 = make_stage(64, 128, blocks[2], 1, dilation3)
         self.layer4 = make_stage(128, 128, blocks[3], 1, dilation4)
-        self.spp = SpatialPyramidPooling(128, 32, config.spp_pools, config.align_corners)
+        self.spp = (spp or SpatialPyramidPooling)(128, 32, config.spp_pools, config.align_corners)
         fused = 64 + 128 + 32 * len(config.spp_pools)  # conv2_16, conv4_3, branches = 320
         self.fusion = nn.Sequential(convbn(fused, 128, 3, 1, 1), nn.ReLU(inplace=True),
                                     nn.Conv2d(128, 32, 1, bias=False))
@@ -305,17 +306,27 @@ class PSMNet(nn.Module):
     features -> cost volume -> 3-D aggregation -> soft-argmin regression.
     """
 
-    def __init__(self, config: PSMNetConfig | None = None, **overrides):
+    def __init__(self, config: PSMNetConfig | None = None, *,
+                 spp: type[nn.Module] | None = None, hourglass: type[nn.Module] | None = None,
+                 **overrides):
+        """``spp`` and ``hourglass``: classes standing in for ``SpatialPyramidPooling(channels,
+        branch_channels, pools, align_corners)`` and ``Hourglass(channels)`` (a student's
+        drop-ins, the lab's exercise), initialised like the rest; ``parts`` names them."""
         super().__init__()
         config = config or PSMNetConfig(**overrides)
         self.config = config
         self.max_disparity = config.max_disparity
-        self.features = FeatureExtractor(config)
+        self.parts = {name: f"{cls.__module__}.{cls.__qualname__}"
+                      for name, cls in (("spp", spp), ("hourglass", hourglass)) if cls}
+        if hourglass is not None and config.variant != "stackhourglass":
+            raise ConfigError(f"the {config.variant} variant has no hourglass",
+                              parameter="hourglass")
+        self.features = FeatureExtractor(config, spp)
         self.cost_stem = nn.Sequential(convbn_3d(64, 32), nn.ReLU(inplace=True),
                                        convbn_3d(32, 32), nn.ReLU(inplace=True))
         self.cost_residual = _residual_3d()
         if config.variant == "stackhourglass":
-            self.hourglasses = nn.ModuleList(Hourglass(32) for _ in range(3))
+            self.hourglasses = nn.ModuleList((hourglass or Hourglass)(32) for _ in range(3))
             self.classifiers = nn.ModuleList(_classifier() for _ in range(3))
         else:
             self.residuals = nn.ModuleList(_residual_3d() for _ in range(3))

@@ -1,0 +1,82 @@
+"""The stereo lab's training face: PSMNet with a student's SPP and hourglass (cnnlab's own
+classes stand in) trains through cnnlab.stereo.train and writes a checkpoint that names them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.engine.checkpoint import read_metadata
+from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.stereo.models.psmnet import Hourglass, SpatialPyramidPooling
+from cnnlab.stereo.trainer import psmnet, train
+
+SMALL = {"max_disparity": 32, "blocks": (1, 1, 1, 1)}
+QUICK = {"crop": (32, 64), "synthetic_size": (64, 128), "samples_per_epoch": 4,
+         "val_count": 2, "batch_size": 2, "seed": 0, "log": lambda line: None,
+         "progress": False, "live": False}
+
+
+class StudentSPP(SpatialPyramidPooling):
+    """A student's SPP: here cnnlab's, under the student's own class name."""
+
+
+class StudentHourglass(Hourglass):
+    pass
+
+
+def test_student_parts_train_and_are_named_in_the_checkpoint(tmp_path):
+    model = psmnet(spp=StudentSPP, hourglass=StudentHourglass, **SMALL)
+    assert isinstance(model.features.spp, StudentSPP)
+    assert all(isinstance(h, StudentHourglass) for h in model.hourglasses)
+    before = [p.detach().clone() for p in model.parameters()]
+    run = train(model, "synthetic", epochs=2, out=tmp_path / "run", **QUICK)
+    assert len(run.history) == 2 and "validation EPE" in repr(run)
+    assert run.model is model  # the student's network, trained in place
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    card = read_metadata(run.checkpoint)["card"]
+    assert card["module"] == (f"PSMNet(spp={__name__}.StudentSPP, "
+                              f"hourglass={__name__}.StudentHourglass)")
+    assert card["kwargs"]["max_disparity"] == 32 and card["kwargs"]["blocks"] == [1, 1, 1, 1]
+    # the command line cannot rebuild the student's parts: one line, not a wrong network
+    from cnnlab.stereo.weights import load_model
+
+    with pytest.raises(CheckpointError, match="defined in Python"):
+        load_model(run.path)
+
+
+def test_a_network_built_under_the_seed_trains_reproducibly(tmp_path):
+    """A function giving the network is called under the run's seed: two runs agree exactly,
+    whatever the global random state was before."""
+    def build():
+        return psmnet(spp=StudentSPP, **SMALL)
+
+    torch.manual_seed(1)
+    first = train(build, "synthetic", epochs=1, out=tmp_path / "a", **QUICK)
+    torch.manual_seed(2)
+    second = train(build, "synthetic", epochs=1, out=tmp_path / "b", **QUICK)
+    timing = ("seconds", "images_per_s")
+    assert ([{k: v for k, v in r.items() if k not in timing} for r in first.history]
+            == [{k: v for k, v in r.items() if k not in timing} for r in second.history])
+    for a, b in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: psmnet(spp=SpatialPyramidPooling(128, 32, (8,), True)),
+     "spp expects your nn.Module class (not an instance), got SpatialPyramidPooling"),
+    (lambda: psmnet(max_disparity=20), "architecture max_disparity must be a positive "
+                                       "multiple of 16"),
+    (lambda: psmnet(blockz=(1, 1, 1, 1)), "architecture"),
+    (lambda: psmnet(hourglass=Hourglass, variant="basic"),
+     "hourglass the basic variant has no hourglass"),
+    (lambda: train(nn.Linear(2, 2), "synthetic", epochs=1, **QUICK),
+     "model expected \"psmnet\" or a network from cnnlab.stereo.psmnet"),
+    (lambda: train("psmnet", "synthetic", epochs=1, crop_size=(8, 8), **QUICK),
+     "crop_size is not a setting of train(); did you mean crop?"),
+])
+def test_errors_name_the_argument(call, message):
+    with pytest.raises(ConfigError) as caught:
+        call()
+    assert message in str(caught.value) and "--" not in str(caught.value)
