@@ -381,8 +381,8 @@ def test_read_only_folders_are_refused_and_a_read_only_run_evaluates_elsewhere(
     assert main(["classify", "eval", "--checkpoint", str(run), "--data-root",
                  places["data"]]) == 1
     assert capsys.readouterr().err.strip() == (
-        f"cnnlab: error: --checkpoint {run}: {run} is not writable for this user; give --out "
-        "DIR for eval.json and confusion.png")
+        f"cnnlab: error: --checkpoint {run}: {run} is not writable for this user; give an "
+        "--out folder for eval.json and confusion.png")
     assert main([a.format(**places) for a in TRAIN[:-1]] + [str(tmp_path / "ro" / "run")]) == 1
     assert f"--out {tmp_path}/ro/run: {tmp_path}/ro is not writable" in capsys.readouterr().err
     assert main(["classify", "train", "--resume", str(run), "--epochs", "2"]) == 1

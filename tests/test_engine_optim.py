@@ -24,7 +24,7 @@ def test_step_and_cosine():
     cosine = LRSchedule("cosine", 1.0, 100, 10, warmup_steps=10)
     assert cosine.lr_at(0) == pytest.approx(0.1) and cosine.lr_at(9) == pytest.approx(1.0)
     assert cosine.lr_at(55) == pytest.approx(0.5, abs=0.03)
-    with pytest.raises(ConfigError, match="--schedule"):
+    with pytest.raises(ConfigError, match="schedule: choose from"):
         LRSchedule("exp", 1.0, 10, 1)
 
 
@@ -33,7 +33,7 @@ def test_build_optimizer_choices():
     for name, cls in (("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
                       ("adamw", torch.optim.AdamW), ("adadelta", torch.optim.Adadelta)):
         assert isinstance(build_optimizer(params, name, 0.1), cls)
-    with pytest.raises(ConfigError, match="--optimizer"):
+    with pytest.raises(ConfigError, match="optimizer: choose from"):
         build_optimizer(params, "rmsprop", 0.1)
-    with pytest.raises(ConfigError, match="--lr"):
+    with pytest.raises(ConfigError, match="lr must be positive"):
         build_optimizer(params, "sgd", 0.0)

@@ -26,10 +26,10 @@ def test_inference_precision_resolves_auto_and_refuses_emulated_ones():
         if name in native:
             assert inference_precision(name, cpu) == name
         else:
-            with pytest.raises(ConfigError, match=rf"--precision {name}: cpu on this machine "
+            with pytest.raises(ConfigError, match=rf"precision {name}: cpu on this machine "
                                                   rf"has no native {name}"):
                 inference_precision(name, cpu)
-    with pytest.raises(ConfigError, match="--precision fp64: choose from auto"):
+    with pytest.raises(ConfigError, match="precision fp64: choose from auto"):
         inference_precision("fp64", cpu)
 
 

@@ -23,7 +23,7 @@ def test_rundir_metrics_and_curves(tmp_path):
 def test_a_held_run_directory_refuses_a_second_run(tmp_path):
     run = RunDir(tmp_path / "run")
     with run.lock():
-        refused = pytest.raises(ConfigError, match=r"--out .*run: another cnnlab run is "
+        refused = pytest.raises(ConfigError, match=r"out .*run: another cnnlab run is "
                                                    "training into it; wait for it")
         with refused, RunDir(tmp_path / "run").lock():
             pass

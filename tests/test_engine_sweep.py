@@ -55,16 +55,16 @@ def test_settings_apply_with_their_types():
 
 
 def test_the_space_is_checked_against_the_run():
-    with pytest.raises(ConfigError, match="--param nope: not a setting of a classify run; "
+    with pytest.raises(ConfigError, match="param nope: not a setting of a classify run; "
                                           "choose from .*label_smoothing"):
         check_space([parse_param("nope=float:0:1")], BASE)
-    with pytest.raises(ConfigError, match="--param epochs: fixed for a sweep"):
+    with pytest.raises(ConfigError, match="param epochs: fixed for a sweep"):
         check_space([parse_param("epochs=int:1:3")], BASE)
     with pytest.raises(ConfigError, match="not true or false"):
         check_space([parse_param("hflip=choice:yes,no")], BASE)
     with pytest.raises(ConfigError, match="needs a search space"):
         check_space([], BASE)
-    with pytest.raises(ConfigError, match="--param optimizer: 'adamx' is not one of"):
+    with pytest.raises(ConfigError, match="param optimizer: 'adamx' is not one of"):
         check_space([parse_param("optimizer=choice:adam,adamx")], BASE)
     with pytest.raises(ConfigError, match="optimizer is not a number"):
         check_space([parse_param("optimizer=float:0:1")], BASE)

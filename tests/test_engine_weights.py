@@ -64,7 +64,12 @@ def test_missing_and_corrupt_files_give_one_line(tmp_path, isolated_roots):
         resolve_weights(entry, tmp_path)
     message = str(info.value)
     assert "demo.bin not found in" in message and "the demo project" in message
-    assert "--weights-root" in message and "--download" in message and "\n" not in message
+    assert "pass weights_root (the folder" in message and "or download when online" in message
+    assert "\n" not in message and "`" not in message
+    from cnnlab.cli import build_parser, flag_names  # the command line names its flags
+
+    worded = info.value.worded(flag_names(build_parser()))
+    assert "pass --weights-root (the folder" in worded and "or --download when" in worded
     (tmp_path / "demo.bin").write_bytes(b"the relea5e")
     with pytest.raises(DataError, match="md5 .* does not match the release"):
         resolve_weights(entry, tmp_path)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+
+MENTION = re.compile(r"`([a-z_][a-z0-9_]*)`")  # a parameter named inside a message
 
 
 class CnnlabError(Exception):
@@ -11,17 +14,21 @@ class CnnlabError(Exception):
     With ``parameter`` the message is about that argument of a library function and reads
     "<parameter> <message>"; the command line shows its own flag for it instead (``worded``),
     so the library speaks to Python callers in their argument names and the CLI in flags.
+    Other parameters the message mentions are written in backticks (`resume`): plain names
+    in Python, flags on the command line.
     """
 
     def __init__(self, message: str, *, parameter: str | None = None):
         self.parameter, self.detail = parameter, message
-        super().__init__(_joined(parameter, message) if parameter else message)
+        super().__init__(self.worded({}))
 
     def worded(self, names: Mapping[str, str]) -> str:
-        """The message with the parameter named as ``names`` (parameter -> flag) says."""
-        if self.parameter and self.parameter in names:
-            return _joined(names[self.parameter], self.detail)
-        return str(self)
+        """The message with each parameter named as ``names`` (parameter -> flag) says, or
+        by its own name."""
+        detail = MENTION.sub(lambda m: names.get(m.group(1), m.group(1)), self.detail)
+        if self.parameter:
+            return _joined(names.get(self.parameter, self.parameter), detail)
+        return detail
 
 
 def _joined(name: str, detail: str) -> str:

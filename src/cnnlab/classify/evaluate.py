@@ -170,7 +170,7 @@ def check_dataset(card: ModelCard, dataset: str | None, where: str) -> str:
 
 
 def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "auto",
-                        which: str = "best", out_dir: Path | None = None,
+                        which: str = "best", out: Path | None = None,
                         dataset: str | None = None) -> dict:
     """Test-set accuracy, per-class accuracy and confusion matrix of a checkpoint or registered
     weights; writes eval.json and confusion.png (next to a run's checkpoint by default)."""
@@ -178,16 +178,17 @@ def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "a
     model, card = load_model(checkpoint, torch_device, which)
     where = card.source["file"]
     dataset = check_dataset(card, dataset, where)
-    if out_dir is not None:
-        out = check_writable_folder(out_dir, "--out")
+    if out is not None:
+        out = check_writable_folder(out, "out")
     elif card.name:  # registered weights live in the package or a shared folder: not there
-        out = check_writable_folder(Path("runs") / "eval" / card.name, "--out (default)")
+        out = check_writable_folder(Path("runs") / "eval" / card.name, "out")
     else:
         out = Path(where).parent
         try:
-            check_writable_folder(out, "--checkpoint")
+            check_writable_folder(out, "checkpoint")
         except ConfigError as exc:  # a shared or read-only run: say how to evaluate it anyway
-            raise ConfigError(f"{exc}; give --out DIR for eval.json and confusion.png") from None
+            raise ConfigError(f"{exc.detail}; give an `out` folder for eval.json and confusion.png",
+                              parameter=exc.parameter) from None
     root = data_root if data_root is not None else card.training.get("data_root")
     images, labels = load_split(dataset, "test", root)
     label = card.name or Path(where).parent.name

@@ -61,7 +61,7 @@ def build_weights(name: str, data_root: str | None, out_dir: Path, run_dir: Path
             same = False
         if not same:
             raise ConfigError(f"{run}: holds a run with other settings than the {name} recipe; "
-                              "remove it or pass --run DIR")
+                              "remove it or choose another folder", parameter="run")
     train_run(recipe, CLASSIFY, run, resume=resume, device=device, log=log, progress=progress)
     torch_device = select_device(device)
     state = to_fp16(load_checkpoint(RunDir(run).checkpoint("last"))["model"])

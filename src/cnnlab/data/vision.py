@@ -164,8 +164,8 @@ def _find_file(folders: list[Path], name: str) -> Path | None:
 def _missing_message(spec: VisionSpec, names: list[str], folders: list[Path]) -> str:
     where = " or ".join(str(f) for f in folders)
     hint = (f"download the official files ({', '.join(names)}) into {folders[0]}, pass "
-            f"--data-root DIR (the folder that holds {spec.folder}), set $CNNLAB_DATA, "
-            f"or rerun with --download when online")
+            f"`data_root` (the folder that holds {spec.folder}), set $CNNLAB_DATA, "
+            f"or `download` when online")
     return f"{spec.name}: missing {', '.join(names)} in {where}; {hint}"
 
 

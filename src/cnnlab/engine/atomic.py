@@ -55,19 +55,25 @@ def atomic_write_json(path: Path, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def check_writable_folder(path: str | Path, option: str) -> Path:
+def check_writable_folder(path: str | Path, parameter: str) -> Path:
     """``path`` as a folder cnnlab can write into (created later, by the first write), or a
-    one-line error naming ``option``, before any expensive work starts."""
+    one-line error naming ``parameter`` (the CLI shows its flag), before any expensive work
+    starts."""
     path = Path(path)
+    name = parameter.lstrip("-").replace("-", "_")
+
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError(f"{path}: {problem}", parameter=name)
+
     if path.is_symlink() and not path.exists():
-        raise ConfigError(f"{option} {path}: a broken or looping symbolic link")
+        raise refuse("a broken or looping symbolic link")
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{option} {path}: exists and is not a folder")
+        raise refuse("exists and is not a folder")
     existing = path
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise ConfigError(f"{option} {path}: {existing} is a file, not a folder")
+        raise refuse(f"{existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: {existing} is not writable for this user")
+        raise refuse(f"{existing} is not writable for this user")
     return path

@@ -26,18 +26,19 @@ def select_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"--device {name}: unknown device (use auto, cpu, cuda or cuda:N)"
-                          ) from None
+        raise ConfigError(f"{name}: unknown device (use auto, cpu, cuda or cuda:N)",
+                          parameter="device") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+        raise ConfigError(f"{name}: CUDA is not available on this machine", parameter="device")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} "
-                          "CUDA device(s)")
+        raise ConfigError(f"{name}: this machine has {torch.cuda.device_count()} "
+                          "CUDA device(s)", parameter="device")
     if device.type not in ("cpu", "cuda"):
         try:
             torch.empty(1, device=device)
         except (RuntimeError, AssertionError):
-            raise ConfigError(f"--device {name}: not available on this machine") from None
+            raise ConfigError(f"{name}: not available on this machine",
+                              parameter="device") from None
     return device
 
 
@@ -52,7 +53,7 @@ def autocast(device: torch.device, amp: str):
     (AVX-512 BF16 or AMX, see ``engine.precision``); otherwise nothing, since emulated bf16
     and CPU fp16 would slow the convolutions down."""
     if amp not in AMP_DTYPES:
-        raise ConfigError(f"--amp: choose from {', '.join(AMP_DTYPES)}, not {amp!r}")
+        raise ConfigError(f": choose from {', '.join(AMP_DTYPES)}, not {amp!r}", parameter="amp")
     dtype = AMP_DTYPES[amp]
     if dtype is not None and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=dtype)
@@ -88,8 +89,9 @@ def prepare_model(network: nn.Module, device: torch.device, compile_model: bool 
 def check_compile(device: torch.device) -> None:
     """A one-line error, before any data is read, where torch.compile cannot work."""
     if device.type == "cpu" and not _cpp_compiler():
-        raise ConfigError("--compile: torch.compile on the CPU needs a C++ compiler (g++ or "
-                          "clang++, or $CXX), and none was found; install one or drop --compile")
+        raise ConfigError(": torch.compile on the CPU needs a C++ compiler (g++ or clang++, or "
+                          "$CXX), and none was found; install one or train without compiling",
+                          parameter="compile")
 
 
 def _cpp_compiler() -> str | None:

@@ -105,7 +105,7 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
     if run.lab != lab.name:
         raise ConfigError(f"a {run.lab} run cannot be trained by the {lab.name} lab")
     run.optim.validate()
-    option = "--resume" if resume else "--out"
+    option = "resume" if resume else "out"  # the parameter that names the folder
     run_dir = RunDir(check_writable_folder(out, option))
     torch_device = select_device(device)
     with contextlib.ExitStack() as held:
@@ -128,16 +128,17 @@ def _train_held(run: RunConfig, lab: Lab, run_dir: RunDir, resume: bool,
     """``train_run`` once its run directory is held (checked here, not before, so that two
     runs cannot both pass the check)."""
     if not resume and run_dir.checkpoint("last").exists():
-        raise ConfigError(f"{run_dir.path}: already holds a run; use --resume {run_dir.path} "
-                          "or another --out")
+        raise ConfigError(f"{run_dir.path}: already holds a run; continue it with `resume` or "
+                          "choose another folder", parameter="out")
     if resume:
         trained_by = read_config_file(run_dir.path).get("world_size", 1)
         if trained_by != info.world_size:
             batch = run.optim.batch_size
             raise ConfigError(
-                f"--resume {run_dir.path}: trained by {trained_by} process(es), resumed by "
+                f"{run_dir.path}: trained by {trained_by} process(es), resumed by "
                 f"{info.world_size}: the global batch would change from {trained_by * batch} "
-                f"to {info.world_size * batch}; resume with {trained_by} process(es)")
+                f"to {info.world_size * batch}; resume with {trained_by} process(es)",
+                parameter="resume")
     if run.optim.compile:
         check_compile(torch_device)
     seed_everything(run.optim.seed + info.rank)

@@ -23,7 +23,7 @@ def build_optimizer(params, name: str, lr: float, momentum: float = 0.9,
                     ) -> torch.optim.Optimizer:
     """SGD (with momentum, Nesterov off), Adam, AdamW or Adadelta."""
     if lr <= 0:
-        raise ConfigError(f"--lr must be positive, got {lr}")
+        raise ConfigError(f"must be positive, got {lr}", parameter="lr")
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
@@ -32,7 +32,8 @@ def build_optimizer(params, name: str, lr: float, momentum: float = 0.9,
         return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
     if name == "adadelta":
         return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
-    raise ConfigError(f"--optimizer: choose from {', '.join(OPTIMIZERS)}, not {name!r}")
+    raise ConfigError(f": choose from {', '.join(OPTIMIZERS)}, not {name!r}",
+                      parameter="optimizer")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class LRSchedule:
 
     def __post_init__(self):
         if self.kind not in SCHEDULES:
-            raise ConfigError(f"--schedule: choose from {', '.join(SCHEDULES)}, not {self.kind!r}")
+            raise ConfigError(f": choose from {', '.join(SCHEDULES)}, not {self.kind!r}",
+                              parameter="schedule")
 
     def lr_at(self, step: int) -> float:
         step = min(step, max(self.total_steps - 1, 0))

@@ -39,14 +39,15 @@ def inference_precision(name: str, device: torch.device) -> str:
     on the KITTI 2015 pairs 0.34942 vs 0.34967 px), else fp32; a precision the device would
     only emulate is refused."""
     if name not in PRECISIONS:
-        raise ConfigError(f"--precision {name}: choose from {', '.join(PRECISIONS)}")
+        raise ConfigError(f"{name}: choose from {', '.join(PRECISIONS)}", parameter="precision")
     native = native_precisions(device)
     if name == "auto":
         return "bf16" if "bf16" in native else "fp32"
     if name != "fp32" and name not in native:
         offered = ", ".join(("fp32", *native))
-        raise ConfigError(f"--precision {name}: {device.type} on this machine has no native "
-                          f"{name} (emulated, it is slower than fp32); use {offered}")
+        raise ConfigError(f"{name}: {device.type} on this machine has no native "
+                          f"{name} (emulated, it is slower than fp32); use {offered}",
+                          parameter="precision")
     return name
 
 

@@ -43,7 +43,7 @@ class RunDir:
         return self.path / f"{which}.safetensors"
 
     @contextlib.contextmanager
-    def lock(self, option: str = "--out") -> Iterator[None]:
+    def lock(self, option: str = "out") -> Iterator[None]:
         """Hold the run directory for one training process: a second run into the same
         folder (or a second --resume of it) is refused instead of interleaving its
         checkpoints. The lock is the kernel's (flock on the folder itself), so a killed
@@ -59,9 +59,9 @@ class RunDir:
                 try:
                     fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    raise ConfigError(f"{option} {self.path}: another cnnlab run is training "
-                                      "into it; wait for it to finish or choose another "
-                                      "folder") from None
+                    raise ConfigError(f"{self.path}: another cnnlab run is training into it; "
+                                      "wait for it to finish or choose another folder",
+                                      parameter=option) from None
                 except OSError:  # a file system without folder locks (NFS): run unlocked
                     pass
             held = True

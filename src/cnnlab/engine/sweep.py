@@ -31,7 +31,7 @@ STUDY_FILE = "study.journal"
 BASELINE = "baseline"  # user attribute marking the base recipe's trial
 # settings a sweep cannot vary: where things are, and what would make trials incomparable
 FIXED = {"epochs", "seed", "compile", "data_root", "weights_root", "workers", "dataset",
-         "val_size", "val_count", "samples_per_epoch"}
+         "val_size", "val_count", "samples_per_epoch", "limit", "test_limit", "module"}
 
 
 def _optuna():
@@ -72,23 +72,24 @@ def parse_param(text: str) -> Param:
     kind, _, rest = spec.partition(":")
     name = name.strip().replace("-", "_")
     if not sep or not name or kind not in KINDS or not rest:
-        raise ConfigError(f"--param {text}: expected NAME=KIND:..., KIND one of "
-                          f"{', '.join(KINDS)} (e.g. lr=log:1e-4:1e-1, optimizer=choice:adam,sgd)")
+        raise ConfigError(f"{text}: expected NAME=KIND:..., KIND one of "
+                          f"{', '.join(KINDS)} (e.g. lr=log:1e-4:1e-1, optimizer=choice:adam,sgd)",
+                          parameter="param")
     if kind == "choice":
         choices = tuple(v.strip() for v in rest.split(",") if v.strip())
         if len(choices) < 2 or len(set(choices)) != len(choices):
-            raise ConfigError(f"--param {text}: give two or more different choices")
+            raise ConfigError(f"{text}: give two or more different choices", parameter="param")
         return Param(name, kind, choices=choices)
     try:
         low, high = (float(v) for v in rest.split(":"))
     except ValueError:
-        raise ConfigError(f"--param {text}: expected {kind}:LOW:HIGH") from None
+        raise ConfigError(f"{text}: expected {kind}:LOW:HIGH", parameter="param") from None
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ConfigError(f"--param {text}: LOW must be below HIGH")
+        raise ConfigError(f"{text}: LOW must be below HIGH", parameter="param")
     if kind == "log" and low <= 0:
-        raise ConfigError(f"--param {text}: a log range must be above 0")
+        raise ConfigError(f"{text}: a log range must be above 0", parameter="param")
     if kind == "int" and (low != int(low) or high != int(high)):
-        raise ConfigError(f"--param {text}: an int range takes whole numbers")
+        raise ConfigError(f"{text}: an int range takes whole numbers", parameter="param")
     return Param(name, kind, low, high)
 
 
@@ -97,9 +98,10 @@ def read_space(path: Path) -> list[Param]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise DataError(f"--space {path}: cannot read it as JSON ({exc})") from None
+        raise DataError(f"{path}: cannot read it as JSON ({exc})", parameter="space") from None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise DataError(f"--space {path}: expected an object of NAME: \"KIND:...\" strings")
+        raise DataError(f"{path}: expected an object of NAME: \"KIND:...\" strings",
+                        parameter="space")
     return [parse_param(f"{name}={spec}") for name, spec in data.items()]
 
 
@@ -108,10 +110,10 @@ def _owner(run: RunConfig, name: str) -> str:
     for part in ("optim", "task"):
         if name in {f.name for f in fields(getattr(run, part))}:
             return part
-    known = sorted({f.name for f in fields(run.optim)} | {f.name for f in fields(run.task)}
+    known = sorted(({f.name for f in fields(run.optim)} | {f.name for f in fields(run.task)})
                    - FIXED)
-    raise ConfigError(f"--param {name}: not a setting of a {run.lab} run; choose from "
-                      f"{', '.join(known)}")
+    raise ConfigError(f"{name}: not a setting of a {run.lab} run; choose from "
+                      f"{', '.join(known)}", parameter="param")
 
 
 def _field_type(part: Any, name: str) -> type | None:
@@ -132,20 +134,20 @@ def _convert(name: str, value: Any, part: Any) -> Any:
     text = value.strip() if isinstance(value, str) else value
     if kind is bool:
         if str(text).lower() not in ("true", "false"):
-            raise ConfigError(f"--param {name}: {text!r} is not true or false")
+            raise ConfigError(f"{name}: {text!r} is not true or false", parameter="param")
         return str(text).lower() == "true"
     if kind is tuple:
         try:
             return tuple(int(v) for v in str(text).lower().replace("x", ",").split(","))
         except ValueError:
-            raise ConfigError(f"--param {name}: {text!r} is not like 256x512") from None
+            raise ConfigError(f"{name}: {text!r} is not like 256x512", parameter="param") from None
     if kind in (int, float):
         try:
             number = float(text)
         except (TypeError, ValueError):
-            raise ConfigError(f"--param {name}: {text!r} is not a number") from None
+            raise ConfigError(f"{name}: {text!r} is not a number", parameter="param") from None
         if kind is int and number != int(number):
-            raise ConfigError(f"--param {name}: {text!r} is not a whole number")
+            raise ConfigError(f"{name}: {text!r} is not a whole number", parameter="param")
         return kind(number)
     return text
 
@@ -161,33 +163,35 @@ def _named_choices() -> dict[str, tuple[str, ...]]:
 def check_space(space: list[Param], run: RunConfig) -> None:
     """Every name a setting the sweep may vary, once; each choice converts."""
     if not space:
-        raise ConfigError("a sweep needs a search space: --param NAME=KIND:... or --space FILE")
+        raise ConfigError("a sweep needs a search space: `param` NAME=KIND:... or `space` FILE")
     seen = set()
     for param in space:
         if param.name in FIXED:
-            raise ConfigError(f"--param {param.name}: fixed for a sweep (trials must stay "
-                              "comparable); set it as an option instead")
+            raise ConfigError(f"{param.name}: fixed for a sweep (trials must stay "
+                              "comparable); set it as an option instead", parameter="param")
         if param.name in seen:
-            raise ConfigError(f"--param {param.name}: given twice")
+            raise ConfigError(f"{param.name}: given twice", parameter="param")
         seen.add(param.name)
         part = getattr(run, _owner(run, param.name))
         if param.kind != "choice" and _field_type(part, param.name) not in (int, float):
-            raise ConfigError(f"--param {param}: {param.name} is not a number; use "
-                              f"{param.name}=choice:...")
+            raise ConfigError(f"{param}: {param.name} is not a number; use "
+                              f"{param.name}=choice:...", parameter="param")
         if param.kind == "float" and _field_type(part, param.name) is int:
-            raise ConfigError(f"--param {param}: {param.name} is a whole number; use int:")
+            raise ConfigError(f"{param}: {param.name} is a whole number; use int:",
+                              parameter="param")
         values = param.choices or (param.low, param.high)
         for value in values:  # every choice and both ends of a range make a valid run
             drawn = apply_params(run, {param.name: value})
             try:
                 drawn.optim.validate()
             except (TypeError, ValueError, ConfigError) as exc:
-                raise ConfigError(f"--param {param}: {value} is not valid ({exc})") from None
+                raise ConfigError(f"{param}: {value} is not valid ({exc})",
+                                  parameter="param") from None
         allowed = _named_choices().get(param.name)
         unknown = [c for c in param.choices if allowed is not None and c not in allowed]
         if unknown:
-            raise ConfigError(f"--param {param.name}: {unknown[0]!r} is not one of "
-                              f"{', '.join(allowed)}")
+            raise ConfigError(f"{param.name}: {unknown[0]!r} is not one of "
+                              f"{', '.join(allowed)}", parameter="param")
 
 
 def apply_params(run: RunConfig, params: dict[str, Any]) -> RunConfig:
@@ -321,7 +325,7 @@ def run_sweep(base: RunConfig, lab: Any, space: list[Param], folder: Path,
 
     check_space(space, base)
     if trials is None and minutes is None:
-        raise ConfigError("give a budget: --trials N and/or --minutes M")
+        raise ConfigError("give a budget: `trials` N and/or `minutes` M")
     key, direction = lab.objective
     study = open_study(folder, direction, base.optim.seed, storage)
     recipe = base.to_dict()
@@ -333,9 +337,9 @@ def run_sweep(base: RunConfig, lab: Any, space: list[Param], folder: Path,
         study.set_user_attr("definition", definition)
     elif saved != definition:
         changed = [k for k in ("recipe", "space") if saved[k] != definition[k]]
-        raise ConfigError(f"--out {folder}: holds a sweep with another "
+        raise ConfigError(f"{folder}: holds a sweep with another "
                           f"{' and '.join(changed)}; its trials would not compare with these: "
-                          "give the same options, or another --out")
+                          "give the same options, or another `out`", parameter="out")
     recover_interrupted(study, log)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     if not study.trials:
@@ -346,7 +350,7 @@ def run_sweep(base: RunConfig, lab: Any, space: list[Param], folder: Path,
             log("note: the base recipe lies outside the search space; no baseline trial")
     done = len(study.get_trials(deepcopy=False, states=finished))
     if trials is not None and done >= trials:
-        log(f"{folder}: {done} trials already finished (--trials {trials})")
+        log(f"{folder}: {done} trials already finished (of {trials} asked)")
         return study
     train = train or train_run
 

@@ -134,9 +134,9 @@ class Weights:
         root = weights_roots(weights_root)[0]
         target = root / self.folder if self.folder else root
         return (f"{self.name}: {self.file_name} not found in {places}; get it from "
-                f"{self.origin} and put it in {target}, pass --weights-root DIR (the folder that "
+                f"{self.origin} and put it in {target}, pass `weights_root` (the folder that "
                 f"holds {self.folder + '/' if self.folder else ''}{self.file_name}), set "
-                f"${WEIGHTS_ENV}, or rerun with --download when online")
+                f"${WEIGHTS_ENV}, or `download` when online")
 
 
 def registered(registry: dict[str, Weights], name: str, what: str) -> Weights:
