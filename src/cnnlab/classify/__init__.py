@@ -30,7 +30,8 @@ def __getattr__(name: str) -> Any:
     if name in ("train", "Run"):
         from cnnlab.classify import run
 
-        return getattr(run, name)
+        globals()[name] = value = getattr(run, name)  # found directly from now on
+        return value
     raise AttributeError(f"module 'cnnlab.classify' has no attribute {name!r}")
 
 
