@@ -199,7 +199,7 @@ def test_the_tile_for_a_budget_fits_it_full_height_first():
         assert tile[1] - 192 - 2 * TILE_MARGIN >= 192 + 2 * TILE_MARGIN  # at most 2x columns
     kitti = tile_for_budget(375, 1242, 192, "bf16", 500)  # column tiles of full height
     assert kitti[0] == 375 and kitti[1] < 1242
-    with pytest.raises(ConfigError, match="--max-memory 10 MB"):
+    with pytest.raises(ConfigError, match="max_memory 10 MB"):
         tile_for_budget(2000, 3000, 192, "bf16", 10)
 
 

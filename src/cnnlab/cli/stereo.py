@@ -192,26 +192,16 @@ def _scored_sources(args, datasets: list[str], split: str, confidence: float | N
     from cnnlab.engine.device import select_device
     from cnnlab.engine.memory import keep_freed_memory
     from cnnlab.stereo.evaluate import (
-        check_methods,
         eval_max_disparity,
-        open_eval_dataset,
+        finish_sources,
+        open_sources,
         predictors,
     )
     from cnnlab.stereo.runtime import runtime_precision
 
     _check_folder_options(args, datasets)
-    sources = {}
-    for dataset in datasets:  # synthetic scenes are drawn within the model's range, below
-        if dataset == "synthetic":
-            sources[dataset] = None
-            continue
-        sources[dataset] = open_eval_dataset(dataset, args.data_root, split, args.count,
-                                             args.synthetic_size, 192, _folder_kwargs(args))
-        if len(sources[dataset]) == 0:
-            hint = (f"; pass --split all to score the pairs there (not {protocol.name}'s "
-                    "published split)" if protocol else "")
-            raise ConfigError(f"--split {split}: no {dataset} pairs in that split under "
-                              f"{args.data_root}{hint}")
+    sources = open_sources(datasets, args.data_root, split, args.count, args.synthetic_size,
+                           _folder_kwargs(args), protocol)
     model = card = None
     precision = "fp32"
     keep_freed_memory()
@@ -223,24 +213,16 @@ def _scored_sources(args, datasets: list[str], split: str, confidence: float | N
     methods = predictors(args.model, model, card, args.max_disparity, precision, args.scale,
                          confidence)
     max_disparity = eval_max_disparity(card, args.max_disparity)
-    if "synthetic" in sources:
-        sources["synthetic"] = open_eval_dataset("synthetic", None, split, args.count,
-                                                 args.synthetic_size, max_disparity)
-    for source in sources.values():  # every dataset is checked before any is scored
-        check_methods(methods, source, max_disparity)
+    sources = finish_sources(sources, methods, max_disparity, split, args.count,
+                             args.synthetic_size)
     return sources, methods, precision, card, max_disparity
 
 
-def _one_at_a_time(source):
-    """The pairs of ``source``, read as they are consumed: one pair in memory at a time (a
-    function, so that each generator keeps its own dataset)."""
-    return (source.load(i) for i in range(len(source)))
-
-
 def cmd_eval(args) -> int:
-    from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
-    from cnnlab.stereo.evaluate import default_masks, evaluate_samples, format_table
-    from cnnlab.stereo.protocols import format_protocol_table, get_protocol
+    from cnnlab.engine.atomic import check_writable_folder
+    from cnnlab.stereo.evaluate import default_masks, score_sources
+    from cnnlab.stereo.protocols import get_protocol
+    from cnnlab.stereo.results import Evaluation
 
     protocol = get_protocol(args.protocol) if args.protocol else None
     if protocol and args.dataset:
@@ -262,28 +244,13 @@ def cmd_eval(args) -> int:
         print(f"note: --split {split} is not {protocol.name}'s published split "
               f"({protocol.split}); the figures are not comparable with the published ones",
               file=sys.stderr)
-    results = {}
-    for dataset, source in sources.items():
-        for method, predict in methods.items():
-            how = (f" (in {precision}, scaled by {args.scale:.3g}, run by {args.runtime})"
-                   if method == "psmnet" else "")
-            print(f"{dataset} / {method}{how}:")
-            pairs = _one_at_a_time(source)
-            results[f"{dataset}/{method}"] = evaluate_samples(
-                predict, pairs, print, protocol.masks if protocol else default_masks)
-    if protocol:
-        print(format_protocol_table(protocol, {key.split("/", 1)[1]: result
-                                               for key, result in results.items()},
-                                    card.name if card else None))
-    else:
-        print(format_table(results))
+    how = {"psmnet": f" (in {precision}, scaled by {args.scale:.3g}, run by {args.runtime})"}
+    results = score_sources(sources, methods, protocol.masks if protocol else default_masks,
+                            print, how)
+    evaluation = Evaluation(results, card, protocol, precision, split, args.scale, args.runtime)
+    print(evaluation.table())
     if args.json:
-        payload = {"results": results, "card": card.to_dict() if card else None,
-                   "precision": precision if card is not None else None,
-                   "runtime": args.runtime if card is not None else None,
-                   "scale": args.scale, "split": split,
-                   "protocol": protocol.definition() if protocol else None}
-        atomic_write_json(Path(args.json), payload)
+        evaluation.save(Path(args.json))
         print(f"Results: {args.json}")
     return 0
 
@@ -337,60 +304,18 @@ def _tile_option(text: str) -> str | tuple[int, int]:
     return size(text)
 
 
-def _tiles_for(args, sizes: list[tuple[int, int]], searched: int, precision: str,
-               device) -> list[tuple[int, int] | None]:
-    """Each pair's tile (None: whole), decided from the memory estimate before any runs."""
-    from cnnlab.stereo.budget import default_budget_mb, estimate_peak_mb, tile_for_budget
-    from cnnlab.stereo.inference import scaled_max_disparity
-    from cnnlab.stereo.tiling import plan_tiles
-
-    budget = args.max_memory or default_budget_mb(device)
-    scaled_range = scaled_max_disparity(searched, args.scale)
-    tiles = []
-    for height, width in sizes:
-        small = (max(1, round(height * args.scale)), max(1, round(width * args.scale)))
-        tile = None
-        if isinstance(args.tile, tuple):
-            tile = args.tile
-            plan_tiles(*small, tile, scaled_range)  # refused now, not after loading
-        elif budget is not None:
-            need = estimate_peak_mb(*small, scaled_range, precision)
-            if need > budget:
-                if args.tile == "off" or args.runtime != "torch":
-                    raise ConfigError(
-                        f"{width}x{height}: PSMNet needs about {need:.0f} MB here and "
-                        f"{budget:.0f} MB are available (--max-memory); use --tile auto "
-                        f"with --runtime torch, or --scale "
-                        f"{max(0.1, (budget / need) ** 0.5):.2f}")
-                tile = tile_for_budget(*small, scaled_range, precision, budget)
-        tiles.append(tile)
-    return tiles
-
-
 def cmd_predict(args) -> int:
     from dataclasses import replace
 
     from cnnlab.engine.atomic import check_writable_folder
     from cnnlab.engine.device import select_device
     from cnnlab.engine.memory import keep_freed_memory
-    from cnnlab.errors import CnnlabError
-    from cnnlab.stereo.inference import psmnet_method, sgbm_method
+    from cnnlab.stereo.api import StereoModel
     from cnnlab.stereo.io import Calibration, read_calibration
-    from cnnlab.stereo.pairs import check_pair_headers, output_stems, resolve_pairs
-    from cnnlab.stereo.predict import (
-        predict_views,
-        range_advice,
-        read_pair_inputs,
-        write_prediction,
-    )
+    from cnnlab.stereo.many_pairs import plan_pairs, run_pairs
+    from cnnlab.stereo.predict import range_advice
     from cnnlab.stereo.runtime import runtime_precision
-    from cnnlab.stereo.sgbm import check_range
-    from cnnlab.stereo.submission import (
-        archive_path,
-        check_submission_names,
-        write_submission_png,
-        zip_submission,
-    )
+    from cnnlab.stereo.submission import archive_path
 
     _predict_checks(args)
     # every input is checked before a model is loaded or downloaded
@@ -404,97 +329,41 @@ def cmd_predict(args) -> int:
     calibration = Calibration(args.focal, args.baseline) if args.focal else None
     if args.calib:
         calibration = read_calibration(Path(args.calib))
-    pairs = resolve_pairs(args.left, args.right, args.list, args.gt)
-    sizes = check_pair_headers(pairs)
-    stems = output_stems(pairs)
-    if submission is not None:
-        check_submission_names(stems)
-    single = len(pairs) == 1
-    first = None
-    if single:  # the whole pair read and checked now, as before
-        _, left, right, truth = pairs[0]
-        first = read_pair_inputs(left, right, calibration, None, truth, args.gt_format,
-                                 args.gt_scale, stems[0])
+    plan = plan_pairs(args.left, args.right, out, pair_list=args.list, gt=args.gt,
+                      gt_format=args.gt_format, gt_scale=args.gt_scale,
+                      calibration=calibration, kitti_submission=submission)
     if args.model == "sgbm":
-        searched = args.max_disparity or 192
-        for _, width in sizes:
-            check_range(searched, width)
-        precision = None
-        tiles = [None] * len(pairs)
-
-        def method_for(tile):
-            return sgbm_method(searched)
+        model = StereoModel.sgbm(args.max_disparity or 192)
     else:
         _check_runtime_device(args)
         device = select_device(args.device)
         precision = runtime_precision(args.precision, args.runtime, device)
         keep_freed_memory()
-        model, card = _load(args, device)
+        network, card = _load(args, device)
         if args.max_disparity is not None:
             card = replace(card, kwargs=card.kwargs | {"max_disparity": args.max_disparity})
-        searched = card.kwargs["max_disparity"]
-        if args.filter and not hasattr(model, "confidence_radius") and not args.lr_check:
+        if args.filter and not hasattr(network, "confidence_radius") and not args.lr_check:
             raise ConfigError("--filter: an exported graph gives no confidence map; add "
                               "--lr-check, or use --runtime torch")
-        tiles = _tiles_for(args, sizes, searched, precision, device)
-
-        def method_for(tile):
-            return psmnet_method(model, card, precision, args.scale, tile=tile)
+        model = StereoModel(network, card, precision, device, args.scale, args.tile,
+                            args.max_memory, args.runtime)
+    tiles = model.tiles_for(plan.sizes)
     if calibration is not None and args.min_depth is not None:
-        line, short = range_advice(calibration, args.min_depth, searched)
+        line, short = range_advice(calibration, args.min_depth, model.max_disparity)
         print(f"{'warning' if short else 'note'}: {line}", file=sys.stderr)
-    failed = 0
-    results, written = [], []
-    for index, ((name, left, right, truth), stem, tile) in enumerate(zip(pairs, stems, tiles)):
-        try:
-            inputs = first if single else read_pair_inputs(
-                left, right, calibration, None, truth, args.gt_format, args.gt_scale, stem)
-        except CnnlabError as exc:  # a bad pair among many is reported, the others go on
-            print(f"[{index + 1}/{len(pairs)}] {name}: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        method = method_for(tile)
-        height, width = inputs.left.shape[:2]
-        if single:
-            how = (f" in {precision}" if precision else "") + (
-                f", scaled by {args.scale:.3g}" if args.scale != 1 else "") + (
-                f", {tile[0]}x{tile[1]} tiles" if tile else "")
-            print(f"Running {method.title}{how} on {width}x{height} "
-                  f"({height * width / 1e6:.2f} megapixels)...", file=sys.stderr)
-        prediction = predict_views(method, inputs.left, inputs.right, args.lr_check)
-        if submission is not None:
-            written.append(write_submission_png(submission, stem, prediction.disparity,
-                                                prediction.valid))
-            result = {"seconds": round(prediction.seconds, 3), "notes": inputs.notes,
-                      "warnings": [], "outputs": {}}
-        else:
-            result = write_prediction(method, prediction, inputs, out, args.filter,
-                                      args.min_confidence)
-        results.append(result)
-        if not single:
-            low_high = (f", {prediction.disparity[prediction.valid].min():.1f} to "
-                        f"{prediction.disparity[prediction.valid].max():.1f} px"
-                        if prediction.valid.any() else "")
-            metric = (f", EPE {result['metrics']['epe']:.3f} px, D1 "
-                      f"{result['metrics']['d1']:.2f}%" if "metrics" in result else "")
-            tiled = f" on {tile[0]}x{tile[1]} tiles" if tile else ""
-            print(f"[{index + 1}/{len(pairs)}] {name}: {width}x{height}{tiled} in "
-                  f"{prediction.seconds:.1f} s{low_high}{metric}")
-        for note in result["notes"]:
+    run = run_pairs(model, plan, lr_check=args.lr_check, filter_pixels=args.filter,
+                    min_confidence=args.min_confidence, tiles=tiles, log=print,
+                    note=lambda line: print(line, file=sys.stderr))
+    if run.archive is not None:
+        print(f"KITTI submission: {submission / 'disp_0'} ({len(run)} maps), {run.archive}")
+        for note in run.archive_notes:
             print(f"note: {note}", file=sys.stderr)
-        for warning in result["warnings"]:
-            print(f"warning: {name}: {warning}", file=sys.stderr)
-    if submission is not None and written:
-        archive, notes = zip_submission(submission, written)
-        print(f"KITTI submission: {submission / 'disp_0'} ({len(written)} maps), {archive}")
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-    elif single and results:
-        _print_single(results[0])
-    elif results:
-        print(f"Outputs of {len(results)} pairs: {out}")
-    if failed:
-        print(f"cnnlab: error: {failed} of {len(pairs)} pairs failed (see above)",
+    elif plan.single and len(run):
+        _print_single(run[0])
+    elif len(run):
+        print(f"Outputs of {len(run)} pairs: {out}")
+    if run.failures:
+        print(f"cnnlab: error: {len(run.failures)} of {run.total} pairs failed (see above)",
               file=sys.stderr)
         return 1
     return 0
@@ -523,6 +392,7 @@ def _print_single(result: dict) -> None:
 
 def cmd_report(args) -> int:
     from cnnlab.engine.atomic import check_writable_folder
+    from cnnlab.stereo.evaluate import one_at_a_time
     from cnnlab.stereo.inference import CONFIDENCE_RADIUS
     from cnnlab.stereo.report import analyse, findings, report_path, write_report
 
@@ -534,7 +404,7 @@ def cmd_report(args) -> int:
     sources, methods, precision, card, max_disparity = _scored_sources(
         args, args.dataset, args.split, CONFIDENCE_RADIUS)
     print(f"Analysing {', '.join(methods)} on {', '.join(sources)} (PSMNet in {precision}):")
-    streams = {name: _one_at_a_time(source) for name, source in sources.items()}
+    streams = {name: one_at_a_time(source) for name, source in sources.items()}
     analysis = analyse(methods, streams, max_disparity, print, border=args.border)
     written = write_report(analysis, out, args.format, card=card)
     for dataset in analysis["datasets"]:

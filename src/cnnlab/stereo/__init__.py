@@ -1,1 +1,84 @@
-"""Stereo matching lab: PSMNet, stereo data formats and datasets, metrics, train/eval/predict."""
+"""Stereo matching lab: PSMNet, stereo data formats and datasets, metrics, train/eval/predict.
+
+The public face, for notebooks and scripts::
+
+    import cnnlab.stereo as stereo
+
+    model = stereo.load("psmnet-kitti2015")      # or a checkpoint, a run directory, "sgbm"
+    result = model.predict("left.png", "right.png")
+    result.score("disp_occ_0/000000_10.png")     # EPE, D1, bad-1/2/3
+    result.show(); result.save("out/")
+    stereo.predict_folder(model, "left/", "right/", "out/")
+    stereo.evaluate(model, protocol="kitti2015-val", data_root="data/")
+    stereo.report(model, ["kitti2015", "middlebury"], data_root="data/")
+
+Importing it loads no training code (tests/test_layering.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cnnlab.stereo.api import StereoModel, evaluate, load, predict_folder, report
+    from cnnlab.stereo.results import (
+        Disparity,
+        Evaluation,
+        FolderPrediction,
+        PointCloud,
+        Report,
+        Scores,
+    )
+
+# where each public name lives: imported on first use, so that ``import cnnlab.stereo.io`` (and
+# the command line's --help) does not load torch
+_PUBLIC = {"StereoModel": "api", "evaluate": "api", "load": "api", "predict_folder": "api",
+           "report": "api", "Disparity": "results", "Evaluation": "results",
+           "FolderPrediction": "results", "PointCloud": "results", "Report": "results",
+           "Scores": "results"}
+# psmnet, train: added by the training API
+
+__all__ = [
+    "Disparity",
+    "Evaluation",
+    "FolderPrediction",
+    "PointCloud",
+    "Report",
+    "Scores",
+    "StereoModel",
+    "evaluate",
+    "load",
+    "predict_folder",
+    "report",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        from importlib import import_module
+
+        value = getattr(import_module(f"cnnlab.stereo.{_PUBLIC[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnlab.stereo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Face(types.ModuleType):
+    """The package, whose public ``evaluate`` and ``report`` share their names with the
+    submodules ``stereo.evaluate`` and ``stereo.report``: importing a submodule binds it on
+    its package, which would replace the function, so that binding is skipped (the
+    submodules stay importable by their full names)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _PUBLIC and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Face

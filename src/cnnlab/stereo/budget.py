@@ -114,7 +114,42 @@ def tile_for_budget(height: int, width: int, max_disparity: int, precision: str,
         return fallback
     narrowest = reach + MIN_KEPT
     need = estimate_peak_mb(MIN_STRIP, narrowest, max_disparity, precision)
-    raise ConfigError(f"--max-memory {budget_mb:.0f} MB: even a {MIN_STRIP}x{narrowest} "
-                      f"tile needs about {need:.0f} MB at a range of {max_disparity} px (and "
-                      f"the {width}x{height} images {IMAGE_MB_PER_PIXEL * height * width:.0f} "
-                      "MB); lower the range with --max-disparity or the size with --scale")
+    raise ConfigError(f"{budget_mb:.0f} MB: even a {MIN_STRIP}x{narrowest} tile needs about "
+                      f"{need:.0f} MB at a range of {max_disparity} px (and the {width}x{height} "
+                      f"images {IMAGE_MB_PER_PIXEL * height * width:.0f} MB); lower the range "
+                      "with `max_disparity` or the size with `scale`", parameter="max_memory")
+
+
+def tiles_for(sizes: list[tuple[int, int]], max_disparity: int, precision: str, device=None,
+              scale: float = 1.0, tile: str | tuple[int, int] = "auto",
+              max_memory: float | None = None, can_tile: bool = True
+              ) -> list[tuple[int, int] | None]:
+    """Each (height, width) pair's tile (None: whole), decided from the memory estimate before
+    any pair runs: ``tile`` "auto" tiles a pair whose estimate exceeds ``max_memory`` MB
+    (default: ``default_budget_mb(device)``), "off" refuses it, (H, W) always tiles so. Sizes
+    are the full pair's; the network sees them scaled by ``scale``, searching
+    ``max_disparity`` full-resolution pixels. ``can_tile`` False (an exported graph) refuses a
+    pair over the budget."""
+    from cnnlab.stereo.inference import scaled_max_disparity
+    from cnnlab.stereo.tiling import plan_tiles
+
+    budget = max_memory or default_budget_mb(device)
+    scaled_range = scaled_max_disparity(max_disparity, scale)
+    tiles = []
+    for height, width in sizes:
+        small = (max(1, round(height * scale)), max(1, round(width * scale)))
+        chosen = None
+        if isinstance(tile, tuple):
+            chosen = tile
+            plan_tiles(*small, chosen, scaled_range)  # refused now, not after loading
+        elif budget is not None:
+            need = estimate_peak_mb(*small, scaled_range, precision)
+            if need > budget:
+                if tile == "off" or not can_tile:
+                    raise ConfigError(
+                        f"{width}x{height}: PSMNet needs about {need:.0f} MB here and "
+                        f"{budget:.0f} MB are available (`max_memory`); use `tile` auto with "
+                        f"`runtime` torch, or `scale` {max(0.1, (budget / need) ** 0.5):.2f}")
+                chosen = tile_for_budget(*small, scaled_range, precision, budget)
+        tiles.append(chosen)
+    return tiles

@@ -42,12 +42,13 @@ def predictors(method: str, model: nn.Module | None = None, card: ModelCard | No
     chosen = {}
     if method in ("psmnet", "both"):
         if model is None or card is None:
-            raise ConfigError("--checkpoint or --weights is required to evaluate PSMNet")
+            raise ConfigError("model and card are required to evaluate PSMNet (see "
+                              "cnnlab.stereo.load)")
         chosen["psmnet"] = psmnet_method(model, card, precision, scale, confidence_radius)
     if method in ("sgbm", "both"):
         chosen["sgbm"] = sgbm_method(eval_max_disparity(card, max_disparity))
     if not chosen:
-        raise ConfigError(f"--model: choose psmnet, sgbm or both, not {method!r}")
+        raise ConfigError(f"{method!r}: choose psmnet, sgbm or both", parameter="method")
     return chosen
 
 
@@ -72,8 +73,43 @@ def open_eval_dataset(dataset: str, data_root: str | None, split: str, count: in
     if dataset == "folder":
         return open_folder(**(folder or {}))
     if not data_root:
-        raise ConfigError(f"--data-root is required for {dataset}")
+        raise ConfigError(f"is required for {dataset}", parameter="data_root")
     return open_dataset(dataset, data_root, split)
+
+
+def open_sources(datasets: list[str], data_root: str | None, split: str, count: int,
+                 synthetic_size: tuple[int, int], folder: dict | None = None,
+                 protocol=None) -> dict[str, StereoDataset | None]:
+    """What eval and report score, opened and checked before a model is loaded: each named
+    dataset's ``split`` (an empty one refused, naming the protocol's published split when
+    ``protocol`` chose it). Synthetic scenes are drawn within the model's range, so they stay
+    None here until ``finish_sources``."""
+    sources: dict[str, StereoDataset | None] = {}
+    for dataset in datasets:
+        if dataset == "synthetic":
+            sources[dataset] = None
+            continue
+        sources[dataset] = open_eval_dataset(dataset, data_root, split, count, synthetic_size,
+                                             DEFAULT_MAX_DISPARITY, folder)
+        if len(sources[dataset]) == 0:
+            hint = (f"; pass `split` all to score the pairs there (not {protocol.name}'s "
+                    "published split)" if protocol else "")
+            raise ConfigError(f"{split}: no {dataset} pairs in that split under "
+                              f"{data_root}{hint}", parameter="split")
+    return sources
+
+
+def finish_sources(sources: dict[str, StereoDataset | None], methods: dict[str, Predictor],
+                   max_disparity: int, split: str, count: int,
+                   synthetic_size: tuple[int, int]) -> dict[str, StereoDataset]:
+    """``sources`` with the synthetic scenes drawn within ``max_disparity``, every dataset
+    checked against the ``methods`` (SGBM's range) before any is scored."""
+    if "synthetic" in sources:
+        sources["synthetic"] = open_eval_dataset("synthetic", None, split, count,
+                                                 synthetic_size, max_disparity)
+    for source in sources.values():
+        check_methods(methods, source, max_disparity)
+    return sources  # type: ignore[return-value]
 
 
 def check_methods(methods: dict[str, Predictor], source: StereoDataset, max_disparity: int
@@ -146,3 +182,25 @@ def format_table(results: dict[str, dict]) -> str:
                      f"{agg['d1']:>7.2f} {agg['bad1']:>7.2f} {agg['bad2']:>7.2f} "
                      f"{agg['bad3']:>7.2f} {100 * result['density']:>7.1f}%")
     return "\n".join(lines)
+
+
+def one_at_a_time(source: StereoDataset):
+    """The pairs of ``source``, read as they are consumed: one pair in memory at a time (a
+    function, so that each generator keeps its own dataset)."""
+    return (source.load(i) for i in range(len(source)))
+
+
+def score_sources(sources: dict[str, StereoDataset], methods: dict[str, Predictor],
+                  masks: Callable[[StereoSample], dict[str, np.ndarray]] = default_masks,
+                  log: Callable[[str], None] | None = None,
+                  headings: dict[str, str] | None = None) -> dict[str, dict]:
+    """``evaluate_samples`` of every method on every dataset, keyed "dataset/method";
+    ``headings`` adds a method's settings to the line logged before its pairs."""
+    results = {}
+    for dataset, source in sources.items():
+        for method, predict in methods.items():
+            if log:
+                log(f"{dataset} / {method}{(headings or {}).get(method, '')}:")
+            results[f"{dataset}/{method}"] = evaluate_samples(predict, one_at_a_time(source),
+                                                              log, masks)
+    return results

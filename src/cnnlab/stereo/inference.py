@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.engine.card import ModelCard
-from cnnlab.engine.precision import inference_autocast
+from cnnlab.engine.precision import LOW_PRECISION, inference_autocast
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.preprocess import to_input
 from cnnlab.stereo.sgbm import sgbm_disparity
@@ -83,13 +83,34 @@ def scaled_disparity(model: nn.Module, left: torch.Tensor, right: torch.Tensor,
     return scaled_outputs(model, left, right, full_range, precision, scale)["disparity"]
 
 
+def check_uint8_views(left: np.ndarray, right: np.ndarray) -> None:
+    """Refuse views other than (H, W, 3) uint8 arrays of one size, in one line naming the view:
+    a float image in [0, 1] cast to uint8 would be nearly black, and the network would still
+    answer (badly). ``stereo.views.as_view`` converts other inputs."""
+    for name, image in (("left", left), ("right", right)):
+        if not isinstance(image, np.ndarray):
+            raise ConfigError(f": got {type(image).__name__}; expected an (H, W, 3) uint8 array",
+                              parameter=name)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ConfigError(f": a {image.dtype} array of shape {image.shape}; expected (H, W, "
+                              "3) uint8 RGB (convert it, or give it to StereoModel.predict with "
+                              "value_range=)", parameter=name)
+    if left.shape != right.shape:
+        raise ConfigError(f": shape {right.shape} differs from left's {left.shape}",
+                          parameter="right")
+
+
 def pair_outputs(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray,
                  precision: str = "fp32", scale: float = 1.0, confidence: float | None = None,
                  tile: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
     """(H, W) float32 "disparity" (and "confidence") of one uint8 RGB pair, normalised as the
     card says (see ``scaled_outputs``); at any scale the card's range, in full-resolution
     pixels, is what is covered. ``model`` is a PSMNet or an ``ExportedStereoModel`` (which has
-    a ``device``)."""
+    a ``device``). Views other than (H, W, 3) uint8 are refused (``check_uint8_views``)."""
+    check_uint8_views(left, right)
+    if precision != "fp32" and precision not in LOW_PRECISION:
+        raise ConfigError(f"{precision!r}: expected fp32, bf16 or fp16 (resolve 'auto' with "
+                          "engine.precision.inference_precision)", parameter="precision")
     device = getattr(model, "device", None) or next(model.parameters()).device
     mean, std = card.preprocess["mean"], card.preprocess["std"]
     pair = (to_input(image, device, mean, std) for image in (left, right))
@@ -100,7 +121,8 @@ def pair_outputs(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.
 
 def disparity_of(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.ndarray,
                  precision: str = "fp32", scale: float = 1.0) -> np.ndarray:
-    """(H, W) float32 disparity of one uint8 RGB pair (see ``pair_outputs``)."""
+    """(H, W) float32 disparity of one (H, W, 3) uint8 RGB pair (see ``pair_outputs``; other
+    arrays are refused: ``cnnlab.stereo.load(...).predict`` converts them)."""
     return pair_outputs(model, card, left, right, precision, scale)["disparity"]
 
 
@@ -141,6 +163,7 @@ def psmnet_method(model: nn.Module, card: ModelCard, precision: str = "fp32",
 def sgbm_method(max_disparity: int) -> Method:
     """OpenCV's SGBM (see ``stereo.sgbm``): holes are pixels it did not produce."""
     def run(left: np.ndarray, right: np.ndarray, rated: bool = True) -> Outputs:
+        check_uint8_views(left, right)
         disparity, valid = sgbm_disparity(left, right, max_disparity)
         return {"disparity": disparity, "valid": valid}
 

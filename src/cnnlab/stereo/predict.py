@@ -15,7 +15,7 @@ from torch import nn
 
 from cnnlab.engine.atomic import check_writable_folder
 from cnnlab.engine.card import ModelCard
-from cnnlab.errors import DataError
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.stereo.confidence import left_right_consistent
 from cnnlab.stereo.folder import read_ground_truth
 from cnnlab.stereo.inference import Method, psmnet_method
@@ -61,6 +61,24 @@ def vertical_offset(left: np.ndarray, right: np.ndarray, search: int = 12) -> in
     return best
 
 
+def pair_notes(left: np.ndarray, right: np.ndarray, left_name: str | Path,
+               right_name: str | Path) -> list[str]:
+    """What is worth knowing about a pair of equal-size views before trusting its disparity:
+    grey views, and rows that look shifted (not rectified). ``left_name`` and ``right_name``
+    say which view (a path, or the argument)."""
+    notes = []
+    for name, image in ((left_name, left), (right_name, right)):
+        if is_grey(image):
+            notes.append(f"{name}: greyscale image, replicated to RGB (the model was trained "
+                         "on colour; expect lower accuracy)")
+    offset = vertical_offset(left, right)
+    if abs(offset) >= 2:
+        shown = left_name.name if isinstance(left_name, Path) else left_name
+        notes.append(f"{right_name}: rows look shifted by {offset} px against {shown}; "
+                     "the pair may not be rectified (disparity assumes horizontal epipolar lines)")
+    return notes
+
+
 def check_pair(left_path: Path, right_path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read both views; errors for size mismatch; notes for grey or unrectified-looking pairs."""
     left, right = read_image(left_path), read_image(right_path)
@@ -68,22 +86,33 @@ def check_pair(left_path: Path, right_path: Path) -> tuple[np.ndarray, np.ndarra
         raise DataError(f"{right_path}: size {right.shape[1]}x{right.shape[0]} differs from "
                         f"{left_path.name} ({left.shape[1]}x{left.shape[0]}); a rectified pair "
                         "has equal sizes")
-    notes = []
-    for path, image in ((left_path, left), (right_path, right)):
-        if is_grey(image):
-            notes.append(f"{path}: greyscale image, replicated to RGB (the model was trained "
-                         "on colour; expect lower accuracy)")
-    offset = vertical_offset(left, right)
-    if abs(offset) >= 2:
-        notes.append(f"{right_path}: rows look shifted by {offset} px against {left_path.name}; "
-                     "the pair may not be rectified (disparity assumes horizontal epipolar lines)")
-    return left, right, notes
+    return left, right, pair_notes(left, right, left_path, right_path)
 
 
 # written only with --gt, a calibration, a confidence or the LR check: removed when this run
 # does not write them
 OPTIONAL_OUTPUTS = ("{stem}_error.png", "{stem}_depth.pfm", "{stem}.ply",
                     "{stem}_confidence.png", "{stem}_lr.png")
+OUTPUTS = ("{stem}_disp.png", "{stem}_disp.pfm", "{stem}_disp_color.png", "{stem}_overview.png",
+           *OPTIONAL_OUTPUTS)  # every file write_prediction may write (or remove)
+
+
+def check_spares_inputs(out_dir: Path, stems: list[str], inputs: list[Path | None],
+                        parameter: str = "out") -> None:
+    """Refuse, before anything is written, outputs in ``out_dir`` named ``stems`` that would
+    replace (or remove, as stale) one of the ``inputs`` (the pairs' images, ground truth)."""
+    existing = [Path(p) for p in inputs if p is not None and Path(p).exists()]
+    if not existing or not Path(out_dir).is_dir():
+        return
+    for stem in stems:
+        for name in OUTPUTS:
+            target = Path(out_dir) / name.format(stem=stem)
+            if not target.exists():
+                continue
+            hit = next((p for p in existing if target.samefile(p)), None)
+            if hit is not None:
+                raise ConfigError(f"{out_dir}: writing {target.name} there would overwrite the "
+                                  f"input {hit}; choose another folder", parameter=parameter)
 MIN_CONFIDENCE = 0.5  # --filter's default threshold
 SATURATION_LEVEL = 0.95  # of the searched range: a disparity above it sits at the top...
 SATURATION_SHARE = 0.01  # ...and a share of pixels above this is worth a warning
@@ -188,6 +217,16 @@ def saturation(prediction: Prediction, searched: int) -> float:
     return float((prediction.disparity[produced] >= SATURATION_LEVEL * searched).mean())
 
 
+def saturation_warning(share: float, searched: int) -> str | None:
+    """A warning when more than SATURATION_SHARE of the pixels (``share``, see ``saturation``)
+    sit at the top of the ``searched`` range."""
+    if share <= SATURATION_SHARE:
+        return None
+    return (f"{100 * share:.1f}% of the pixels sit at the top of the searched range (>= "
+            f"{SATURATION_LEVEL * searched:.0f} of {searched} px): nearer surfaces are cut off, "
+            "or a textureless area (sky) is stuck there; see max_disparity and min_depth")
+
+
 def _grey(values: np.ndarray) -> np.ndarray:
     return (np.clip(values, 0, 1) * 255 + 0.5).astype(np.uint8)
 
@@ -224,12 +263,9 @@ def write_prediction(method: Method, prediction: Prediction, inputs: PairInputs,
         result["consistent"] = float(prediction.consistent.mean())
     share = saturation(prediction, method.max_disparity)
     result["saturated"] = share
-    if share > SATURATION_SHARE:
-        result["warnings"].append(
-            f"{100 * share:.1f}% of the pixels sit at the top of the searched range (>= "
-            f"{SATURATION_LEVEL * method.max_disparity:.0f} of {method.max_disparity} px): "
-            "nearer surfaces are cut off, or a textureless area (sky) is stuck there; see "
-            "--max-disparity and --min-depth")
+    warning = saturation_warning(share, method.max_disparity)
+    if warning:
+        result["warnings"].append(warning)
     error_image = None
     if inputs.truth is not None:
         target, truth_valid = inputs.truth

@@ -500,7 +500,20 @@ def _inline_code(text: str) -> str:
 
 def _render_html(blocks: list[tuple], title: str) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"]
+           f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+           *_html_blocks(blocks), "</body></html>"]
+    return "\n".join(out) + "\n"
+
+
+def report_html(analysis: dict, title: str = DEFAULT_TITLE, card: dict | None = None) -> str:
+    """The report as an HTML fragment (no page around it), as a notebook shows it."""
+    if card is not None and not isinstance(card, dict):
+        card = card.to_dict()  # a ModelCard
+    return "<div>\n" + "\n".join(_html_blocks(_blocks(analysis, title, card))) + "\n</div>"
+
+
+def _html_blocks(blocks: list[tuple]) -> list[str]:
+    out = []
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2", "h3", "p"):
@@ -518,8 +531,7 @@ def _render_html(blocks: list[tuple], title: str) -> str:
         elif kind == "img":
             data = base64.b64encode(block[2]).decode("ascii")
             out.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(block[3])}">')
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _markdown_cell(text: str) -> str:

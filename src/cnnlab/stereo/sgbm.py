@@ -12,10 +12,11 @@ def check_range(max_disparity: int, width: int, block_size: int = 5) -> int:
     when it does not fit an image ``width`` pixels wide (OpenCV would fail an assertion)."""
     num_disparities = int(np.ceil(max_disparity / 16.0)) * 16
     if num_disparities < 16:
-        raise ConfigError(f"--max-disparity {max_disparity}: SGBM needs at least 1")
+        raise ConfigError(f"{max_disparity}: SGBM needs at least 1", parameter="max_disparity")
     if num_disparities + block_size >= width:
-        raise DataError(f"SGBM range of {num_disparities} disparities is wider than the "
-                        f"{width}-pixel image; pass a smaller --max-disparity")
+        raise DataError(f"{max_disparity}: SGBM's range of {num_disparities} disparities is "
+                        f"wider than the {width}-pixel image; pass a smaller one",
+                        parameter="max_disparity")
     return num_disparities
 
 

@@ -44,12 +44,13 @@ def plan_tiles(height: int, width: int, tile: tuple[int, int], max_disparity: in
     """Tiles of at most ``tile`` (H, W) pixels whose kept regions partition the image."""
     tile_h, tile_w = tile
     if tile_h < height and tile_h - 2 * margin < MIN_KEPT:
-        raise ConfigError(f"--tile {tile_h}x{tile_w}: a height below {2 * margin + MIN_KEPT} "
-                          f"px leaves less than {MIN_KEPT} px inside the {margin} px margins")
+        raise ConfigError(f"{tile_h}x{tile_w}: a height below {2 * margin + MIN_KEPT} px leaves "
+                          f"less than {MIN_KEPT} px inside the {margin} px margins",
+                          parameter="tile")
     if tile_w < width and tile_w - max_disparity - 2 * margin < MIN_KEPT:
-        raise ConfigError(f"--tile {tile_h}x{tile_w}: a tile narrower than the image must be "
-                          f"wider than the disparity range ({max_disparity} px) plus two "
-                          f"{margin} px margins plus {MIN_KEPT} px")
+        raise ConfigError(f"{tile_h}x{tile_w}: a tile narrower than the image must be wider "
+                          f"than the disparity range ({max_disparity} px) plus two {margin} px "
+                          f"margins plus {MIN_KEPT} px", parameter="tile")
     tiles = []
     for y0, y1 in _spans(height, tile_h, margin, margin):
         for x0, x1 in _spans(width, tile_w, max_disparity + margin, margin):

@@ -82,50 +82,70 @@ def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> Path:
                         lambda tmp: tmp.write_bytes(header.encode() + records.tobytes()))
 
 
-def plot_overview(path: Path, left: np.ndarray, disparity: np.ndarray, scale_max: float,
-                  error_image: np.ndarray | None = None, title: str = "",
-                  confidence: np.ndarray | None = None) -> Path:
-    """A figure to read, beside the raw files: the left view, the disparity in KITTI's colours
-    with a colour bar in pixels, the confidence with its scale where given, and (with ground
-    truth) the error map with its legend."""
-    from cnnlab.engine.plotting import pyplot
+def _bar_beside(ax):
+    """An axis for a colour bar as tall as the image in ``ax``, just right of it."""
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
 
-    plt = pyplot()
+    return make_axes_locatable(ax).append_axes("right", size="2%", pad=0.08)
+
+
+def overview_figure(left: np.ndarray | None, disparity: np.ndarray, scale_max: float,
+                    error_image: np.ndarray | None = None, title: str = "",
+                    confidence: np.ndarray | None = None, width: float = 9.0):
+    """A figure to read, beside the raw files: the left view (where given), the disparity in
+    KITTI's colours with a colour bar in pixels, the confidence with its scale where given,
+    and (with ground truth) the error map with its legend. A Figure of its own, outside
+    pyplot (see ``engine.plotting.new_figure``)."""
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import ListedColormap, Normalize
     from matplotlib.patches import Patch
 
-    rows = 2 + (error_image is not None) + (confidence is not None)
-    height, width = disparity.shape
-    fig, axes = plt.subplots(rows, 1, figsize=(9, rows * 9 * height / width + 0.9 * rows))
-    axes[0].imshow(left)
-    axes[0].set_title("left view", fontsize=9)
-    ramp = colorize_disparity(np.linspace(1e-6, scale_max, 256)[None], scale_max)[0] / 255.0
-    axes[1].imshow(colorize_disparity(disparity, scale_max, np.ones_like(disparity, bool)))
-    axes[1].set_title(f"disparity: {disparity.min():.1f} to {disparity.max():.1f} px", fontsize=9)
-    mappable = plt.cm.ScalarMappable(Normalize(0, scale_max), ListedColormap(ramp))
-    fig.colorbar(mappable, ax=axes[1], label="disparity (px)", fraction=0.03, pad=0.01)
-    if confidence is not None:
-        shown = axes[2].imshow(confidence, cmap="gray", vmin=0, vmax=1)
-        axes[2].set_title("confidence: the network's probability mass near its "
-                          "estimate", fontsize=9)
-        fig.colorbar(shown, ax=axes[2], label="confidence", fraction=0.03, pad=0.01)
-    if error_image is not None:
-        axes[-1].imshow(error_image)
-        axes[-1].set_title("error / KITTI's tolerance (the larger of 3 px and 5% of the true "
-                          "disparity); black: no ground truth", fontsize=9)
-        handles = [Patch(color=np.array(rgb) / 255.0,
-                         label=(f"{lower:.3g} to {upper:.3g}" if np.isfinite(upper)
-                                else f"{lower:.3g} or more"))
-                   for lower, upper, rgb in KITTI_ERROR_MAP]
-        axes[-1].legend(handles=handles, title="1 or more: a D1 error", fontsize=6,
-                       title_fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5),
-                       frameon=False)
-    for ax in axes:
+    from cnnlab.engine.plotting import new_figure
+
+    panels = ["left"] * (left is not None) + ["disparity"] + ["confidence"] * (
+        confidence is not None) + ["error"] * (error_image is not None)
+    height, image_width = disparity.shape
+    rows = len(panels)
+    fig = new_figure(figsize=(width, rows * width * height / image_width + 0.9 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, 1))
+    for ax, panel in zip(axes, panels):
+        if panel == "left":
+            ax.imshow(left)
+            ax.set_title("left view", fontsize=9)
+        elif panel == "disparity":
+            ramp = colorize_disparity(np.linspace(1e-6, scale_max, 256)[None], scale_max)[0] / 255
+            ax.imshow(colorize_disparity(disparity, scale_max, np.ones_like(disparity, bool)))
+            ax.set_title(f"disparity: {disparity.min():.1f} to {disparity.max():.1f} px",
+                         fontsize=9)
+            mappable = ScalarMappable(Normalize(0, scale_max), ListedColormap(ramp))
+            fig.colorbar(mappable, cax=_bar_beside(ax), label="disparity (px)")
+        elif panel == "confidence":
+            shown = ax.imshow(confidence, cmap="gray", vmin=0, vmax=1)
+            ax.set_title("confidence: the network's probability mass near its estimate",
+                         fontsize=9)
+            fig.colorbar(shown, cax=_bar_beside(ax), label="confidence")
+        else:
+            ax.imshow(error_image)
+            ax.set_title("error / KITTI's tolerance (the larger of 3 px and 5% of the true "
+                         "disparity); black: no ground truth", fontsize=9)
+            handles = [Patch(color=np.array(rgb) / 255.0,
+                             label=(f"{lower:.3g} to {upper:.3g}" if np.isfinite(upper)
+                                    else f"{lower:.3g} or more"))
+                       for lower, upper, rgb in KITTI_ERROR_MAP]
+            ax.legend(handles=handles, title="1 or more: a D1 error", fontsize=6,
+                      title_fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                      frameon=False)
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    written = atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return written
+    return fig
+
+
+def plot_overview(path: Path, left: np.ndarray, disparity: np.ndarray, scale_max: float,
+                  error_image: np.ndarray | None = None, title: str = "",
+                  confidence: np.ndarray | None = None) -> Path:
+    """``overview_figure`` written as a PNG at ``path`` (atomically)."""
+    fig = overview_figure(left, disparity, scale_max, error_image, title, confidence)
+    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))

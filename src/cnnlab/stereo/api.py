@@ -1,0 +1,502 @@
+"""The stereo lab's public calls: ``load`` a model (registered weights, a checkpoint or run
+directory, an exported graph, or OpenCV's SGBM), ``StereoModel.predict`` one pair, and
+``predict_folder``, ``evaluate`` and ``report`` for many. What ``cnnlab stereo`` does, with the
+same defaults (bf16 where the device computes it natively, freed memory kept, tiles when a
+pair would not fit) and results that display themselves. Errors name the argument."""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.engine.card import ModelCard
+from cnnlab.engine.precision import PRECISIONS, inference_precision
+from cnnlab.errors import ConfigError
+from cnnlab.stereo.budget import tiles_for
+from cnnlab.stereo.datasets import StereoDataset
+from cnnlab.stereo.inference import CONFIDENCE_RADIUS, Method, psmnet_method, sgbm_method
+from cnnlab.stereo.predict import MIN_CONFIDENCE, pair_notes, predict_views, saturation
+from cnnlab.stereo.predict import saturation_warning as _saturation_warning
+from cnnlab.stereo.results import Disparity, Evaluation, FolderPrediction, Report
+from cnnlab.stereo.sgbm import check_range
+from cnnlab.stereo.views import a_kind, as_views
+
+SGBM = "sgbm"
+SGBM_RANGE = 192  # SGBM's default range, as stereo predict searches
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+Tile = str | tuple[int, int]
+CPU = torch.device("cpu")
+Log = Callable[[str], None]
+
+
+def check_scale(scale: object) -> float:
+    try:
+        value = float(scale)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0 < value <= 1:
+        raise ConfigError(f"{scale!r}: expected a number in (0, 1] (the share of the pair's "
+                          "size the network sees)", parameter="scale")
+    return value
+
+
+def check_tile(tile: object) -> Tile:
+    if tile in ("auto", "off"):
+        return tile  # type: ignore[return-value]
+    if (isinstance(tile, (tuple, list)) and len(tile) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in tile)):
+        return int(tile[0]), int(tile[1])
+    raise ConfigError(f"{tile!r}: expected 'auto', 'off' or (height, width) in pixels",
+                      parameter="tile")
+
+
+def check_max_memory(max_memory: object) -> float | None:
+    if max_memory is None:
+        return None
+    try:
+        value = float(max_memory)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{max_memory!r}: expected a positive number of MB, or None (80% of "
+                          "the memory available)", parameter="max_memory")
+    return value
+
+
+def check_max_disparity(max_disparity: object, sgbm: bool) -> int | None:
+    if max_disparity is None:
+        return None
+    if (isinstance(max_disparity, bool) or not isinstance(max_disparity, (int, np.integer))
+            or max_disparity < 1 or (not sgbm and max_disparity % 16)):
+        need = "a positive number of pixels" if sgbm else "a positive multiple of 16 (PSMNet's)"
+        raise ConfigError(f"{max_disparity!r}: expected {need}", parameter="max_disparity")
+    return int(max_disparity)
+
+
+def resolve_precision(precision: object, device: torch.device, runtime: str = "torch") -> str:
+    """``precision`` for ``device``: "auto" is bf16 where it computes bf16 natively, else fp32;
+    a precision the device would only emulate (slower than fp32) is refused; an exported
+    graph runs in fp32."""
+    if runtime != "torch":
+        if precision not in ("auto", "fp32"):
+            raise ConfigError(f"{precision}: an exported graph (`runtime` {runtime}) runs in "
+                              "fp32 only", parameter="precision")
+        return "fp32"
+    return inference_precision(precision, device)  # type: ignore[arg-type]
+
+
+@dataclass(eq=False, repr=False)
+class StereoModel:
+    """A stereo method ready to run on pairs: PSMNet (``network``, its ``card``) in a
+    ``precision`` on a ``device``, at a ``scale``, on tiles when a pair would not fit in
+    ``max_memory`` MB; or OpenCV's SGBM (``network`` None) searching ``sgbm_range`` px. Make
+    one with ``cnnlab.stereo.load``; ``predict`` runs it on a pair."""
+
+    network: Any  # a PSMNet, an ExportedStereoModel, or None for SGBM
+    card: ModelCard | None = None
+    precision: str | None = "fp32"  # resolved (None for SGBM)
+    device: torch.device = CPU
+    scale: float = 1.0
+    tile: Tile = "auto"
+    max_memory: float | None = None
+    runtime: str = "torch"
+    sgbm_range: int = SGBM_RANGE
+
+    @classmethod
+    def sgbm(cls, max_disparity: int = SGBM_RANGE) -> StereoModel:
+        return cls(None, precision=None, sgbm_range=max_disparity)
+
+    @property
+    def is_sgbm(self) -> bool:
+        return self.network is None
+
+    @property
+    def name(self) -> str:
+        if self.is_sgbm:
+            return SGBM
+        assert self.card is not None
+        if self.card.name:
+            return self.card.name
+        file = self.card.source.get("file")
+        return Path(file).stem if file else self.card.architecture
+
+    @property
+    def max_disparity(self) -> int:
+        """The range searched, in full-resolution pixels."""
+        if self.is_sgbm:
+            return self.sgbm_range
+        assert self.card is not None
+        return int(self.card.kwargs["max_disparity"])
+
+    def method(self, tile: tuple[int, int] | None = None, confidence: bool = True) -> Method:
+        """The ``Method`` evaluation, reports and predict run (PSMNet on ``tile``s, rating
+        its pixels with ``confidence``)."""
+        if self.is_sgbm:
+            return sgbm_method(self.sgbm_range)
+        return psmnet_method(self.network, self.card, self.precision or "fp32", self.scale,
+                             CONFIDENCE_RADIUS if confidence else None, tile)
+
+    def tiles_for(self, sizes: list[tuple[int, int]]) -> list[tuple[int, int] | None]:
+        """Each (height, width) pair's tile (None: whole), decided before any runs; SGBM's
+        range is checked against each width."""
+        if self.is_sgbm:
+            for _, width in sizes:
+                check_range(self.sgbm_range, width)
+            return [None] * len(sizes)
+        return tiles_for(sizes, self.max_disparity, self.precision or "fp32", self.device,
+                         self.scale, self.tile, self.max_memory, self.runtime == "torch")
+
+    def _with(self, precision: str | None = None, scale: float | None = None,
+              tile: Tile | None = None, max_memory: float | None = None) -> StereoModel:
+        """This model with some settings changed (validated), for one call."""
+        changes: dict[str, Any] = {}
+        if self.is_sgbm:
+            _refuse_for_sgbm(precision=precision, scale=scale, tile=tile,
+                             max_memory=max_memory)
+            return self
+        if precision is not None:
+            changes["precision"] = resolve_precision(precision, self.device, self.runtime)
+        if scale is not None:
+            changes["scale"] = check_scale(scale)
+            if self.runtime != "torch" and changes["scale"] != 1:
+                raise ConfigError(f"{scale}: an exported graph searches the fixed range it was "
+                                  "exported with; scale needs the torch runtime",
+                                  parameter="scale")
+        if tile is not None:
+            changes["tile"] = check_tile(tile)
+        if max_memory is not None:
+            changes["max_memory"] = check_max_memory(max_memory)
+        return replace(self, **changes) if changes else self
+
+    def predict(self, left: object, right: object, *, value_range: object = None,
+                lr_check: bool = False, precision: str | None = None,
+                scale: float | None = None, tile: Tile | None = None,
+                max_memory: float | None = None) -> Disparity:
+        """The disparity of one rectified pair: ``left`` and ``right`` as file paths, PIL images
+        or (H, W, 3) uint8 arrays ((H, W) grey ones are replicated to RGB, with a note);
+        arrays of other number types need ``value_range``, the range their values are in
+        (e.g. (0, 1) for floats in [0, 1]). ``lr_check`` also runs the mirrored pair and marks
+        the pixels whose left and right disparities disagree (twice the time). ``precision``,
+        ``scale``, ``tile`` and ``max_memory`` override the model's settings for this call."""
+        import warnings
+
+        model = self._with(precision, scale, tile, max_memory)
+        if model.is_sgbm and lr_check:
+            raise ConfigError("SGBM already leaves out the pixels that fail its own left-right "
+                              "check (1 px)", parameter="lr_check")
+        left_view, right_view = as_views(left, right, value_range)
+        notes = pair_notes(left_view.image, right_view.image, left_view.path or "left",
+                           right_view.path or "right")
+        for line in notes:
+            warnings.warn(line, stacklevel=2)
+        tile_used = model.tiles_for([left_view.image.shape[:2]])[0]
+        method = model.method(tile_used)
+        prediction = predict_views(method, left_view.image, right_view.image, lr_check)
+        found = [w for w in [_saturation_warning(saturation(prediction, method.max_disparity),
+                                                 method.max_disparity)] if w]
+        inputs = tuple(v.path for v in (left_view, right_view) if v.path is not None)
+        settings = ({"precision": model.precision, "scale": model.scale,
+                     "tile": f"{tile_used[0]}x{tile_used[1]}" if tile_used else None}
+                    if not model.is_sgbm else {})
+        return Disparity(prediction.disparity, prediction.valid, left_view.image,
+                         right_view.image, method,
+                         left_view.path.stem if left_view.path else "pair",
+                         prediction.confidence, prediction.consistent, inputs, notes, found,
+                         prediction.seconds, settings)
+
+    def _facts(self) -> list[tuple[str, str]]:
+        if self.is_sgbm:
+            return [("method", "SGBM (OpenCV), on the CPU"),
+                    ("range", f"{self.max_disparity} px")]
+        assert self.card is not None
+        facts = [("architecture", self._architecture()), ("range", f"{self.max_disparity} px"),
+                 ("precision", f"{self.precision}"), ("device", str(self.device)),
+                 ("runtime", self.runtime), ("scale", f"{self.scale:g}"),
+                 ("tile", self.tile if isinstance(self.tile, str)
+                  else f"{self.tile[0]}x{self.tile[1]}"),
+                 ("max_memory", "80% of the available" if self.max_memory is None
+                  else f"{self.max_memory:g} MB")]
+        if self.card.source.get("file"):
+            facts.append(("file", str(self.card.source["file"])))
+        return facts
+
+    def __repr__(self) -> str:
+        if self.is_sgbm:
+            return f"StereoModel(sgbm: OpenCV SGBM, range {self.max_disparity} px, cpu)"
+        extra = "".join(f", {k} {v}" for k, v in (("scale", f"{self.scale:g}"),
+                                                   ("tile", self.tile))
+                        if v not in ("1", "auto"))
+        runtime = f", run by {self.runtime}" if self.runtime != "torch" else ""
+        return (f"StereoModel({self.name}: {self._architecture()}, range {self.max_disparity} "
+                f"px, {self.precision} on {self.device}{runtime}{extra})")
+
+    def _architecture(self) -> str:
+        assert self.card is not None
+        variant = self.card.kwargs.get("variant")
+        return f"{self.card.architecture} {variant}" if variant else self.card.architecture
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+                       for k, v in self._facts())
+        card = ""
+        if self.card is not None:
+            items = "".join(f"<li>{html.escape(line)}</li>" for line in self.card.summary())
+            card = f"<details><summary>model card</summary><ul>{items}</ul></details>"
+        return (f"<p><strong>StereoModel {html.escape(self.name)}</strong></p>"
+                f"<table>{rows}</table>{card}")
+
+
+def _refuse_for_sgbm(**given: object) -> None:
+    for name, value in given.items():
+        if value is not None:
+            raise ConfigError("is not used by SGBM (OpenCV's matcher on the full-size pair, on "
+                              "the CPU)", parameter=name)
+
+
+def load(name_or_path: str | os.PathLike, *, weights_root: str | os.PathLike | None = None,
+         download: bool = False, device: str | torch.device = "auto", precision: str = "auto",
+         scale: float = 1.0, tile: Tile = "auto", max_memory: float | None = None,
+         max_disparity: int | None = None, align_corners: bool | None = None,
+         runtime: str | None = None, log: Log | None = None) -> StereoModel:
+    """A stereo model to run on pairs. ``name_or_path``: registered weights ("psmnet-kitti2015";
+    found in ``weights_root``, then $CNNLAB_WEIGHTS, then the user cache; fetched from their
+    official source with ``download``), a run directory or checkpoint (.safetensors, an
+    official .tar), an exported .onnx file (run by ``runtime`` "onnxruntime" or "openvino"),
+    or "sgbm" (OpenCV's classical matcher).
+
+    PSMNet runs on ``device`` in ``precision`` ("auto": bf16 where the device computes it
+    natively, else fp32), on the pair scaled by ``scale`` (<= 1: faster, coarser), and on
+    tiles when a pair would need more than ``max_memory`` MB (default 80% of what is
+    available; ``tile`` "off" refuses such a pair, (H, W) always tiles so). ``max_disparity``
+    and ``align_corners`` override the card's. Like ``cnnlab stereo predict``, loading keeps
+    the memory freed by each pair for the next (a process-wide allocator setting)."""
+    if isinstance(name_or_path, str) and name_or_path.lower() == SGBM:
+        _refuse_for_sgbm(weights_root=weights_root, runtime=runtime, max_memory=max_memory,
+                         align_corners=align_corners, download=download or None,
+                         precision=None if precision == "auto" else precision,
+                         scale=None if scale == 1 else scale,
+                         tile=None if tile == "auto" else tile,
+                         device=None if str(device) in ("auto", "cpu") else device)
+        searched = check_max_disparity(max_disparity, sgbm=True) or SGBM_RANGE
+        check_range(searched, 10**9)  # at least 1; each pair's width is checked as it comes
+        return StereoModel.sgbm(searched)
+    if name_or_path is None or not isinstance(name_or_path, (str, os.PathLike)):
+        raise ConfigError(f": {a_kind(name_or_path)}; give registered weights (e.g. "
+                          "'psmnet-kitti2015'), a checkpoint or run directory, or 'sgbm'",
+                          parameter="name_or_path")
+    scale, tile = check_scale(scale), check_tile(tile)
+    max_memory = check_max_memory(max_memory)
+    max_disparity = check_max_disparity(max_disparity, sgbm=False)
+    exported = Path(name_or_path).suffix.lower() == ".onnx"
+    runtime = runtime or ("onnxruntime" if exported else "torch")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"{runtime!r}: choose from {', '.join(RUNTIMES)}", parameter="runtime")
+    if exported != (runtime != "torch"):
+        raise ConfigError(f"{runtime}: " + ("an .onnx file runs with runtime 'onnxruntime' or "
+                                            "'openvino'" if exported else
+                                            "give the exported model as an .onnx file"),
+                          parameter="runtime")
+    if precision not in PRECISIONS:
+        resolve_precision(precision, CPU)  # the one-line error, before anything loads
+    from cnnlab.engine.device import select_device
+    from cnnlab.engine.memory import keep_freed_memory
+
+    if exported:
+        from cnnlab.stereo.runtime import ExportedStereoModel
+
+        for name, value in (("max_disparity", max_disparity), ("align_corners", align_corners)):
+            if value is not None:
+                raise ConfigError("is built into an exported graph; export again to change it",
+                                  parameter=name)
+        if scale != 1:
+            raise ConfigError(f"{scale}: an exported graph searches the fixed range it was "
+                              "exported with; scale needs the torch runtime", parameter="scale")
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file", parameter="name_or_path")
+        network = ExportedStereoModel(path, runtime)
+        card, device = network.card, network.device
+    else:
+        from cnnlab.stereo.weights import load_model
+
+        device = select_device(device) if isinstance(device, str) else device
+        keep_freed_memory()
+        network, card = load_model(name_or_path, device, weights_root, download,
+                                   overrides={"max_disparity": max_disparity,
+                                              "align_corners": align_corners}, log=log)
+    resolved = resolve_precision(precision, device, runtime)
+    return StereoModel(network, card, resolved, device, scale, tile, max_memory, runtime)
+
+
+def _model(model: StereoModel | str | os.PathLike, **load_options: Any) -> StereoModel:
+    """``model`` itself, or loaded by name or path (``load``'s defaults, or ``load_options``)."""
+    if isinstance(model, StereoModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load(model, **load_options)
+    raise ConfigError(f": {a_kind(model)}; give a StereoModel (cnnlab.stereo.load), "
+                      "registered weights or a checkpoint path", parameter="model")
+
+
+def predict_folder(model: StereoModel | str | os.PathLike,
+                   left: str | os.PathLike | Sequence[str | os.PathLike] | None,
+                   right: str | os.PathLike | Sequence[str | os.PathLike] | None,
+                   out: str | os.PathLike = "runs/predict", *,
+                   pair_list: str | os.PathLike | None = None, gt: Any = None,
+                   gt_format: str = "auto", gt_scale: float = 1.0, calibration: object = None,
+                   lr_check: bool = False, filter: bool = False,
+                   min_confidence: float = MIN_CONFIDENCE,
+                   kitti_submission: str | os.PathLike | None = None,
+                   log: Log | None = print) -> FolderPrediction:
+    """``model`` on many pairs, their files written into ``out`` as ``cnnlab stereo predict``
+    writes them (or, with ``kitti_submission`` DIR, DIR/disp_0/NNNNNN_10.png and DIR.zip as
+    KITTI's server expects). The pairs: two folders (files of the same name), two glob
+    patterns (quoted wildcards pair the files), two lists of files, or ``pair_list``, a text
+    file of 'left right [ground truth]' lines. ``gt`` (a folder, pattern or list like the
+    views) adds EPE/D1 and an error map, ``calibration`` depth and a point cloud. Every input
+    is checked before anything runs; a pair that fails to read is reported and skipped.
+    Progress goes to ``log`` (None: quiet)."""
+    from cnnlab.stereo.many_pairs import plan_pairs, run_pairs
+    from cnnlab.stereo.results import as_calibration
+
+    if kitti_submission is not None:
+        for name, given in (("gt", gt is not None), ("calibration", calibration is not None),
+                            ("lr_check", lr_check), ("filter", filter)):
+            if given:
+                raise ConfigError("is not used with kitti_submission, which writes the "
+                                  "disparity alone (KITTI's server fills holes itself)",
+                                  parameter=name)
+    calib = as_calibration(calibration) if calibration is not None else None
+    if not isinstance(model, StereoModel):
+        _model(model)  # refused before the pairs are read; loaded after they are checked
+    plan = plan_pairs(left, right, out, pair_list=pair_list, gt=gt, gt_format=gt_format,
+                      gt_scale=gt_scale, calibration=calib, kitti_submission=kitti_submission)
+    stereo = _model(model)
+    if filter and not stereo.is_sgbm and not hasattr(stereo.network, "confidence_radius") \
+            and not lr_check:
+        raise ConfigError("needs a confidence map, which an exported graph does not give; add "
+                          "lr_check=True", parameter="filter")
+    if stereo.is_sgbm and (lr_check or filter):
+        raise ConfigError("SGBM already leaves out the pixels that fail its own left-right "
+                          "check, and has no confidence map",
+                          parameter="lr_check" if lr_check else "filter")
+    result = run_pairs(stereo, plan, lr_check=lr_check, filter_pixels=filter,
+                       min_confidence=min_confidence, log=log)
+    if log is not None and result.archive is not None:
+        log(f"KITTI submission: {plan.submission}/disp_0 ({len(result)} maps), {result.archive}")
+        for line in result.archive_notes:
+            log(f"note: {line}")
+    return result
+
+
+def _dataset_name(dataset: object) -> str:
+    return getattr(dataset, "name", type(dataset).__name__)
+
+
+def _scored(model: StereoModel | str | os.PathLike, datasets: Sequence[object],
+            protocol: Any, data_root: str | os.PathLike | None, split: str, count: int,
+            synthetic_size: tuple[int, int], compare_sgbm: bool, confidence: bool
+            ) -> tuple[dict[str, StereoDataset], dict[str, Method], StereoModel]:
+    """The datasets (opened and checked before a model is loaded) and the methods that score
+    them: the model's, and SGBM beside it with ``compare_sgbm``."""
+    from cnnlab.stereo.evaluate import finish_sources, open_sources
+
+    if not datasets:
+        raise ConfigError("is required: a dataset name (kitti2015, kitti2012, middlebury, "
+                          "sceneflow, synthetic) or a StereoDataset", parameter="dataset")
+    names = [d for d in datasets if isinstance(d, str)]
+    objects = {_dataset_name(d): d for d in datasets if not isinstance(d, str)}
+    for thing in objects.values():
+        if not isinstance(thing, StereoDataset):
+            raise ConfigError(f": {a_kind(thing)}; give a dataset name or a "
+                              "StereoDataset", parameter="dataset")
+    if not isinstance(model, StereoModel):
+        _model(model)
+    root = None if data_root is None else str(Path(data_root).expanduser())
+    sources = open_sources(names, root, split, count, synthetic_size, protocol=protocol)
+    stereo = _model(model)
+    methods = {stereo.method().name: stereo.method(confidence=confidence)}
+    if compare_sgbm and not stereo.is_sgbm:
+        methods["sgbm"] = sgbm_method(stereo.max_disparity)
+    scored = {**sources, **objects}
+    return finish_sources(scored, methods, stereo.max_disparity, split, count,
+                          synthetic_size), methods, stereo
+
+
+def evaluate(model: StereoModel | str | os.PathLike, dataset: object = None,
+             protocol: str | None = None, *, data_root: str | os.PathLike | None = None,
+             split: str | None = None, count: int = 8,
+             synthetic_size: tuple[int, int] = (256, 512), compare_sgbm: bool = False,
+             log: Log | None = print) -> Evaluation:
+    """EPE, D1 and bad-1/2/3 of ``model`` (a StereoModel, or what ``load`` takes) on
+    ``dataset``: a name (kitti2015, kitti2012, middlebury, sceneflow under ``data_root``;
+    synthetic: ``count`` scenes of ``synthetic_size``), a StereoDataset, or a list of them;
+    or under a published ``protocol`` (sceneflow, kitti2015-val, kitti2012-val, middlebury:
+    its dataset, split, pixel masks and the published figures beside). ``split``: train, val,
+    test or all (default: the protocol's, else all). ``compare_sgbm`` scores SGBM too, as
+    ``stereo eval --model both``. Progress goes to ``log`` (None: quiet)."""
+    from cnnlab.stereo.evaluate import default_masks, score_sources
+    from cnnlab.stereo.protocols import get_protocol
+
+    chosen = None
+    if protocol is not None:
+        try:
+            chosen = get_protocol(protocol)
+        except ConfigError:
+            from cnnlab.stereo.protocols import PROTOCOLS
+
+            raise ConfigError(f"{protocol!r}: unknown; choose from {', '.join(PROTOCOLS)}",
+                              parameter="protocol") from None
+        if dataset is not None:
+            raise ConfigError(f"and protocol {chosen.name}: the protocol names its dataset "
+                              f"({chosen.dataset}); give one of them", parameter="dataset")
+        dataset = chosen.dataset
+    split = split or (chosen.split if chosen else "all")
+    datasets = list(dataset) if isinstance(dataset, (list, tuple)) else \
+        [] if dataset is None else [dataset]
+    sources, methods, stereo = _scored(model, datasets, chosen, data_root, split, count,
+                                       synthetic_size, compare_sgbm, confidence=False)
+    if log is not None and chosen is not None and split != chosen.split:
+        log(f"note: split {split} is not {chosen.name}'s published split ({chosen.split}); "
+            "the figures are not comparable with the published ones")
+    how = {} if stereo.is_sgbm else {
+        stereo.method().name: f" (in {stereo.precision}, scaled by {stereo.scale:.3g}, run by "
+                              f"{stereo.runtime})"}
+    results = score_sources(sources, methods, chosen.masks if chosen else default_masks, log,
+                            how)
+    return Evaluation(results, stereo.card, chosen, stereo.precision, split, stereo.scale,
+                      stereo.runtime)
+
+
+def report(model: StereoModel | str | os.PathLike, datasets: object, *,
+           data_root: str | os.PathLike | None = None, split: str = "all", count: int = 8,
+           synthetic_size: tuple[int, int] = (256, 512), compare_sgbm: bool = True,
+           border: int = 32, log: Log | None = print) -> Report:
+    """Where ``model`` fails, against SGBM (``compare_sgbm``): errors by region (occluded,
+    low texture, ``border`` px from the edge, by disparity) on each of ``datasets`` (names
+    under ``data_root``, StereoDatasets, or one of them), findings worded from the numbers,
+    the worst pairs, and the sparsification curve of PSMNet's confidence. Shows itself in a
+    notebook; ``.save(path)`` writes the ``stereo report`` files."""
+    from cnnlab.stereo.evaluate import one_at_a_time
+    from cnnlab.stereo.report import analyse
+
+    if isinstance(border, bool) or not isinstance(border, int) or border < 0:
+        raise ConfigError(f"{border!r}: expected a width in pixels, >= 0", parameter="border")
+    chosen = list(datasets) if isinstance(datasets, (list, tuple)) else [datasets]
+    sources, methods, stereo = _scored(model, chosen, None, data_root, split, count,
+                                       synthetic_size, compare_sgbm, confidence=True)
+    if log is not None:
+        log(f"Analysing {', '.join(methods)} on {', '.join(sources)}"
+            + (f" ({stereo.name} in {stereo.precision})" if stereo.precision else "") + ":")
+    streams = {name: one_at_a_time(source) for name, source in sources.items()}
+    analysis = analyse(methods, streams, stereo.max_disparity, log, border=border)
+    return Report(analysis, stereo.card, stereo.precision)
