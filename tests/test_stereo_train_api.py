@@ -3,6 +3,7 @@ classes stand in) trains through cnnlab.stereo.train and writes a checkpoint tha
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -44,6 +45,20 @@ def test_student_parts_train_and_are_named_in_the_checkpoint(tmp_path):
 
     with pytest.raises(CheckpointError, match="defined in Python"):
         load_model(run.path)
+    # from Python, the same parts rebuild it (an instance or a function giving one alike)
+    import cnnlab.stereo as stereo
+
+    with pytest.raises(CheckpointError, match=r"not of PSMNet\(spp=.*StudentSPP\) \(the model given\)"):
+        stereo.load(run.path, model=psmnet(spp=StudentSPP, **SMALL))
+    loaded = stereo.load(run.path, model=psmnet(spp=StudentSPP, hourglass=StudentHourglass,
+                                                **SMALL), precision="fp32", tile="off")
+    left = torch.randint(0, 256, (64, 128, 3), dtype=torch.uint8).numpy()
+    right = torch.randint(0, 256, (64, 128, 3), dtype=torch.uint8).numpy()
+    ours = np.asarray(loaded.predict(left, right))
+    reference = stereo.load(run.path, model=lambda: psmnet(
+        spp=StudentSPP, hourglass=StudentHourglass, **SMALL), precision="fp32", tile="off")
+    assert ours.shape == (64, 128) and np.array_equal(ours, np.asarray(
+        reference.predict(left, right)))
 
 
 def test_a_network_built_under_the_seed_trains_reproducibly(tmp_path):

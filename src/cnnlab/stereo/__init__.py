@@ -11,8 +11,11 @@ The public face, for notebooks and scripts::
     stereo.predict_folder(model, "left/", "right/", "out/")
     stereo.evaluate(model, protocol="kitti2015-val", data_root="data/")
     stereo.report(model, ["kitti2015", "middlebury"], data_root="data/")
+    net = stereo.psmnet(spp=MySPP, hourglass=MyHourglass)   # your modules dropped in
+    run = stereo.train(net, "kitti2015", init="psmnet-kitti2015", epochs=2)
 
-Importing it loads no training code (tests/test_layering.py).
+Importing it loads no training code (tests/test_layering.py): ``psmnet`` and ``train``
+import it when first used.
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ if TYPE_CHECKING:
         Report,
         Scores,
     )
+    from cnnlab.stereo.trainer import StereoRun, psmnet, train
 
 # where each public name lives: imported on first use, so that ``import cnnlab.stereo.io`` (and
 # the command line's --help) does not load torch
 _PUBLIC = {"StereoModel": "api", "evaluate": "api", "load": "api", "predict_folder": "api",
            "report": "api", "Disparity": "results", "Evaluation": "results",
            "FolderPrediction": "results", "PointCloud": "results", "Report": "results",
-           "Scores": "results"}
-# psmnet, train: added by the training API
+           "Scores": "results", "psmnet": "trainer", "train": "trainer",
+           "StereoRun": "trainer"}
 
 __all__ = [
     "Disparity",
@@ -48,10 +52,13 @@ __all__ = [
     "Report",
     "Scores",
     "StereoModel",
+    "StereoRun",
     "evaluate",
     "load",
     "predict_folder",
+    "psmnet",
     "report",
+    "train",
 ]
 
 

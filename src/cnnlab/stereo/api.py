@@ -266,7 +266,8 @@ def load(name_or_path: str | os.PathLike, *, weights_root: str | os.PathLike | N
          download: bool = False, device: str | torch.device = "auto", precision: str = "auto",
          scale: float = 1.0, tile: Tile = "auto", max_memory: float | None = None,
          max_disparity: int | None = None, align_corners: bool | None = None,
-         runtime: str | None = None, log: Log | None = None) -> StereoModel:
+         runtime: str | None = None, model: object = None, log: Log | None = None
+         ) -> StereoModel:
     """A stereo model to run on pairs. ``name_or_path``: registered weights ("psmnet-kitti2015";
     found in ``weights_root``, then $CNNLAB_WEIGHTS, then the user cache; fetched from their
     official source with ``download``), a run directory or checkpoint (.safetensors, an
@@ -277,8 +278,10 @@ def load(name_or_path: str | os.PathLike, *, weights_root: str | os.PathLike | N
     natively, else fp32), on the pair scaled by ``scale`` (<= 1: faster, coarser), and on
     tiles when a pair would need more than ``max_memory`` MB (default 80% of what is
     available; ``tile`` "off" refuses such a pair, (H, W) always tiles so). ``max_disparity``
-    and ``align_corners`` override the card's. Like ``cnnlab stereo predict``, loading keeps
-    the memory freed by each pair for the next (a process-wide allocator setting)."""
+    and ``align_corners`` override the card's. Weights trained with your SPP or hourglass
+    need that network as ``model`` (``psmnet(spp=MySPP, hourglass=MyHourglass)``). Like
+    ``cnnlab stereo predict``, loading keeps the memory freed by each pair for the next (a
+    process-wide allocator setting)."""
     if isinstance(name_or_path, str) and name_or_path.lower() == SGBM:
         _refuse_for_sgbm(weights_root=weights_root, runtime=runtime, max_memory=max_memory,
                          align_corners=align_corners, download=download or None,
@@ -332,7 +335,8 @@ def load(name_or_path: str | os.PathLike, *, weights_root: str | os.PathLike | N
         keep_freed_memory()
         network, card = load_model(name_or_path, device, weights_root, download,
                                    overrides={"max_disparity": max_disparity,
-                                              "align_corners": align_corners}, log=log)
+                                              "align_corners": align_corners}, log=log,
+                                   model=model)
     resolved = resolve_precision(precision, device, runtime)
     return StereoModel(network, card, resolved, device, scale, tile, max_memory, runtime)
 

@@ -253,14 +253,48 @@ def load_weights(name_or_path: str | Path, weights_root: str | os.PathLike | Non
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
                weights_root: str | os.PathLike | None = None, download: bool = False,
                which: str = "best", overrides: dict[str, Any] | None = None,
-               log: Callable[[str], None] | None = None) -> tuple[nn.Module, ModelCard]:
+               log: Callable[[str], None] | None = None, model: object = None
+               ) -> tuple[nn.Module, ModelCard]:
     """(PSMNet in eval mode on ``device`` with BN folded, its card). ``overrides`` may change
-    max_disparity and align_corners, which no parameter depends on; the card then says so."""
+    max_disparity and align_corners, which no parameter depends on; the card then says so.
+    Weights of a PSMNet with a student's parts need that network: ``model``, a PSMNet built
+    with the same parts (``cnnlab.stereo.psmnet(spp=..., hourglass=...)``) or a function
+    giving one."""
     state, card = load_weights(name_or_path, weights_root, download, which, overrides, log)
-    model = build_stereo_model(card, card.source["file"])
-    load_model_weights(model, state, Path(card.source["file"]))
+    where = card.source["file"]
+    if card.module is None:
+        model = build_stereo_model(card, where)
+    else:
+        model = _with_parts(model, card, where)
+    load_model_weights(model, state, Path(where))
     model.to(device).fuse_for_inference()
     return model, card
+
+
+def _with_parts(model: object, card: ModelCard, where: str) -> nn.Module:
+    """The caller's PSMNet for weights of one with a student's parts, refused in one line when
+    it is missing or its parts are not the card's."""
+    from cnnlab.engine.network import network_factory
+    from cnnlab.stereo.models.psmnet import PSMNet
+
+    if model is None:
+        raise CheckpointError(f"{where}: holds the weights of {card.module}, parts defined in "
+                              "Python; pass that network: `model`=cnnlab.stereo.psmnet(spp=..., "
+                              "hourglass=...)")
+    network = network_factory(model)()
+    parts = ("PSMNet(" + ", ".join(f"{k}={v}" for k, v in network.parts.items()) + ")"
+             if isinstance(network, PSMNet) else type(network).__name__)
+    if _names(parts) != _names(card.module):
+        raise CheckpointError(f"{where}: holds the weights of {card.module}, not of {parts} "
+                              "(the model given)")
+    return network
+
+
+def _names(description: str) -> list[str]:
+    """The class names in a parts description, without their modules ("__main__.MySPP" and
+    "labs.MySPP" are the same class to a student who moved it into a file)."""
+    return [part.split("=")[0] + "=" + part.rsplit(".", 1)[-1]
+            for part in description.removeprefix("PSMNet(").removesuffix(")").split(", ")]
 
 
 def import_checkpoint(name_or_path: str | Path, out: Path,
