@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -14,20 +15,30 @@ SHARED_DATA = SHARED / "data"
 SHARED_WEIGHTS = SHARED / "weights"
 
 
+def _missing(reason: str) -> None:
+    """Skip the test, or fail it under CI (``CI=true``): CI must not skip real-data tests
+    silently."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true, so this fails instead of skipping", pytrace=False)
+    pytest.skip(reason)
+
+
 def shared_path(*parts: str) -> Path:
-    """A path under ../shared/data, skipping the test with a clear reason when it is absent."""
+    """A path under ../shared/data; when it is absent the test skips with a clear reason (fails
+    under CI=true)."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real data not found at {path} (the ../shared/data folder beside the repo)")
+        _missing(f"real data not found at {path} (the ../shared/data folder beside the repo)")
     return path
 
 
 def shared_weights(*parts: str) -> Path:
-    """A path under ../shared/weights, skipping the test with a clear reason when it is absent."""
+    """A path under ../shared/weights; when it is absent the test skips with a clear reason
+    (fails under CI=true)."""
     path = SHARED_WEIGHTS.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real weights not found at {path} (the ../shared/weights folder beside "
-                    "the repo)")
+        _missing(f"real weights not found at {path} (the ../shared/weights folder beside the "
+                 "repo)")
     return path
 
 
