@@ -83,7 +83,7 @@ def test_generated_official_layouts(tmp_path):
     assert [e.name for e in KITTI2015(tmp_path / "k", "val").entries] == ["000170_10"]
     assert KITTI2015(tmp_path / "k", "val").load(0).disparity[0, 0] == 4.5
     assert KITTI2015(tmp_path / "k").min_size() == (20, 30)  # from the headers
-    with pytest.raises(DataError, match="--split test: not available here"):
+    with pytest.raises(DataError, match="split test: not available here"):
         KITTI2015(tmp_path / "k", "test")
     base = tmp_path / "sf/FlyingThings3D"
     for split in ("TRAIN", "TEST"):

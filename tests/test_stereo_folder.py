@@ -186,9 +186,9 @@ def test_glob_errors_name_the_pattern_and_file(tmp_path):
     with pytest.raises(DataError, match=_msg("'l/*'", tmp_path / "l/1.jpg",
                                              tmp_path / "l/1.png", "same wildcard parts")):
         build(left="l/*")
-    with pytest.raises(ConfigError, match="--gt-scale 0"):
+    with pytest.raises(ConfigError, match="gt_scale 0"):
         build(gt_scale=0)
-    with pytest.raises(ConfigError, match="--gt-format exr"):
+    with pytest.raises(ConfigError, match="gt_format exr"):
         build(gt_format="exr")
 
 
@@ -219,7 +219,7 @@ def test_ground_truth_file_errors(tmp_path):
     (tmp_path / "d.tif").write_bytes(b"")
     Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "d8.png")
     cases = (("cube.npy", "auto", r"shape \(2, 3, 4\)"), ("text.npy", "auto", "dtype <U1"),
-             ("objects.npy", "auto", "not a readable .npy"), ("d.tif", "auto", "--gt-format"),
+             ("objects.npy", "auto", "not a readable .npy"), ("d.tif", "auto", "pass gt_format"),
              ("d8.png", "kitti", "expected a 16-bit"))
     for file, fmt, message in cases:
         with pytest.raises(DataError, match=re.escape(str(tmp_path / file)) + ".*" + message):

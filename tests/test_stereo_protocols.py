@@ -105,7 +105,7 @@ def test_bad2_is_the_middlebury_figure():
 
 
 def test_unknown_protocol_is_named():
-    with pytest.raises(ConfigError, match="--protocol nope: unknown"):
+    with pytest.raises(ConfigError, match="protocol nope: unknown"):
         get_protocol("nope")
 
 

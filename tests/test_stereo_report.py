@@ -173,7 +173,7 @@ def test_the_report_is_written_in_both_formats(planted_analysis, tmp_path):
     assert all(f"](notes_files/{p.name})" in text for p in pictures)
     assert "| border |" in text and "border pixels" in text
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave nothing behind
-    with pytest.raises(ConfigError, match="--format pdf"):
+    with pytest.raises(ConfigError, match="format pdf"):
         write_report(analysis, tmp_path / "report.pdf", fmt="pdf")
 
 

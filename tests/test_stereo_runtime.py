@@ -43,6 +43,6 @@ def test_exported_graphs_run_in_fp32_only(runtime):
     cpu = torch.device("cpu")
     assert runtime_precision("auto", runtime, cpu) == "fp32"
     assert runtime_precision("fp32", runtime, cpu) == "fp32"
-    with pytest.raises(ConfigError, match=f"--precision bf16: --runtime {runtime} runs the "
+    with pytest.raises(ConfigError, match=f"precision bf16: runtime {runtime} runs the "
                                           "exported graph in fp32 only"):
         runtime_precision("bf16", runtime, cpu)

@@ -149,8 +149,8 @@ def _split_by_frame(entries: list[_Entry], split: str, first_val: int) -> list[_
     if split == "all":
         return entries
     if split not in ("train", "val"):
-        raise DataError(f"--split {split}: not available here (KITTI's test pairs have no "
-                        "public ground truth); use train, val or all")
+        raise DataError(f"{split}: not available here (KITTI's test pairs have no "
+                        "public ground truth); use train, val or all", parameter="split")
     return [e for e in entries if (_frame_id(e.left) >= first_val) == (split == "val")]
 
 
@@ -224,8 +224,8 @@ class SceneFlow(FileStereoDataset):
             raise DataError(f"SceneFlow: missing folder {root / 'FlyingThings3D'} "
                             f"(or {', '.join(SCENEFLOW_SUBSETS[1:])})")
         if split not in ("train", "test", "all"):
-            raise DataError(f"--split {split}: SceneFlow has train and test; use train, test or "
-                        "all")
+            raise DataError(f"{split}: SceneFlow has train and test; use train, test or "
+                        "all", parameter="split")
         entries = []
         for subset in subsets:
             frames = _require(subset / f"frames_{render_pass}", f"SceneFlow {subset.name}")

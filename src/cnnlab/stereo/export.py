@@ -58,15 +58,16 @@ def _unchunked(model: nn.Module) -> Iterator[None]:
 def check_export(out: Path, low: tuple[int, int], high: tuple[int, int]) -> None:
     """Refuse a file name or size range the export cannot take, before any model is loaded."""
     if Path(out).suffix != ".onnx":
-        raise ConfigError(f"--out {out}: the exported file must end in .onnx")
+        raise ConfigError(f"{out}: the exported file must end in .onnx", parameter="out")
     for name, a, b in (("height", low[0], high[0]), ("width", low[1], high[1])):
         if a % 16 or b % 16 or a > b:
-            raise ConfigError(f"--min-size/--max-size: the {name} range {a}-{b} must be "
+            raise ConfigError(f"`min_size`/`max_size`: the {name} range {a}-{b} must be "
                               "multiples of 16, the smaller first")
     if low[0] < DEFAULT_MIN_SIZE[0] or low[1] < DEFAULT_MIN_SIZE[1]:
-        raise ConfigError(f"--min-size {low[0]}x{low[1]}: at least "
+        raise ConfigError(f"{low[0]}x{low[1]}: at least "
                           f"{DEFAULT_MIN_SIZE[0]}x{DEFAULT_MIN_SIZE[1]} (smaller maps clip the "
-                          "SPP pools, a branch an exported graph cannot hold)")
+                          "SPP pools, a branch an exported graph cannot hold)",
+                          parameter="min_size")
 
 
 def export_onnx(model: nn.Module, card: ModelCard, out: Path,
@@ -103,7 +104,7 @@ def export_onnx(model: nn.Module, card: ModelCard, out: Path,
                                         output_names=["disparity"], verbose=False)
     except Exception as exc:  # the exporter's own failures: one line, the cause kept
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise ConfigError(f"--min-size/--max-size {min_size[0]}x{min_size[1]} to "
+        raise ConfigError(f"`min_size`/`max_size` {min_size[0]}x{min_size[1]} to "
                           f"{max_size[0]}x{max_size[1]}: the export failed "
                           f"({type(exc).__name__}: {first})") from None
     seconds = time.perf_counter() - started

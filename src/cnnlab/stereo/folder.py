@@ -36,14 +36,15 @@ Pair = tuple[str, Path, Path, Path | None]
 
 def _check_gt_options(gt_format: str, gt_scale: float) -> None:
     if gt_format not in GT_FORMATS:
-        raise ConfigError(f"--gt-format {gt_format}: choose from {', '.join(GT_FORMATS)}")
+        raise ConfigError(f"{gt_format}: choose from {', '.join(GT_FORMATS)}",
+                          parameter="gt_format")
     try:
         scale = float(gt_scale)
     except (TypeError, ValueError):
         scale = math.nan
     if not (math.isfinite(scale) and scale > 0):
-        raise ConfigError(f"--gt-scale {gt_scale}: expected a positive number (the stored "
-                          "ground-truth value is disparity x scale)")
+        raise ConfigError(f"{gt_scale}: expected a positive number (the stored "
+                          "ground-truth value is disparity x scale)", parameter="gt_scale")
 
 
 def _is_sixteen_bit(path: Path) -> bool:
@@ -63,7 +64,7 @@ def _format_of(path: Path) -> str:
     if suffix in (".png", ".pgm"):
         return "png8"
     raise DataError(f"{path}: cannot tell the ground-truth format from the suffix "
-                    f"{path.suffix or '(none)'}; pass --gt-format (pfm, kitti, npy or png8)")
+                    f"{path.suffix or '(none)'}; pass `gt_format` (pfm, kitti, npy or png8)")
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -90,9 +91,9 @@ def read_ground_truth(path: str | Path, gt_format: str = "auto",
     if kind == "png8" and gt_format == "auto" and gt_scale == 1:
         # 8-bit disparity maps are nearly always scaled (Middlebury: 4, 8 or 16): read with
         # scale 1 they would score silently wrong
-        raise DataError(f"{path}: 8-bit ground truth; give its --gt-scale (the stored value "
+        raise DataError(f"{path}: 8-bit ground truth; give its `gt_scale` (the stored value "
                         "is disparity x scale: Middlebury 2001 8 or 16, 2003 4), or "
-                        "--gt-format png8 if the values are the disparities")
+                        "`gt_format` png8 if the values are the disparities")
     if kind == "png8":  # read_scaled_disparity divides by the scale itself
         return read_scaled_disparity(path, gt_scale)
     if kind == "pfm":
@@ -361,16 +362,18 @@ def open_folder(left: str | None = None, right: str | None = None, gt: str | Non
     """``--dataset folder``: pairs from --left/--right(/--gt) glob patterns or a --list file,
     with ground truth when ``need_ground_truth`` (training and evaluation)."""
     if list_file and (left or right or gt):
-        raise ConfigError("--list and --left/--right/--gt: give the folder's pairs one way")
+        raise ConfigError("and `left`/`right`/`gt`: give the folder's pairs one way",
+                          parameter="pair_list")
     if list_file:
         dataset = folder_from_list(Path(list_file), gt_format, gt_scale)
     elif left and right:
         dataset = folder_from_globs(left, right, gt, gt_format, gt_scale)
     else:
-        raise ConfigError("--dataset folder needs --left and --right glob patterns (and --gt) "
-                          "or --list FILE")
+        raise ConfigError("folder needs `left` and `right` glob patterns (and `gt`) "
+                          "or `pair_list` FILE", parameter="dataset")
     if need_ground_truth and not dataset.has_ground_truth:
         source = f"--list {list_file}" if list_file else "--gt"
-        raise ConfigError(f"--dataset folder: ground truth is needed here; give {source} "
-                          "(a third column in the list, or a --gt glob pattern)")
+        raise ConfigError(f"folder: ground truth is needed here; give {source} "
+                          "(a third column in the list, or a `gt` glob pattern)",
+                          parameter="dataset")
     return dataset

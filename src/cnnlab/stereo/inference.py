@@ -44,9 +44,9 @@ def scaled_outputs(model: nn.Module, left: torch.Tensor, right: torch.Tensor, fu
     brought back to full size (the disparity in full-resolution pixels). With ``tile`` the
     network runs on overlapping tiles of at most that size (see ``stereo.tiling``)."""
     if not 0 < scale <= 1:
-        raise ConfigError(f"--scale {scale}: expected a number in (0, 1]")
+        raise ConfigError(f"{scale}: expected a number in (0, 1]", parameter="scale")
     if confidence is not None and not hasattr(model, "confidence_radius"):
-        raise ConfigError("a confidence map needs the PyTorch model (--runtime torch)")
+        raise ConfigError("a confidence map needs the PyTorch model (`runtime` torch)")
     height, width = left.shape[-2:]
     small = (max(1, round(height * scale)), max(1, round(width * scale)))
     if scale != 1:

@@ -34,7 +34,7 @@ def _folder_pairs(left: Path, right: Path, gt: str | None) -> list[Pair]:
                 raise DataError(f"{gt}: no ground truth named {path.stem}.* for {path}")
             if len(found) > 1:
                 raise DataError(f"{gt}: {found[0].name} and {found[1].name} could both be the "
-                                f"ground truth of {path}; keep one, or give a --gt pattern")
+                                f"ground truth of {path}; keep one, or give a `gt` pattern")
             truth = found[0]
         pairs.append((path.stem, path, right / path.name, truth))
     return pairs
@@ -45,12 +45,14 @@ def resolve_pairs(left: str | None, right: str | None, list_file: str | None = N
     """(name, left, right, ground truth or None) for each pair the arguments name."""
     if list_file is not None:
         if left or right:
-            raise ConfigError("--list and LEFT RIGHT: give the pairs one way")
+            raise ConfigError("and LEFT RIGHT: give the pairs one way", parameter="pair_list")
         if gt is not None:
-            raise ConfigError("--list and --gt: put the ground truth in the list's third column")
+            raise ConfigError("and `gt`: put the ground truth in the list's third column",
+                              parameter="pair_list")
         return folder_from_list(Path(list_file)).pairs
     if not (left and right):
-        raise ConfigError("give LEFT and RIGHT (files, folders or glob patterns) or --list FILE")
+        raise ConfigError("give LEFT and RIGHT (files, folders or glob patterns) or `pair_list` "
+                          "FILE")
     if glob.has_magic(left) or glob.has_magic(right):
         return folder_from_globs(left, right, gt).pairs
     left_path, right_path = Path(left), Path(right)
@@ -58,7 +60,8 @@ def resolve_pairs(left: str | None, right: str | None, list_file: str | None = N
         if not (left_path.is_dir() and right_path.is_dir()):
             raise ConfigError(f"{left} and {right}: give two files or two folders")
         if gt is not None and not Path(gt).is_dir():
-            raise ConfigError(f"--gt {gt}: with folders of pairs, a folder of ground truth")
+            raise ConfigError(f"{gt}: with folders of pairs, a folder of ground truth",
+                              parameter="gt")
         return _folder_pairs(left_path, right_path, gt)
     for path in (left_path, right_path):
         if path.is_symlink() and not path.exists():

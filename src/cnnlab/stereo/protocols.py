@@ -161,7 +161,8 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
 
 def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
-        raise ConfigError(f"--protocol {name}: unknown; choose from {', '.join(PROTOCOLS)}")
+        raise ConfigError(f"{name}: unknown; choose from {', '.join(PROTOCOLS)}",
+                          parameter="protocol")
     return PROTOCOLS[name]
 
 

@@ -103,7 +103,7 @@ def analyse(predictors: dict[str, Predictor], datasets: dict[str, Iterable[Stere
     the first method). Methods' holes are filled as ``stereo eval`` fills them.
     """
     if not predictors:
-        raise ConfigError("--model: no method to analyse")
+        raise ConfigError(": no method to analyse", parameter="model")
     methods = list(predictors)
     lead = "psmnet" if "psmnet" in predictors else methods[0]
     settings = {"low_texture": low_texture, "border": border, "top_k": top_k,
@@ -577,19 +577,21 @@ def report_path(out: Path, fmt: str) -> Path:
     """The report's file: ``out`` with the format's suffix added when it has none; a format,
     a suffix or a folder that cannot be the report refused (before any analysis runs)."""
     if fmt not in FORMATS:
-        raise ConfigError(f"--format {fmt}: choose {' or '.join(FORMATS)}")
+        raise ConfigError(f"{fmt}: choose {' or '.join(FORMATS)}", parameter="format")
     out = Path(out)
     if out.is_dir():
-        raise ConfigError(f"--out {out}: a folder; give the name of the report file to write")
+        raise ConfigError(f"{out}: a folder; give the name of the report file to write",
+                          parameter="out")
     if not out.suffix:
         out = out.with_name(out.name + FORMATS[fmt])
     if out.suffix == ".json":
-        raise ConfigError(f"--out {out}: the numbers go to <stem>.json; name the report "
-                          f"{out.with_suffix(FORMATS[fmt]).name}")
+        raise ConfigError(f"{out}: the numbers go to <stem>.json; name the report "
+                          f"{out.with_suffix(FORMATS[fmt]).name}", parameter="out")
     other = {suffix for name, suffix in FORMATS.items() if name != fmt}
     if out.suffix.lower() in other:
-        raise ConfigError(f"--out {out}: a {out.suffix} name for a {fmt} report; name it "
-                          f"{out.with_suffix(FORMATS[fmt]).name} or change --format")
+        raise ConfigError(f"{out}: a {out.suffix} name for a {fmt} report; name it "
+                          f"{out.with_suffix(FORMATS[fmt]).name} or change `format`",
+                          parameter="out")
     return out
 
 

@@ -35,9 +35,9 @@ def runtime_precision(name: str, runtime: str, device: torch.device) -> str:
     if runtime == "torch":
         return inference_precision(name, device)
     if name not in ("auto", "fp32"):
-        raise ConfigError(f"--precision {name}: --runtime {runtime} runs the exported graph in "
+        raise ConfigError(f"{name}: `runtime` {runtime} runs the exported graph in "
                           "fp32 only (its bf16 would put the soft-argmin in bf16 too); use "
-                          f"--runtime torch for {name}")
+                          f"`runtime` torch for {name}", parameter="precision")
     return "fp32"
 
 
@@ -63,8 +63,8 @@ def _import_runtime(name: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise ConfigError(f"--runtime {name} needs the '{extra}' extra: pip install "
-                          f"'cnnlab[{extra}]'") from None
+        raise ConfigError(f"{name} needs the '{extra}' extra: pip install "
+                          f"'cnnlab[{extra}]'", parameter="runtime") from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -82,8 +82,8 @@ class ExportedStereoModel:
         self.path = Path(path)
         self.runtime = runtime
         if runtime not in RUNTIMES[1:]:
-            raise ConfigError(f"--runtime {runtime}: choose from {', '.join(RUNTIMES[1:])} "
-                              "for an exported model")
+            raise ConfigError(f"{runtime}: choose from {', '.join(RUNTIMES[1:])} "
+                              "for an exported model", parameter="runtime")
         threads = threads or torch.get_num_threads()
         if runtime == "onnxruntime":
             self._run, meta = self._onnxruntime(threads)
@@ -137,7 +137,7 @@ class ExportedStereoModel:
         """The exported graph searches a fixed range: only that one is accepted."""
         if max_disparity != self.max_disparity:
             raise ConfigError(f"{self.path.name}: the exported graph searches {self.max_disparity} "
-                              f"px, not {max_disparity}; --scale/--fast need --runtime torch")
+                              f"px, not {max_disparity}; `scale` needs `runtime` torch")
         return self
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
@@ -151,8 +151,8 @@ class ExportedStereoModel:
             raise DataError(f"{self.path}: exported for pairs of {self.min_size[0]}x"
                             f"{self.min_size[1]} to {self.max_size[0]}x{self.max_size[1]} "
                             f"(HxW, after padding to multiples of 16), this one is "
-                            f"{height}x{width}; export again with another --min-size/"
-                            "--max-size, or use --runtime torch")
+                            f"{height}x{width}; export again with another `min_size`/"
+                            "`max_size`, or use `runtime` torch")
         return padded
 
     def __call__(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, torch.Tensor]:

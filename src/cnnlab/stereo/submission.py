@@ -24,7 +24,7 @@ def check_submission_names(stems: list[str]) -> None:
     for stem in stems:
         if not NAME.match(stem):
             raise DataError(f"{stem}: not a KITTI test frame name (NNNNNN_10); "
-                            "--kitti-submission needs image_2/NNNNNN_10.png pairs")
+                            "`kitti_submission` needs image_2/NNNNNN_10.png pairs")
     seen = set()
     for stem in stems:
         if stem in seen:
@@ -44,8 +44,8 @@ def archive_path(folder: Path) -> Path:
     if not folder.name or folder.name in (".", ".."):
         folder = folder.resolve()
     if not folder.name:
-        raise DataError(f"--kitti-submission {folder}: give a folder with a name (the zip is "
-                        "written beside it as NAME.zip)")
+        raise DataError(f"{folder}: give a folder with a name (the zip is "
+                        "written beside it as NAME.zip)", parameter="kitti_submission")
     return folder.with_name(folder.name + ".zip")
 
 

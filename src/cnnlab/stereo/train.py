@@ -96,7 +96,8 @@ def model_config(options: dict, init_card: ModelCard | None = None) -> PSMNetCon
     fine-tuning the official weights keeps their align_corners), else the defaults."""
     base = dict(init_card.kwargs) if init_card is not None else {}
     if init_card is not None and init_card.architecture != "psmnet":
-        raise ConfigError(f"--init: {init_card.architecture} weights cannot seed PSMNet")
+        raise ConfigError(f": {init_card.architecture} weights cannot seed PSMNet",
+                          parameter="init")
     base.update({k: v for k, v in options.items() if v is not None})
     try:
         return PSMNetConfig(**base)
@@ -120,7 +121,7 @@ def _datasets(config: StereoConfig, max_disparity: int
                            gt_scale=config.gt_scale) if config.val_list else None)
         return train, val
     if config.data_root is None:
-        raise ConfigError(f"--data-root is required for {config.dataset}")
+        raise ConfigError(f"is required for {config.dataset}", parameter="data_root")
     if config.dataset == "middlebury":  # no published split: every scene trains, none validates
         return open_dataset("middlebury", config.data_root, "all"), None
     val_split = "test" if config.dataset == "sceneflow" else "val"
@@ -166,9 +167,10 @@ class StereoLab:
                               "Python; train or resume it from Python with "
                               "cnnlab.stereo.train(cnnlab.stereo.psmnet(...), ...)")
         if any(c < 16 for c in config.crop):
-            raise ConfigError(f"--crop {config.crop} is too small (at least 16x16)")
+            raise ConfigError(f"{config.crop} is too small (at least 16x16)", parameter="crop")
         if config.samples_per_epoch < 1 or config.val_count < 0:
-            raise ConfigError("--samples-per-epoch must be at least 1 and --val-count at least 0")
+            raise ConfigError("must be at least 1 and `val_count` at least 0",
+                              parameter="samples_per_epoch")
         start = None
         if config.init and not resume:
             start = load_weights(config.init, config.weights_root, log=log)
@@ -177,7 +179,7 @@ class StereoLab:
                   for k, v in architecture.to_dict().items()}
         workers = default_workers() if config.workers is None else config.workers
         if workers < 0:
-            raise ConfigError(f"--workers must be at least 0, got {workers}")
+            raise ConfigError(f"must be at least 0, got {workers}", parameter="workers")
         return replace(run, task=replace(config, workers=workers, **values)), start
 
     @staticmethod

@@ -302,7 +302,8 @@ def import_checkpoint(name_or_path: str | Path, out: Path,
     """Write registered weights or an official .tar as a cnnlab .safetensors with its card."""
     out = Path(out)
     if out.suffix != ".safetensors":
-        raise ConfigError(f"--out {out}: the converted checkpoint must be a .safetensors file")
+        raise ConfigError(f"{out}: the converted checkpoint must be a .safetensors file",
+                          parameter="out")
     state, card = load_weights(name_or_path, weights_root)
     source = {**card.source, "imported_from": card.source["file"]}
     card = card.with_changes(source=source)
