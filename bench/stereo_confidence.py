@@ -35,11 +35,11 @@ def _median_time(run, repeats: int) -> float:
 def main() -> None:
     from cnnlab.engine.memory import keep_freed_memory
     from cnnlab.engine.precision import inference_precision
-    from cnnlab.stereo.confidence import Sparsification, left_right_consistent
-    from cnnlab.stereo.datasets import open_dataset
-    from cnnlab.stereo.inference import pair_outputs, psmnet_method
-    from cnnlab.stereo.predict import predict_views
-    from cnnlab.stereo.weights import load_model
+    from cnnlab.stereo.data.datasets import open_dataset
+    from cnnlab.stereo.inference.confidence import Sparsification, left_right_consistent
+    from cnnlab.stereo.inference.methods import pair_outputs, psmnet_method
+    from cnnlab.stereo.inference.predict import predict_views
+    from cnnlab.stereo.weights.registry import load_model
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

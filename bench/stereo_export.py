@@ -31,8 +31,8 @@ from stereo_speed import _inputs, _make_model, in_child  # that bench's model, p
 
 from cnnlab.engine.memory import keep_freed_memory
 from cnnlab.engine.precision import inference_autocast, native_precisions
-from cnnlab.stereo.card import psmnet_card
-from cnnlab.stereo.export import export_onnx
+from cnnlab.stereo.inference.export import export_onnx
+from cnnlab.stereo.weights.card import psmnet_card
 
 FP64_LIMIT_GB = 8.0  # the fp64 reference is skipped above this unfolding size
 
@@ -54,7 +54,7 @@ def _timed(run, repeats: int) -> tuple[list[float], np.ndarray]:
 def _run_torch(queue, size, threads, source, repeats, precision) -> None:
     """cnnlab's eager PyTorch in ``precision``: fp32, bf16, or fp64 (exact arithmetic's
     stand-in: the network and the published trilinear soft-argmin all in float64)."""
-    from cnnlab.stereo.inference import scaled_disparity
+    from cnnlab.stereo.inference.methods import scaled_disparity
     from cnnlab.stereo.models.psmnet import disparity_regression
 
     torch.set_num_threads(threads)
@@ -77,7 +77,7 @@ def _run_torch(queue, size, threads, source, repeats, precision) -> None:
 
 
 def _run_exported(queue, path, runtime, size, threads, source, repeats) -> None:
-    from cnnlab.stereo.runtime import ExportedStereoModel
+    from cnnlab.stereo.inference.runtime import ExportedStereoModel
 
     torch.set_num_threads(threads)
     keep_freed_memory()  # as the CLI runs it

@@ -22,8 +22,8 @@ def _peak(queue, height: int, width: int, max_disparity: int, precision: str, th
           tile: tuple[int, int] | None) -> None:
     from cnnlab.engine.memory import keep_freed_memory, peak_growth_mb
     from cnnlab.engine.precision import inference_autocast
+    from cnnlab.stereo.inference.tiling import tiled_forward
     from cnnlab.stereo.models.psmnet import PSMNet
-    from cnnlab.stereo.tiling import tiled_forward
 
     torch.set_num_threads(threads)
     keep_freed_memory()
@@ -42,7 +42,7 @@ def measure_peak_mb(height: int, width: int, max_disparity: int = 192,
 
 
 def main() -> None:
-    from cnnlab.stereo.budget import estimate_peak_mb, tile_for_budget
+    from cnnlab.stereo.inference.budget import estimate_peak_mb, tile_for_budget
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,9 +93,9 @@ def tiling_accuracy(weights_root: str, data_root: str, threads: int) -> dict:
     import numpy as np
 
     from cnnlab.engine.precision import inference_precision
-    from cnnlab.stereo.datasets import open_dataset
-    from cnnlab.stereo.inference import pair_outputs
-    from cnnlab.stereo.weights import load_model
+    from cnnlab.stereo.data.datasets import open_dataset
+    from cnnlab.stereo.inference.methods import pair_outputs
+    from cnnlab.stereo.weights.registry import load_model
 
     torch.set_num_threads(threads)
     model, card = load_model("psmnet-kitti2015", weights_root=weights_root)

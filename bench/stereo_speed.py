@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.engine.memory import keep_freed_memory
 from cnnlab.engine.precision import native_precisions
-from cnnlab.stereo.inference import FAST_SCALE, scaled_disparity
+from cnnlab.stereo.inference.methods import FAST_SCALE, scaled_disparity
 from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.models.cost_volume import build_concat_volume_loop
 
@@ -90,7 +90,7 @@ def _make_model(device: torch.device, source: Source) -> PSMNet:
     weights_root, _ = source
     if weights_root:
         from cnnlab.engine.checkpoint import load_model_weights
-        from cnnlab.stereo.weights import build_stereo_model, load_weights
+        from cnnlab.stereo.weights.registry import build_stereo_model, load_weights
 
         state, card = load_weights("psmnet-kitti2015", weights_root)
         model = build_stereo_model(card, card.source["file"])
@@ -111,8 +111,8 @@ def _inputs(size: tuple[int, int], device: torch.device, source: Source):
     mean colour (zeros after normalising, as the network pads), else random."""
     weights_root, data_root = source
     if weights_root:
-        from cnnlab.stereo.datasets import open_dataset
-        from cnnlab.stereo.preprocess import IMAGENET_PREPROCESS, to_input
+        from cnnlab.stereo.data.datasets import open_dataset
+        from cnnlab.stereo.data.preprocess import IMAGENET_PREPROCESS, to_input
 
         sample = open_dataset("kitti2015", data_root, "all").load(0)
         mean, std = IMAGENET_PREPROCESS["mean"], IMAGENET_PREPROCESS["std"]
@@ -233,10 +233,10 @@ def _matmul_rate(queue, device_name, threads, dtype_name, n=4096, repeats=10) ->
 
 def _accuracy(queue, weights_root, data_root, precision, scale, threads) -> None:
     """EPE and D1 of the official KITTI 2015 weights on the shared KITTI 2015 pairs."""
-    from cnnlab.stereo.datasets import open_dataset
-    from cnnlab.stereo.evaluate import evaluate_samples
-    from cnnlab.stereo.inference import psmnet_method
-    from cnnlab.stereo.weights import load_model
+    from cnnlab.stereo.data.datasets import open_dataset
+    from cnnlab.stereo.evaluation.evaluate import evaluate_samples
+    from cnnlab.stereo.inference.methods import psmnet_method
+    from cnnlab.stereo.weights.registry import load_model
 
     torch.set_num_threads(threads)
     keep_freed_memory()

@@ -166,8 +166,8 @@ RUN_ERRORS = [  # refused before work: exit 1
 @pytest.fixture(scope="module")
 def places(tmp_path_factory):
     from cnnlab.engine.checkpoint import save_checkpoint
-    from cnnlab.stereo.card import psmnet_card
     from cnnlab.stereo.models import PSMNet, PSMNetConfig
+    from cnnlab.stereo.weights.card import psmnet_card
 
     root = tmp_path_factory.mktemp("cli_errors")
     data = make_tiny_mnist(root / "data")
@@ -349,7 +349,8 @@ def test_a_bad_image_is_refused_before_the_model_is_loaded(places, capsys):
     (TRAIN, "cnnlab.engine.lab.train_run", "out of memory at --batch-size 128: lower it ("),
     (["stereo", "train", "--batch-size", "64"], "cnnlab.engine.lab.train_run",
      "out of memory at --batch-size 64: lower it or --crop"),
-    (PREDICT, "cnnlab.stereo.predict.predict_views", "images are too large for this machine"),
+    (PREDICT, "cnnlab.stereo.inference.predict.predict_views",
+     "images are too large for this machine"),
     (["classify", "predict", "--weights", "mlp-mnist", "x.png"],
      "cnnlab.classify.predict.predict_files", "out of memory; try fewer or smaller inputs"),
 ])

@@ -16,7 +16,7 @@ from cnnlab.engine.config import (
 )
 from cnnlab.engine.lab import read_run_config, recipe_of, resumed_config
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.train import STEREO, StereoConfig
+from cnnlab.stereo.training.lab import STEREO, StereoConfig
 
 
 @dataclass

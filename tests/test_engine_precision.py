@@ -15,7 +15,7 @@ from cnnlab.errors import ConfigError
 def test_inference_precision_resolves_auto_and_refuses_emulated_ones():
     from cnnlab.cli.stereo import FAST_SCALE as SHOWN
     from cnnlab.cli.stereo import PRECISIONS as OFFERED
-    from cnnlab.stereo.inference import FAST_SCALE
+    from cnnlab.stereo.inference.methods import FAST_SCALE
 
     assert OFFERED == PRECISIONS and SHOWN == FAST_SCALE
     cpu = torch.device("cpu")

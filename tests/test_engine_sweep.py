@@ -23,7 +23,7 @@ from cnnlab.engine.sweep import (
 )
 from cnnlab.engine.sweep_report import findings, spearman, summarize, write_sweep_report
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.train import StereoConfig
+from cnnlab.stereo.training.lab import StereoConfig
 
 BASE = RunConfig("classify", ClassifyConfig(val_size=64), OptimConfig(epochs=3))
 SPACE = [parse_param(t) for t in ("lr=log:1e-4:1e-1", "optimizer=choice:adam,sgd",

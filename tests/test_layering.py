@@ -119,7 +119,7 @@ def test_the_parser_sees_the_imports_it_must():
     """A check on this test: it finds arrows of every kind (module level, inside functions,
     from-imports of subpackages), so an empty result cannot mean a broken parser."""
     found = {(a, b) for a, b, _ in arrows()}
-    assert ("cnnlab.stereo.train", "cnnlab.engine.lab") in found  # module level
+    assert ("cnnlab.stereo.training.lab", "cnnlab.engine.lab") in found  # module level
     # cli.stereo imports its lab inside its command functions
     assert any(a == "cnnlab.cli.stereo" and b.startswith("cnnlab.stereo.") for a, b in found)
     assert ("cnnlab.__main__", "cnnlab.cli") in found
@@ -158,17 +158,21 @@ def test_every_exception_is_still_needed():
     assert not stale, f"remove these exceptions, their imports are gone: {stale}"
 
 
+# training code: these modules, and every module of a lab's training room
 TRAINING = ("cnnlab.engine.loop", "cnnlab.engine.optim", "cnnlab.engine.lab",
-            "cnnlab.classify.train", "cnnlab.classify.task", "cnnlab.classify.release",
-            "cnnlab.stereo.train", "cnnlab.stereo.task", "cnnlab.stereo.losses",
-            "cnnlab.stereo.pipeline")
+            "cnnlab.engine.session", "cnnlab.classify.training", "cnnlab.classify.task",
+            "cnnlab.classify.release", "cnnlab.classify.run")
+TRAINING_ROOMS = ("cnnlab.stereo.training",)
 
 
 def test_eval_and_predict_import_no_training_module():
     code = ("import sys\n"
             "import cnnlab.classify.evaluate, cnnlab.classify.predict, cnnlab.classify.weights\n"
-            "import cnnlab.stereo.evaluate, cnnlab.stereo.predict, cnnlab.stereo.weights\n"
-            f"print(sorted(m for m in sys.modules if m in {TRAINING!r}))\n")
+            "import cnnlab.classify.classifier\n"
+            "import cnnlab.stereo.evaluation.evaluate, cnnlab.stereo.inference.predict\n"
+            "import cnnlab.stereo.weights.registry, cnnlab.stereo.api\n"
+            f"print(sorted(m for m in sys.modules if m in {TRAINING!r} or "
+            f"m.startswith({TRAINING_ROOMS!r})))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env={"PYTHONPATH": str(REPO / "src")}, timeout=120)
     assert proc.stdout.strip() == "[]"

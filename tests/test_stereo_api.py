@@ -19,8 +19,8 @@ import cnnlab.stereo as stereo
 from cnnlab.cli import main
 from cnnlab.engine.precision import native_precisions
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
-from cnnlab.stereo.inference import disparity_of, pair_outputs
-from cnnlab.stereo.io import read_image, read_kitti_disparity, read_pfm, write_pfm
+from cnnlab.stereo.data.io import read_image, read_kitti_disparity, read_pfm, write_pfm
+from cnnlab.stereo.inference.methods import disparity_of, pair_outputs
 from cnnlab.stereo.models.psmnet import PSMNet, PSMNetConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ CROP = (slice(-256, None), slice(0, 512))  # bottom-left 256x512, as cnnlab.exer
 def tiny_checkpoint(tmp_path_factory):
     """A small PSMNet (seeded random weights) with its card, as a .safetensors checkpoint."""
     from cnnlab.engine.checkpoint import save_checkpoint
-    from cnnlab.stereo.card import psmnet_card
+    from cnnlab.stereo.weights.card import psmnet_card
 
     config = PSMNetConfig(max_disparity=32, blocks=(1, 1, 1, 1))
     path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
@@ -387,12 +387,13 @@ def test_the_face_imports_no_training_code_and_keeps_its_names():
             "import cnnlab.stereo as s\n"
             "training = ('psmnet', 'train', 'StereoRun')  # the training face, used or not\n"
             "names = [getattr(s, n) for n in s.__all__ if n not in training]\n"
-            "import cnnlab.stereo.evaluate, cnnlab.stereo.report, cnnlab.stereo.many_pairs\n"
+            "import cnnlab.stereo.evaluation.evaluate, cnnlab.stereo.evaluation.report\n"
+            "import cnnlab.stereo.inference.many_pairs\n"
             "assert callable(s.evaluate) and callable(s.report), (s.evaluate, s.report)\n"
             "print(sorted(m for m in sys.modules if m.startswith('cnnlab') and any(\n"
             "    m.endswith(t) for t in ('.loop', '.optim', '.lab', '.train', '.task',\n"
             "                             '.losses', '.pipeline', '.training', '.run'))))\n"
-            "import cnnlab.stereo.train\n"
+            "import cnnlab.stereo.training.lab\n"
             "assert callable(s.train) and callable(s.psmnet), s.train\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env={"PYTHONPATH": str(REPO / "src")}, timeout=120)

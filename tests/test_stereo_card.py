@@ -14,10 +14,10 @@ import torch.nn.functional as F
 
 from cnnlab.engine.checkpoint import save_checkpoint
 from cnnlab.engine.config import OptimConfig
-from cnnlab.stereo.card import build_stereo_model, psmnet_card
 from cnnlab.stereo.models import PSMNet, PSMNetConfig
-from cnnlab.stereo.train import STEREO, StereoConfig, stereo_run
-from cnnlab.stereo.weights import load_model
+from cnnlab.stereo.training.lab import STEREO, StereoConfig, stereo_run
+from cnnlab.stereo.weights.card import build_stereo_model, psmnet_card
+from cnnlab.stereo.weights.registry import load_model
 
 TINY = {"max_disparity": 16, "blocks": (1, 1, 1, 1)}
 SIZE = (32, 64)

@@ -49,7 +49,7 @@ def test_predict_writes_every_output(tiny_run, tmp_path, capsys):
     left = shared_path("Middlebury", "tsukuba", "im3.png")
     out = tmp_path / "pred"
     gt = tmp_path / "gt.png"
-    from cnnlab.stereo.io import read_scaled_disparity, write_kitti_disparity
+    from cnnlab.stereo.data.io import read_scaled_disparity, write_kitti_disparity
 
     disparity, valid = read_scaled_disparity(left.parent / "disp3.pgm", 16.0)
     write_kitti_disparity(gt, disparity, valid)
@@ -136,7 +136,7 @@ def test_ddp_two_cpu_processes(tmp_path):
 
 
 def test_published_schedule_defaults(tiny_run):
-    from cnnlab.stereo.train import published_milestones
+    from cnnlab.stereo.training.lab import published_milestones
 
     assert published_milestones("kitti2015") == [200] and published_milestones("kitti2012") == [200]
     assert published_milestones("sceneflow") == []
@@ -191,7 +191,7 @@ def test_cpu_preset_sets_defaults_that_flags_override(tmp_path):
 def test_a_crop_larger_than_the_pairs_is_pointed_out(tmp_path, capsys):
     """Pairs smaller than the crop are zero-padded (Middlebury's sizes vary), but a crop larger
     than every pair is a slip that costs time: the run says so."""
-    from cnnlab.stereo.io import write_kitti_disparity
+    from cnnlab.stereo.data.io import write_kitti_disparity
 
     rng = np.random.default_rng(0)
     for frame in (0, 1):

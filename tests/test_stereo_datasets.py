@@ -6,7 +6,7 @@ from PIL import Image
 from tests.conftest import shared_path
 
 from cnnlab.errors import DataError
-from cnnlab.stereo.datasets import (
+from cnnlab.stereo.data.datasets import (
     KITTI2012,
     KITTI2015,
     Middlebury,
@@ -14,8 +14,8 @@ from cnnlab.stereo.datasets import (
     SyntheticStereo,
     open_dataset,
 )
-from cnnlab.stereo.io import write_kitti_disparity, write_pfm
-from cnnlab.stereo.synthetic import render_pair
+from cnnlab.stereo.data.io import write_kitti_disparity, write_pfm
+from cnnlab.stereo.data.synthetic import render_pair
 
 
 def _check(sample):

@@ -7,9 +7,9 @@ from torch import nn
 
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.card import psmnet_card
-from cnnlab.stereo.inference import FAST_SCALE, disparity_of, scaled_max_disparity
+from cnnlab.stereo.inference.methods import FAST_SCALE, disparity_of, scaled_max_disparity
 from cnnlab.stereo.models import PSMNet, PSMNetConfig
+from cnnlab.stereo.weights.card import psmnet_card
 
 
 class ConstantShift(nn.Module):

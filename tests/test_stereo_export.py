@@ -8,9 +8,9 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.engine.checkpoint import save_checkpoint
-from cnnlab.stereo.card import psmnet_card
-from cnnlab.stereo.io import read_pfm
+from cnnlab.stereo.data.io import read_pfm
 from cnnlab.stereo.models import PSMNet, PSMNetConfig
+from cnnlab.stereo.weights.card import psmnet_card
 
 onnx = pytest.importorskip("onnx", reason="the 'export' extra (onnx) is not installed")
 pytest.importorskip("onnxruntime", reason="the 'export' extra (onnxruntime) is not installed")

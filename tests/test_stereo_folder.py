@@ -5,13 +5,13 @@ import pytest
 from PIL import Image
 
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.folder import (
+from cnnlab.stereo.data.folder import (
     FolderStereo,
     folder_from_globs,
     folder_from_list,
     read_ground_truth,
 )
-from cnnlab.stereo.io import write_kitti_disparity, write_pfm
+from cnnlab.stereo.data.io import write_kitti_disparity, write_pfm
 
 H, W = 6, 8
 

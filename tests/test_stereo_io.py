@@ -4,7 +4,7 @@ from PIL import Image
 from tests.conftest import shared_path
 
 from cnnlab.errors import DataError
-from cnnlab.stereo.io import (
+from cnnlab.stereo.data.io import (
     Calibration,
     read_calibration,
     read_image,
@@ -100,7 +100,7 @@ def test_calibration_kitti_and_middlebury(tmp_path):
 
 
 def test_pfm_disparity_reader(tmp_path):
-    from cnnlab.stereo.io import read_pfm_disparity
+    from cnnlab.stereo.data.io import read_pfm_disparity
 
     array = np.array([[-2.5, np.inf], [0.0, 7.0]], dtype=np.float32)
     disparity, valid = read_pfm_disparity(write_pfm(tmp_path / "d.pfm", array))

@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.stereo.metrics import error_counts, fill_holes_background, rates
-from cnnlab.stereo.visualize import colorize_disparity, colorize_error, point_cloud, write_ply
+from cnnlab.stereo.evaluation.metrics import error_counts, fill_holes_background, rates
+from cnnlab.stereo.inference.visualize import (
+    colorize_disparity,
+    colorize_error,
+    point_cloud,
+    write_ply,
+)
 
 
 def test_epe_d1_and_bad_thresholds():

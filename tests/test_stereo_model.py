@@ -4,7 +4,6 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnlab.stereo.losses import disparity_loss, valid_mask
 from cnnlab.stereo.models import PSMNet
 from cnnlab.stereo.models.blocks import OneChannelConv3d, one_channel_conv3d
 from cnnlab.stereo.models.cost_volume import build_concat_volume, build_concat_volume_loop
@@ -13,6 +12,7 @@ from cnnlab.stereo.models.psmnet import (
     disparity_regression,
     precise_disparity_regression,
 )
+from cnnlab.stereo.training.losses import disparity_loss, valid_mask
 
 TINY = {"max_disparity": 16, "blocks": (1, 1, 1, 1)}
 
@@ -175,7 +175,7 @@ def test_loss_masks_and_weights():
 
 
 def test_one_pair_overfit_loss_falls():
-    from cnnlab.stereo.synthetic import render_pair
+    from cnnlab.stereo.data.synthetic import render_pair
 
     torch.manual_seed(0)
     pair = render_pair(32, 64, 12.0, seed=1, noise=0.0, use_photos=False)

@@ -5,8 +5,8 @@ import torch
 from tests.conftest import shared_path
 
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
-from cnnlab.stereo.datasets import KITTI2015, StereoSample, SyntheticStereo
-from cnnlab.stereo.pipeline import (
+from cnnlab.stereo.data.datasets import KITTI2015, StereoSample, SyntheticStereo
+from cnnlab.stereo.training.pipeline import (
     Augmentor,
     TrainingPairs,
     ValidationPairs,

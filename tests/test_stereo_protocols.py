@@ -9,9 +9,9 @@ from tests.conftest import shared_path
 
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.datasets import StereoSample
-from cnnlab.stereo.evaluate import evaluate_samples
-from cnnlab.stereo.protocols import PROTOCOLS, get_protocol
+from cnnlab.stereo.data.datasets import StereoSample
+from cnnlab.stereo.evaluation.evaluate import evaluate_samples
+from cnnlab.stereo.evaluation.protocols import PROTOCOLS, get_protocol
 
 
 def sample(name, disparity, noc=None, foreground=None, valid=None):

@@ -15,20 +15,20 @@ from tests.conftest import shared_path
 
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.budget import IMAGE_MB_PER_PIXEL, estimate_peak_mb, tile_for_budget
-from cnnlab.stereo.confidence import Sparsification, left_right_consistent
-from cnnlab.stereo.io import Calibration, read_kitti_disparity, write_pfm
+from cnnlab.stereo.data.io import Calibration, read_kitti_disparity, write_pfm
+from cnnlab.stereo.inference.budget import IMAGE_MB_PER_PIXEL, estimate_peak_mb, tile_for_budget
+from cnnlab.stereo.inference.confidence import Sparsification, left_right_consistent
+from cnnlab.stereo.inference.predict import Method, disparity_needed, predict_views, range_advice
+from cnnlab.stereo.inference.sgbm import sgbm_disparity
+from cnnlab.stereo.inference.tiling import TILE_MARGIN, plan_tiles, tiled_forward
 from cnnlab.stereo.models.psmnet import PSMNet, PSMNetConfig, precise_disparity_regression
-from cnnlab.stereo.predict import Method, disparity_needed, predict_views, range_advice
-from cnnlab.stereo.sgbm import sgbm_disparity
-from cnnlab.stereo.tiling import TILE_MARGIN, plan_tiles, tiled_forward
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A small PSMNet (random weights) with its card, as a .safetensors checkpoint."""
     from cnnlab.engine.checkpoint import save_checkpoint
-    from cnnlab.stereo.card import psmnet_card
+    from cnnlab.stereo.weights.card import psmnet_card
 
     config = PSMNetConfig(max_disparity=32, blocks=(1, 1, 1, 1))
     path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
@@ -327,15 +327,15 @@ def test_report_on_two_shared_datasets_with_sgbm(tmp_path, capsys):
 
 def test_the_cli_offers_every_ground_truth_format():
     from cnnlab.cli.stereo import GT_FORMATS as OFFERED
-    from cnnlab.stereo.folder import GT_FORMATS
+    from cnnlab.stereo.data.folder import GT_FORMATS
 
     assert OFFERED == GT_FORMATS
 
 
 def test_the_cli_states_the_confidence_settings():
     from cnnlab.cli import stereo
-    from cnnlab.stereo.inference import CONFIDENCE_RADIUS
-    from cnnlab.stereo.predict import MIN_CONFIDENCE
+    from cnnlab.stereo.inference.methods import CONFIDENCE_RADIUS
+    from cnnlab.stereo.inference.predict import MIN_CONFIDENCE
 
     assert (stereo.CONFIDENCE_RADIUS, stereo.MIN_CONFIDENCE) == (CONFIDENCE_RADIUS,
                                                                  MIN_CONFIDENCE)

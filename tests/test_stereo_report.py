@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.datasets import StereoSample, SyntheticStereo
-from cnnlab.stereo.evaluate import evaluate_samples
-from cnnlab.stereo.inference import sgbm_method
-from cnnlab.stereo.regions import (
+from cnnlab.stereo.data.datasets import StereoSample, SyntheticStereo
+from cnnlab.stereo.evaluation.evaluate import evaluate_samples
+from cnnlab.stereo.evaluation.regions import (
     CONTRASTS,
     DEPTH_BINS,
     describe_regions,
@@ -17,7 +16,8 @@ from cnnlab.stereo.regions import (
     region_masks,
     texture,
 )
-from cnnlab.stereo.report import analyse, findings, write_report
+from cnnlab.stereo.evaluation.report import analyse, findings, write_report
+from cnnlab.stereo.inference.methods import sgbm_method
 
 BORDER = 8  # px: the synthetic pairs are 64 x 128, too small for the default 32
 

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.stereo.inference import scaled_outputs
+from cnnlab.stereo.inference.methods import scaled_outputs
+from cnnlab.stereo.inference.tiling import TILE_MARGIN, plan_tiles, tiled_forward
 from cnnlab.stereo.models import create_model
-from cnnlab.stereo.tiling import TILE_MARGIN, plan_tiles, tiled_forward
 
 
 def window_sum(x: torch.Tensor, up: int, down: int, left: int, right: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from torch import nn
 from cnnlab.engine.checkpoint import read_metadata
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.stereo.models.psmnet import Hourglass, SpatialPyramidPooling
-from cnnlab.stereo.trainer import psmnet, train
+from cnnlab.stereo.training.trainer import psmnet, train
 
 SMALL = {"max_disparity": 32, "blocks": (1, 1, 1, 1)}
 QUICK = {"crop": (32, 64), "synthetic_size": (64, 128), "samples_per_epoch": 4,
@@ -41,14 +41,15 @@ def test_student_parts_train_and_are_named_in_the_checkpoint(tmp_path):
                               f"hourglass={__name__}.StudentHourglass)")
     assert card["kwargs"]["max_disparity"] == 32 and card["kwargs"]["blocks"] == [1, 1, 1, 1]
     # the command line cannot rebuild the student's parts: one line, not a wrong network
-    from cnnlab.stereo.weights import load_model
+    from cnnlab.stereo.weights.registry import load_model
 
     with pytest.raises(CheckpointError, match="defined in Python"):
         load_model(run.path)
     # from Python, the same parts rebuild it (an instance or a function giving one alike)
     import cnnlab.stereo as stereo
 
-    with pytest.raises(CheckpointError, match=r"not of PSMNet\(spp=.*StudentSPP\) \(the model given\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"not of PSMNet\(spp=.*StudentSPP\) \(the model given\)"):
         stereo.load(run.path, model=psmnet(spp=StudentSPP, **SMALL))
     loaded = stereo.load(run.path, model=psmnet(spp=StudentSPP, hourglass=StudentHourglass,
                                                 **SMALL), precision="fp32", tile="off")

@@ -13,17 +13,17 @@ from tests.conftest import shared_path, shared_weights
 from cnnlab.cli import main
 from cnnlab.engine.precision import inference_precision, native_precisions
 from cnnlab.errors import CheckpointError
-from cnnlab.stereo.datasets import open_dataset
-from cnnlab.stereo.evaluate import evaluate_samples
-from cnnlab.stereo.inference import FAST_SCALE, psmnet_method
+from cnnlab.stereo.data.datasets import open_dataset
+from cnnlab.stereo.evaluation.evaluate import evaluate_samples
+from cnnlab.stereo.inference.methods import FAST_SCALE, psmnet_method
 from cnnlab.stereo.models import PSMNet
-from cnnlab.stereo.official import (
+from cnnlab.stereo.weights.official import (
     _name_map,
     convert_official_state,
     infer_align_corners,
     read_official_state,
 )
-from cnnlab.stereo.weights import import_checkpoint, load_model, load_weights
+from cnnlab.stereo.weights.registry import import_checkpoint, load_model, load_weights
 
 KITTI2015_TAR = ("PSMNet", "pretrained_model_KITTI2015.tar")
 
@@ -242,7 +242,7 @@ def test_download_of_the_kitti2015_release_is_verified(tmp_path, isolated_roots,
     that redistributes the file; kept only because its md5 matches the release."""
     import urllib.request
 
-    from cnnlab.stereo.weights import STEREO_WEIGHTS
+    from cnnlab.stereo.weights.registry import STEREO_WEIGHTS
 
     mirror = STEREO_WEIGHTS["psmnet-kitti2015"].sources[-1].url
     try:
@@ -310,8 +310,8 @@ def test_malformed_files_get_one_line_not_a_false_alarm(tmp_path, payload, capsy
 def test_checkpoint_whose_header_length_starts_with_the_pickle_byte_loads(tmp_path):
     """A safetensors header length of 128 mod 256 makes byte 0 equal pickle's 0x80."""
     from cnnlab.engine.checkpoint import save_checkpoint
-    from cnnlab.stereo.card import psmnet_card
     from cnnlab.stereo.models import PSMNetConfig
+    from cnnlab.stereo.weights.card import psmnet_card
 
     config = PSMNetConfig(max_disparity=16, blocks=(1, 1, 1, 1))
     state = PSMNet(config).state_dict()
@@ -332,7 +332,7 @@ def test_download_without_checksum_tries_the_next_source(tmp_path, isolated_root
     file imports exactly and is kept."""
     from cnnlab.engine.weights import Source, Weights, download_weights
     from cnnlab.errors import DataError
-    from cnnlab.stereo.weights import check_official
+    from cnnlab.stereo.weights.registry import check_official
 
     good = _official_file(tmp_path / "good.tar", PSMNet(), counters=True)
     html = tmp_path / "page.html"

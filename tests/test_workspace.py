@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-import cnnlab
 from tests.conftest import make_tiny_mnist
+
+import cnnlab
 
 
 def test_setup_finds_a_shared_folder_and_makes_it_the_default(tmp_path, monkeypatch,

@@ -72,7 +72,7 @@ def setup(data_root: str | os.PathLike | None = None,
     to put it. ``download=True`` fetches what can be fetched (MNIST, Fashion-MNIST,
     CIFAR-10, the official PSMNet weights), checksums verified."""
     from cnnlab.data.vision import _find_file, get_spec, load_split
-    from cnnlab.stereo.weights import STEREO_WEIGHTS, check_official
+    from cnnlab.stereo.weights.registry import STEREO_WEIGHTS, check_official
 
     data, data_how = _root(data_root, DATA_ENV, "data", user_cache_dir())
     weights, weights_how = _root(weights_root, WEIGHTS_ENV, "weights",

@@ -198,7 +198,7 @@ def training_lab(name: str) -> Any:
     if name == "classify":
         from cnnlab.classify.training import CLASSIFY
         return CLASSIFY
-    from cnnlab.stereo.train import STEREO
+    from cnnlab.stereo.training.lab import STEREO
     return STEREO
 
 

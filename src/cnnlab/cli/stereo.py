@@ -26,7 +26,7 @@ from cnnlab.cli.common import (
     size,
 )
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.presets import PRESETS
+from cnnlab.stereo.training.presets import PRESETS
 
 DATASETS = ("synthetic", "sceneflow", "kitti2015", "kitti2012", "middlebury", "folder")
 OFFICIAL_FILES = "a .safetensors or official PSMNet .tar file"
@@ -61,7 +61,7 @@ def _shown(value: object) -> str:
 
 def _train_settings(args):
     """The stereo task settings of train's flags (checked), paths made absolute."""
-    from cnnlab.stereo.train import StereoConfig, published_milestones
+    from cnnlab.stereo.training.lab import StereoConfig, published_milestones
 
     if args.preset and args.init:
         raise ConfigError("--preset and --init: the preset sets an architecture, the --init "
@@ -91,7 +91,7 @@ SWEEP_SPACE = ("lr=log:3e-4:3e-3", "schedule=choice:constant,cosine,step",
 
 
 def cmd_sweep(args) -> int:
-    from cnnlab.stereo.train import STEREO
+    from cnnlab.stereo.training.lab import STEREO
 
     if args.dataset == "sceneflow":
         raise ConfigError("--dataset sceneflow: its validation pairs are the FlyingThings3D "
@@ -107,7 +107,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from cnnlab.stereo.train import STEREO
+    from cnnlab.stereo.training.lab import STEREO
 
     settings = _train_settings(args)
     results, out, is_main = run_training(args, STEREO, settings, f"runs/psmnet-{args.dataset}")
@@ -122,7 +122,7 @@ def cmd_train(args) -> int:
 def _load(args, device):
     """The PSMNet of --weights or --checkpoint, its card printed; with --runtime other than
     torch, the exported graph given as --checkpoint FILE.onnx."""
-    from cnnlab.stereo.weights import get_weights, load_model
+    from cnnlab.stereo.weights.registry import get_weights, load_model
 
     runtime = getattr(args, "runtime", "torch")
     exported = bool(args.checkpoint) and Path(args.checkpoint).suffix.lower() == ".onnx"
@@ -147,7 +147,7 @@ def _check_runtime_device(args) -> None:
 
 
 def _load_exported(args, runtime: str, exported: bool):
-    from cnnlab.stereo.runtime import ExportedStereoModel
+    from cnnlab.stereo.inference.runtime import ExportedStereoModel
 
     if runtime == "torch":
         raise ConfigError(f"--checkpoint {args.checkpoint}: an exported graph; run it with "
@@ -191,13 +191,13 @@ def _scored_sources(args, datasets: list[str], split: str, confidence: float | N
     loaded), the methods, the precision, the card and the disparity range."""
     from cnnlab.engine.device import select_device
     from cnnlab.engine.memory import keep_freed_memory
-    from cnnlab.stereo.evaluate import (
+    from cnnlab.stereo.evaluation.evaluate import (
         eval_max_disparity,
         finish_sources,
         open_sources,
         predictors,
     )
-    from cnnlab.stereo.runtime import runtime_precision
+    from cnnlab.stereo.inference.runtime import runtime_precision
 
     _check_folder_options(args, datasets)
     sources = open_sources(datasets, args.data_root, split, args.count, args.synthetic_size,
@@ -220,8 +220,8 @@ def _scored_sources(args, datasets: list[str], split: str, confidence: float | N
 
 def cmd_eval(args) -> int:
     from cnnlab.engine.atomic import check_writable_folder
-    from cnnlab.stereo.evaluate import default_masks, score_sources
-    from cnnlab.stereo.protocols import get_protocol
+    from cnnlab.stereo.evaluation.evaluate import default_masks, score_sources
+    from cnnlab.stereo.evaluation.protocols import get_protocol
     from cnnlab.stereo.results import Evaluation
 
     protocol = get_protocol(args.protocol) if args.protocol else None
@@ -311,11 +311,11 @@ def cmd_predict(args) -> int:
     from cnnlab.engine.device import select_device
     from cnnlab.engine.memory import keep_freed_memory
     from cnnlab.stereo.api import StereoModel
-    from cnnlab.stereo.io import Calibration, read_calibration
-    from cnnlab.stereo.many_pairs import plan_pairs, run_pairs
-    from cnnlab.stereo.predict import range_advice
-    from cnnlab.stereo.runtime import runtime_precision
-    from cnnlab.stereo.submission import archive_path
+    from cnnlab.stereo.data.io import Calibration, read_calibration
+    from cnnlab.stereo.data.submission import archive_path
+    from cnnlab.stereo.inference.many_pairs import plan_pairs, run_pairs
+    from cnnlab.stereo.inference.predict import range_advice
+    from cnnlab.stereo.inference.runtime import runtime_precision
 
     _predict_checks(args)
     # every input is checked before a model is loaded or downloaded
@@ -392,9 +392,9 @@ def _print_single(result: dict) -> None:
 
 def cmd_report(args) -> int:
     from cnnlab.engine.atomic import check_writable_folder
-    from cnnlab.stereo.evaluate import one_at_a_time
-    from cnnlab.stereo.inference import CONFIDENCE_RADIUS
-    from cnnlab.stereo.report import analyse, findings, report_path, write_report
+    from cnnlab.stereo.evaluation.evaluate import one_at_a_time
+    from cnnlab.stereo.evaluation.report import analyse, findings, report_path, write_report
+    from cnnlab.stereo.inference.methods import CONFIDENCE_RADIUS
 
     if args.model in ("psmnet", "both") and not (args.checkpoint or args.weights):
         raise ConfigError("--checkpoint or --weights is required to analyse PSMNet")
@@ -420,7 +420,7 @@ def cmd_export(args) -> int:
     import torch
 
     from cnnlab.engine.atomic import check_writable_folder
-    from cnnlab.stereo.export import check_export, check_pairs, export_onnx, onnx_parity
+    from cnnlab.stereo.inference.export import check_export, check_pairs, export_onnx, onnx_parity
 
     check_writable_folder(Path(args.out).parent, "--out")
     check_export(Path(args.out), args.min_size, args.max_size)
@@ -439,7 +439,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_weights(args) -> int:
-    from cnnlab.stereo.weights import STEREO_WEIGHTS, listing_card
+    from cnnlab.stereo.weights.registry import STEREO_WEIGHTS, listing_card
 
     for name, entry in STEREO_WEIGHTS.items():
         path, status = entry.status(args.weights_root)
@@ -453,7 +453,7 @@ def cmd_weights(args) -> int:
 
 def cmd_weights_download(args) -> int:
     from cnnlab.engine.weights import resolve_weights
-    from cnnlab.stereo.weights import check_official, get_weights
+    from cnnlab.stereo.weights.registry import check_official, get_weights
 
     entry = get_weights(args.name)
     path = resolve_weights(entry, args.weights_root, True, check_official, print)
@@ -462,7 +462,7 @@ def cmd_weights_download(args) -> int:
 
 
 def cmd_weights_import(args) -> int:
-    from cnnlab.stereo.weights import import_checkpoint
+    from cnnlab.stereo.weights.registry import import_checkpoint
 
     path, card = import_checkpoint(args.file, Path(args.out), args.weights_root)
     print_card(card, f"Imported {args.file} -> {path}")

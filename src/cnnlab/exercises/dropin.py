@@ -34,9 +34,9 @@ from cnnlab.engine.card import ModelCard
 from cnnlab.engine.weights import WEIGHTS_ENV
 from cnnlab.errors import CnnlabError
 from cnnlab.exercises.result import Failure, Report, exception_text, shape_text
-from cnnlab.stereo.inference import pair_outputs
-from cnnlab.stereo.io import read_image, read_kitti_disparity
-from cnnlab.stereo.weights import get_weights, load_model
+from cnnlab.stereo.data.io import read_image, read_kitti_disparity
+from cnnlab.stereo.inference.methods import pair_outputs
+from cnnlab.stereo.weights.registry import get_weights, load_model
 
 WEIGHTS_NAME = "psmnet-kitti2015"
 KITTI_PAIR = "000000_10"

@@ -20,8 +20,6 @@ import it when first used.
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,15 +32,15 @@ if TYPE_CHECKING:
         Report,
         Scores,
     )
-    from cnnlab.stereo.trainer import StereoRun, psmnet, train
+    from cnnlab.stereo.training.trainer import StereoRun, psmnet, train
 
-# where each public name lives: imported on first use, so that ``import cnnlab.stereo.io`` (and
-# the command line's --help) does not load torch
+# where each public name lives: imported on first use, so that ``import cnnlab.stereo.data.io``
+# (and the command line's --help) does not load torch
 _PUBLIC = {"StereoModel": "api", "evaluate": "api", "load": "api", "predict_folder": "api",
            "report": "api", "Disparity": "results", "Evaluation": "results",
            "FolderPrediction": "results", "PointCloud": "results", "Report": "results",
-           "Scores": "results", "psmnet": "trainer", "train": "trainer",
-           "StereoRun": "trainer"}
+           "Scores": "results", "psmnet": "training.trainer", "train": "training.trainer",
+           "StereoRun": "training.trainer"}
 
 __all__ = [
     "Disparity",
@@ -74,18 +72,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-class _Face(types.ModuleType):
-    """The package, whose public ``evaluate`` and ``report`` share their names with the
-    submodules ``stereo.evaluate`` and ``stereo.report``: importing a submodule binds it on
-    its package, which would replace the function, so that binding is skipped (the
-    submodules stay importable by their full names)."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _PUBLIC and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Face

@@ -20,14 +20,14 @@ import torch
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.precision import PRECISIONS, inference_precision
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.budget import tiles_for
-from cnnlab.stereo.datasets import StereoDataset
-from cnnlab.stereo.inference import CONFIDENCE_RADIUS, Method, psmnet_method, sgbm_method
-from cnnlab.stereo.predict import MIN_CONFIDENCE, pair_notes, predict_views, saturation
-from cnnlab.stereo.predict import saturation_warning as _saturation_warning
+from cnnlab.stereo.data.datasets import StereoDataset
+from cnnlab.stereo.inference.budget import tiles_for
+from cnnlab.stereo.inference.methods import CONFIDENCE_RADIUS, Method, psmnet_method, sgbm_method
+from cnnlab.stereo.inference.predict import MIN_CONFIDENCE, pair_notes, predict_views, saturation
+from cnnlab.stereo.inference.predict import saturation_warning as _saturation_warning
+from cnnlab.stereo.inference.sgbm import check_range
+from cnnlab.stereo.inference.views import a_kind, as_views
 from cnnlab.stereo.results import Disparity, Evaluation, FolderPrediction, Report
-from cnnlab.stereo.sgbm import check_range
-from cnnlab.stereo.views import a_kind, as_views
 
 SGBM = "sgbm"
 SGBM_RANGE = 192  # SGBM's default range, as stereo predict searches
@@ -314,7 +314,7 @@ def load(name_or_path: str | os.PathLike, *, weights_root: str | os.PathLike | N
     from cnnlab.engine.memory import keep_freed_memory
 
     if exported:
-        from cnnlab.stereo.runtime import ExportedStereoModel
+        from cnnlab.stereo.inference.runtime import ExportedStereoModel
 
         for name, value in (("max_disparity", max_disparity), ("align_corners", align_corners)):
             if value is not None:
@@ -329,7 +329,7 @@ def load(name_or_path: str | os.PathLike, *, weights_root: str | os.PathLike | N
         network = ExportedStereoModel(path, runtime)
         card, device = network.card, network.device
     else:
-        from cnnlab.stereo.weights import load_model
+        from cnnlab.stereo.weights.registry import load_model
 
         device = select_device(device) if isinstance(device, str) else device
         keep_freed_memory()
@@ -369,7 +369,7 @@ def predict_folder(model: StereoModel | str | os.PathLike,
     views) adds EPE/D1 and an error map, ``calibration`` depth and a point cloud. Every input
     is checked before anything runs; a pair that fails to read is reported and skipped.
     Progress goes to ``log`` (None: quiet)."""
-    from cnnlab.stereo.many_pairs import plan_pairs, run_pairs
+    from cnnlab.stereo.inference.many_pairs import plan_pairs, run_pairs
     from cnnlab.stereo.results import as_calibration
 
     if kitti_submission is not None:
@@ -412,7 +412,7 @@ def _scored(model: StereoModel | str | os.PathLike, datasets: Sequence[object],
             ) -> tuple[dict[str, StereoDataset], dict[str, Method], StereoModel]:
     """The datasets (opened and checked before a model is loaded) and the methods that score
     them: the model's, and SGBM beside it with ``compare_sgbm``."""
-    from cnnlab.stereo.evaluate import finish_sources, open_sources
+    from cnnlab.stereo.evaluation.evaluate import finish_sources, open_sources
 
     if not datasets:
         raise ConfigError("is required: a dataset name (kitti2015, kitti2012, middlebury, "
@@ -448,15 +448,15 @@ def evaluate(model: StereoModel | str | os.PathLike, dataset: object = None,
     its dataset, split, pixel masks and the published figures beside). ``split``: train, val,
     test or all (default: the protocol's, else all). ``compare_sgbm`` scores SGBM too, as
     ``stereo eval --model both``. Progress goes to ``log`` (None: quiet)."""
-    from cnnlab.stereo.evaluate import default_masks, score_sources
-    from cnnlab.stereo.protocols import get_protocol
+    from cnnlab.stereo.evaluation.evaluate import default_masks, score_sources
+    from cnnlab.stereo.evaluation.protocols import get_protocol
 
     chosen = None
     if protocol is not None:
         try:
             chosen = get_protocol(protocol)
         except ConfigError:
-            from cnnlab.stereo.protocols import PROTOCOLS
+            from cnnlab.stereo.evaluation.protocols import PROTOCOLS
 
             raise ConfigError(f"{protocol!r}: unknown; choose from {', '.join(PROTOCOLS)}",
                               parameter="protocol") from None
@@ -490,8 +490,8 @@ def report(model: StereoModel | str | os.PathLike, datasets: object, *,
     under ``data_root``, StereoDatasets, or one of them), findings worded from the numbers,
     the worst pairs, and the sparsification curve of PSMNet's confidence. Shows itself in a
     notebook; ``.save(path)`` writes the ``stereo report`` files."""
-    from cnnlab.stereo.evaluate import one_at_a_time
-    from cnnlab.stereo.report import analyse
+    from cnnlab.stereo.evaluation.evaluate import one_at_a_time
+    from cnnlab.stereo.evaluation.report import analyse
 
     if isinstance(border, bool) or not isinstance(border, int) or border < 0:
         raise ConfigError(f"{border!r}: expected a width in pixels, >= 0", parameter="border")

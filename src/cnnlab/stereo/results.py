@@ -19,18 +19,18 @@ import numpy as np
 from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.folder import read_ground_truth
-from cnnlab.stereo.inference import Method
-from cnnlab.stereo.io import Calibration, read_calibration
-from cnnlab.stereo.metrics import region_counts
-from cnnlab.stereo.predict import (
+from cnnlab.stereo.data.folder import read_ground_truth
+from cnnlab.stereo.data.io import Calibration, read_calibration
+from cnnlab.stereo.evaluation.metrics import region_counts
+from cnnlab.stereo.inference.methods import Method
+from cnnlab.stereo.inference.predict import (
     MIN_CONFIDENCE,
     PairInputs,
     Prediction,
     check_spares_inputs,
     write_prediction,
 )
-from cnnlab.stereo.views import a_kind
+from cnnlab.stereo.inference.views import a_kind
 
 SCALE_SHARE = 0.75  # colours span this share of the searched range, as stereo predict draws
 SHOWN_ROWS = 20  # rows a repr lists before "... and N more"
@@ -142,7 +142,7 @@ class PointCloud:
 
     def save(self, path: str | os.PathLike) -> Path:
         """A binary PLY file (atomically), as ``stereo predict`` writes."""
-        from cnnlab.stereo.visualize import write_ply
+        from cnnlab.stereo.inference.visualize import write_ply
 
         return write_ply(Path(path), self.xyz, self.rgb)
 
@@ -227,7 +227,7 @@ class Disparity:
                     max_depth: float = 80.0) -> PointCloud:
         """The pixels with a depth below ``max_depth`` metres, back-projected through the
         calibration's pinhole camera (centred principal point), coloured by the left view."""
-        from cnnlab.stereo.visualize import point_cloud
+        from cnnlab.stereo.inference.visualize import point_cloud
 
         calibration = as_calibration(calibration)
         depth = self.depth(calibration, min_confidence=min_confidence)
@@ -251,7 +251,7 @@ class Disparity:
         """A Picture: the left view and the disparity in KITTI's colours with a colour bar in
         pixels; with ``gt`` its error map too, and with ``confidence`` the confidence map."""
         from cnnlab.engine.plotting import Picture
-        from cnnlab.stereo.visualize import colorize_error, overview_figure
+        from cnnlab.stereo.inference.visualize import colorize_error, overview_figure
 
         error_image = None
         if gt is not None:
@@ -268,14 +268,14 @@ class Disparity:
         return Picture(figure, self._title())
 
     def _filled(self) -> np.ndarray:
-        from cnnlab.stereo.metrics import fill_holes_background
+        from cnnlab.stereo.evaluation.metrics import fill_holes_background
 
         return (self.disparity if self.valid.all()
                 else fill_holes_background(self.disparity, self.valid))
 
     def _repr_png_(self) -> bytes:
         from cnnlab.engine.plotting import Picture
-        from cnnlab.stereo.visualize import overview_figure
+        from cnnlab.stereo.inference.visualize import overview_figure
 
         figure = overview_figure(None, np.where(self.valid, self.disparity, 0),
                                  self._scale_max(), title=self._title(), width=7.0)
@@ -415,8 +415,8 @@ class Evaluation:
 
     def table(self) -> str:
         """The table ``stereo eval`` prints."""
-        from cnnlab.stereo.evaluate import format_table
-        from cnnlab.stereo.protocols import format_protocol_table
+        from cnnlab.stereo.evaluation.evaluate import format_table
+        from cnnlab.stereo.evaluation.protocols import format_protocol_table
 
         if self.protocol is not None:
             return format_protocol_table(self.protocol, {key.split("/", 1)[1]: result
@@ -472,14 +472,14 @@ class Report:
 
     def findings(self, dataset: str | None = None) -> list[str]:
         """Sentences about ``dataset`` (default: the first analysed)."""
-        from cnnlab.stereo.report import findings
+        from cnnlab.stereo.evaluation.report import findings
 
         return findings(self.analysis, dataset or next(iter(self.analysis["datasets"])))
 
     def save(self, path: str | os.PathLike, format: str = "html") -> list[Path]:
         """``path`` as an HTML file (pictures inlined) or Markdown with its PNGs in
         ``<stem>_files/``, the numbers in ``<stem>.json``; returns the files written."""
-        from cnnlab.stereo.report import report_path, write_report
+        from cnnlab.stereo.evaluation.report import report_path, write_report
 
         out = report_path(Path(path), format)
         check_writable_folder(out.parent, "path")
@@ -497,6 +497,6 @@ class Report:
         return "Report(" + ", ".join(self.analysis["methods"]) + ")\n" + "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        from cnnlab.stereo.report import report_html
+        from cnnlab.stereo.evaluation.report import report_html
 
         return report_html(self.analysis, card=self.card)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.stereo.data.preprocess import IMAGENET_PREPROCESS
 from cnnlab.stereo.models.blocks import (
     ConvBN,
     OneChannelConv3d,
@@ -39,7 +40,6 @@ from cnnlab.stereo.models.blocks import (
 )
 from cnnlab.stereo.models.cost_volume import build_concat_volume
 from cnnlab.stereo.models.registry import register_model
-from cnnlab.stereo.preprocess import IMAGENET_PREPROCESS
 
 VARIANTS = ("stackhourglass", "basic")
 DEFAULT_MAX_DISPARITY = 192  # the published setting

@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
-from cnnlab.stereo.datasets import StereoDataset, StereoSample
-from cnnlab.stereo.losses import valid_mask
-from cnnlab.stereo.preprocess import Normalize
+from cnnlab.stereo.data.datasets import StereoDataset, StereoSample
+from cnnlab.stereo.data.preprocess import Normalize
+from cnnlab.stereo.training.losses import valid_mask
 
 # (left, right): (3, H, W) normalised float; disparity (H, W) float32; mask (H, W) bool
 Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]

@@ -124,8 +124,8 @@ def check_pairs(card: ModelCard, sizes: list[tuple[int, int]]
     """A rendered synthetic scene per size, normalised as the card says: inputs with the
     structure of real pairs for the parity check (on noise the cost volume is chaotic, and
     fp32 PyTorch itself moves 1.6e-3 px from fp64)."""
-    from cnnlab.stereo.preprocess import Normalize
-    from cnnlab.stereo.synthetic import render_pair, scene_max_disparity
+    from cnnlab.stereo.data.preprocess import Normalize
+    from cnnlab.stereo.data.synthetic import render_pair, scene_max_disparity
 
     normalize = Normalize(card.preprocess["mean"], card.preprocess["std"])
     pairs = []

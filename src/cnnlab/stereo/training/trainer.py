@@ -17,7 +17,7 @@ from cnnlab.engine.session import RunFolder, absolute, live_curves, run_folder, 
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.models import PSMNetConfig
 from cnnlab.stereo.models.psmnet import PSMNet
-from cnnlab.stereo.train import ARCHITECTURE, StereoConfig, StereoLab, stereo_run
+from cnnlab.stereo.training.lab import ARCHITECTURE, StereoConfig, StereoLab, stereo_run
 
 # settings train() takes by keyword: the recipe's fields (the architecture comes with the model)
 TASK_SETTINGS = tuple(f.name for f in dataclasses.fields(StereoConfig)

@@ -12,7 +12,7 @@ import numpy as np
 
 from cnnlab.engine.atomic import atomic_write
 from cnnlab.errors import DataError
-from cnnlab.stereo.io import write_kitti_disparity
+from cnnlab.stereo.data.io import write_kitti_disparity
 
 NAME = re.compile(r"^\d{6}_10$")
 TEST_PAIRS = {"KITTI 2015": 200, "KITTI 2012": 195}

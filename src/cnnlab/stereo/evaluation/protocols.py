@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.datasets import StereoSample
-from cnnlab.stereo.regions import non_occluded
+from cnnlab.stereo.data.datasets import StereoSample
+from cnnlab.stereo.evaluation.regions import non_occluded
 
 Masks = Callable[[StereoSample], dict[str, np.ndarray]]
 PAPER = "Chang & Chen, Pyramid Stereo Matching Network, CVPR 2018"

@@ -21,8 +21,8 @@ from PIL import Image
 
 from cnnlab.data.image import SIXTEEN_BIT_MODES
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.datasets import FileStereoDataset, StereoSample, _Entry
-from cnnlab.stereo.io import (
+from cnnlab.stereo.data.datasets import FileStereoDataset, StereoSample, _Entry
+from cnnlab.stereo.data.io import (
     read_image,
     read_kitti_disparity,
     read_pfm_disparity,

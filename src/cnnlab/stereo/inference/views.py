@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.io import read_image
+from cnnlab.stereo.data.io import read_image
 
 ACCEPTED = "a file path, a PIL image or a (H, W, 3) uint8 array"
 

@@ -18,22 +18,22 @@ from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.lab import recipe_of, train_run
 from cnnlab.engine.loop import FitResult, evaluate
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.card import LEGACY_KWARGS, build_stereo_model, psmnet_card
-from cnnlab.stereo.datasets import VAL_SEED, StereoDataset, SyntheticStereo, open_dataset
-from cnnlab.stereo.folder import open_folder
-from cnnlab.stereo.metrics import rates
+from cnnlab.stereo.data.datasets import VAL_SEED, StereoDataset, SyntheticStereo, open_dataset
+from cnnlab.stereo.data.folder import open_folder
+from cnnlab.stereo.data.preprocess import Normalize
+from cnnlab.stereo.data.synthetic import scene_max_disparity
+from cnnlab.stereo.evaluation.metrics import rates
 from cnnlab.stereo.models import PSMNetConfig
-from cnnlab.stereo.pipeline import (
+from cnnlab.stereo.training.pipeline import (
     Augmentor,
     TrainingPairs,
     ValidationPairs,
     read_validation,
     train_loader,
 )
-from cnnlab.stereo.preprocess import Normalize
-from cnnlab.stereo.synthetic import scene_max_disparity
-from cnnlab.stereo.task import StereoTask
-from cnnlab.stereo.weights import load_weights
+from cnnlab.stereo.training.task import StereoTask
+from cnnlab.stereo.weights.card import LEGACY_KWARGS, build_stereo_model, psmnet_card
+from cnnlab.stereo.weights.registry import load_weights
 
 # real datasets up to this many pairs stay decoded in memory when read in the training process
 # (KITTI 2015's 200 training pairs: ~1.1 GB)

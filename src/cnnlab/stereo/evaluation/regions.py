@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from cnnlab.stereo.datasets import StereoSample
+from cnnlab.stereo.data.datasets import StereoSample
 
 # (name, lowest, highest) ground-truth disparity in px: KITTI reaches ~230 px, Middlebury at
 # quarter size ~60 px, so the first three bins cover both and the last holds KITTI's near cars

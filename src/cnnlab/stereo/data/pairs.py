@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.folder import Pair, folder_from_globs, folder_from_list
+from cnnlab.stereo.data.folder import Pair, folder_from_globs, folder_from_list
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.tiling import MIN_KEPT, TILE_MARGIN
+from cnnlab.stereo.inference.tiling import MIN_KEPT, TILE_MARGIN
 
 # MB per low-resolution voxel and MB of fixed cost, by the precision of the 3-D stage
 PEAK_MODEL = {"fp32": (838e-6, 23.0), "bf16": (500e-6, 6.5), "fp16": (500e-6, 6.5)}
@@ -130,8 +130,8 @@ def tiles_for(sizes: list[tuple[int, int]], max_disparity: int, precision: str, 
     are the full pair's; the network sees them scaled by ``scale``, searching
     ``max_disparity`` full-resolution pixels. ``can_tile`` False (an exported graph) refuses a
     pair over the budget."""
-    from cnnlab.stereo.inference import scaled_max_disparity
-    from cnnlab.stereo.tiling import plan_tiles
+    from cnnlab.stereo.inference.methods import scaled_max_disparity
+    from cnnlab.stereo.inference.tiling import plan_tiles
 
     budget = max_memory or default_budget_mb(device)
     scaled_range = scaled_max_disparity(max_disparity, scale)

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cnnlab.stereo.losses import disparity_loss
-from cnnlab.stereo.metrics import COUNT_KEYS, error_counts, rates
-from cnnlab.stereo.pipeline import EpochSampler, Pair
+from cnnlab.stereo.evaluation.metrics import COUNT_KEYS, error_counts, rates
+from cnnlab.stereo.training.losses import disparity_loss
+from cnnlab.stereo.training.pipeline import EpochSampler, Pair
 
 
 class StereoTask:

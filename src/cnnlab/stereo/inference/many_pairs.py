@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING
 
 from cnnlab.engine.atomic import check_writable_folder
 from cnnlab.errors import CnnlabError, ConfigError, DataError
-from cnnlab.stereo import predict  # by module: what tests patch there applies here too
-from cnnlab.stereo.folder import Pair
-from cnnlab.stereo.io import Calibration
-from cnnlab.stereo.pairs import check_pair_headers, output_stems, resolve_pairs
-from cnnlab.stereo.predict import MIN_CONFIDENCE, PairInputs, check_spares_inputs
-from cnnlab.stereo.results import FolderPrediction
-from cnnlab.stereo.submission import (
+from cnnlab.stereo.data.folder import Pair
+from cnnlab.stereo.data.io import Calibration
+from cnnlab.stereo.data.pairs import check_pair_headers, output_stems, resolve_pairs
+from cnnlab.stereo.data.submission import (
     archive_path,
     check_submission_names,
     write_submission_png,
     zip_submission,
 )
+from cnnlab.stereo.inference import predict  # by module: what tests patch there applies here too
+from cnnlab.stereo.inference.predict import MIN_CONFIDENCE, PairInputs, check_spares_inputs
+from cnnlab.stereo.results import FolderPrediction
 
 if TYPE_CHECKING:
     from cnnlab.stereo.api import StereoModel

@@ -15,9 +15,9 @@ from torch import nn
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.precision import LOW_PRECISION, inference_autocast
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.preprocess import to_input
-from cnnlab.stereo.sgbm import sgbm_disparity
-from cnnlab.stereo.tiling import tiled_forward
+from cnnlab.stereo.data.preprocess import to_input
+from cnnlab.stereo.inference.sgbm import sgbm_disparity
+from cnnlab.stereo.inference.tiling import tiled_forward
 
 CONFIDENCE_RADIUS = 2.0  # px: the probability mass within this of the estimate (see README)
 

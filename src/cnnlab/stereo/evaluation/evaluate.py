@@ -14,19 +14,19 @@ from torch import nn
 
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.datasets import (
+from cnnlab.stereo.data.datasets import (
     VAL_SEED,
     StereoDataset,
     StereoSample,
     SyntheticStereo,
     open_dataset,
 )
-from cnnlab.stereo.folder import open_folder
-from cnnlab.stereo.inference import Method, Outputs, outputs_of, psmnet_method, sgbm_method
-from cnnlab.stereo.metrics import rates, region_counts
+from cnnlab.stereo.data.folder import open_folder
+from cnnlab.stereo.data.synthetic import scene_max_disparity
+from cnnlab.stereo.evaluation.metrics import rates, region_counts
+from cnnlab.stereo.inference.methods import Method, Outputs, outputs_of, psmnet_method, sgbm_method
+from cnnlab.stereo.inference.sgbm import check_range
 from cnnlab.stereo.models.psmnet import DEFAULT_MAX_DISPARITY
-from cnnlab.stereo.sgbm import check_range
-from cnnlab.stereo.synthetic import scene_max_disparity
 
 # a Method, or any function of a sample giving Outputs or (disparity, valid)
 Predictor = Callable[[StereoSample], Outputs | tuple[np.ndarray, np.ndarray]]

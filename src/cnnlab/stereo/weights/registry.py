@@ -30,16 +30,16 @@ from cnnlab.engine.checkpoint import (
 )
 from cnnlab.engine.weights import Source, Weights, locate_weights, registered, sourced
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.stereo.card import (
+from cnnlab.stereo.models import PSMNetConfig
+from cnnlab.stereo.models.psmnet import upgrade_state_keys
+from cnnlab.stereo.weights.card import (
     LEGACY_KWARGS,
     build_stereo_model,
     psmnet_card,
     validated,
     with_overrides,
 )
-from cnnlab.stereo.models import PSMNetConfig
-from cnnlab.stereo.models.psmnet import upgrade_state_keys
-from cnnlab.stereo.official import (
+from cnnlab.stereo.weights.official import (
     convert_official_state,
     detect_variant,
     infer_align_corners,

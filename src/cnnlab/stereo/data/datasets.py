@@ -20,13 +20,13 @@ from torch.utils.data import Dataset
 
 from cnnlab.data.image import open_image
 from cnnlab.errors import DataError
-from cnnlab.stereo.io import (
+from cnnlab.stereo.data.io import (
     read_image,
     read_kitti_disparity,
     read_pfm_disparity,
     read_scaled_disparity,
 )
-from cnnlab.stereo.synthetic import render_pair
+from cnnlab.stereo.data.synthetic import render_pair
 
 VAL_SEED = 9_999  # held-out synthetic scenes, never drawn for training (training uses 0+)
 # (path, scale) -> (disparity float32 with 0 where unknown, valid mask)

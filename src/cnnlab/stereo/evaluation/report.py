@@ -24,12 +24,10 @@ from PIL import Image
 
 from cnnlab.engine.atomic import atomic_write, atomic_write_json, atomic_write_text
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.confidence import Sparsification, describe_curve, sparsification_figure
-from cnnlab.stereo.datasets import StereoDataset, StereoSample
-from cnnlab.stereo.evaluate import Predictor
-from cnnlab.stereo.inference import CONFIDENCE_RADIUS, outputs_of
-from cnnlab.stereo.metrics import rates, region_counts
-from cnnlab.stereo.regions import (
+from cnnlab.stereo.data.datasets import StereoDataset, StereoSample
+from cnnlab.stereo.evaluation.evaluate import Predictor
+from cnnlab.stereo.evaluation.metrics import rates, region_counts
+from cnnlab.stereo.evaluation.regions import (
     BEYOND_RANGE,
     CONTRASTS,
     DEPTH_BINS,
@@ -37,7 +35,9 @@ from cnnlab.stereo.regions import (
     describe_regions,
     region_masks,
 )
-from cnnlab.stereo.visualize import KITTI_ERROR_MAP, colorize_disparity, colorize_error
+from cnnlab.stereo.inference.confidence import Sparsification, describe_curve, sparsification_figure
+from cnnlab.stereo.inference.methods import CONFIDENCE_RADIUS, outputs_of
+from cnnlab.stereo.inference.visualize import KITTI_ERROR_MAP, colorize_disparity, colorize_error
 
 FORMATS = {"html": ".html", "markdown": ".md"}
 SMALL_REGION = 1000  # pixels: below this a region's rates are rough, and the report says so

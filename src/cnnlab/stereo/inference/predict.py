@@ -16,18 +16,18 @@ from torch import nn
 from cnnlab.engine.atomic import check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.confidence import left_right_consistent
-from cnnlab.stereo.folder import read_ground_truth
-from cnnlab.stereo.inference import Method, psmnet_method
-from cnnlab.stereo.io import (
+from cnnlab.stereo.data.folder import read_ground_truth
+from cnnlab.stereo.data.io import (
     Calibration,
     read_calibration,
     read_image,
     write_kitti_disparity,
     write_pfm,
 )
-from cnnlab.stereo.metrics import error_counts, fill_holes_background, rates
-from cnnlab.stereo.visualize import (
+from cnnlab.stereo.evaluation.metrics import error_counts, fill_holes_background, rates
+from cnnlab.stereo.inference.confidence import left_right_consistent
+from cnnlab.stereo.inference.methods import Method, psmnet_method
+from cnnlab.stereo.inference.visualize import (
     colorize_disparity,
     colorize_error,
     plot_overview,
