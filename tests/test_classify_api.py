@@ -182,3 +182,19 @@ def test_cli_names_flags_where_the_library_names_parameters():
     assert ConfigError(": flips", parameter="hflip").worded(names) == "--hflip: flips"
     assert str(ConfigError("must be at least 1", parameter="batch_size")) == (
         "batch_size must be at least 1")
+
+
+def test_runs_compare_and_evaluate_as_they_were_scored(tiny_mnist_root, tmp_path):
+    runs = [classify.train(TinyNet, "mnist", epochs=2, test_limit=32, name=f"net{hidden}",
+                           out=tmp_path / f"net{hidden}", data_root=tiny_mnist_root,
+                           model_kwargs={}, **RECIPE, **QUIET)
+            for hidden in (1, 2)]
+    assert runs[0].evaluate().count == 32  # the run's own test_limit, as results were
+    assert runs[0].evaluate().accuracy == pytest.approx(runs[0].results["test_accuracy"])
+    assert runs[0].evaluate(limit=64).count == 64
+    picture = classify.compare(runs, "val_acc")
+    assert picture._repr_png_().startswith(b"\x89PNG")
+    legend = [t.get_text() for t in picture.figure.axes[0].get_legend().get_texts()]
+    assert legend == ["net1", "net2"]
+    with pytest.raises(ConfigError, match="metric 'val_epe' is not a column"):
+        classify.compare(runs, "val_epe")

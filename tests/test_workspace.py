@@ -33,3 +33,17 @@ def test_setup_prefers_arguments_then_the_environment(tmp_path, monkeypatch, iso
     given = cnnlab.setup(tmp_path / "given", tmp_path / "w", log=None)
     assert (given.data_root, given.weights_root) == (tmp_path / "given", tmp_path / "w")
     assert "(given)" in repr(given)
+
+
+def test_setup_downloads_by_name_and_refuses_what_it_cannot(tmp_path, monkeypatch, isolated_roots):
+    import pytest
+
+    from cnnlab.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="download mnst: not something setup finds"):
+        cnnlab.setup(tmp_path, tmp_path, download=["mnst"], log=None)
+    with pytest.raises(ConfigError, match="download kitti2015: cannot be downloaded"):
+        cnnlab.setup(tmp_path, tmp_path, download="kitti2015", log=None)
+    lines = repr(cnnlab.setup(tmp_path, tmp_path, log=None))
+    assert "setup(download=['mnist'])" in lines and "drive.google" not in lines

@@ -11,12 +11,13 @@ variables), so every later call finds the same files.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnlab.data.root import ENV_VAR as DATA_ENV
 from cnnlab.data.root import user_cache_dir
+from cnnlab.errors import ConfigError
 
 WEIGHTS_ENV = "CNNLAB_WEIGHTS"
 VISION = ("mnist", "fashion-mnist", "cifar10")
@@ -65,14 +66,30 @@ def _root(given: str | os.PathLike | None, variable: str, kind: str, cache: Path
 
 
 def setup(data_root: str | os.PathLike | None = None,
-          weights_root: str | os.PathLike | None = None, *, download: bool = False,
+          weights_root: str | os.PathLike | None = None, *,
+          download: bool | Iterable[str] = False,
           log: Callable[[str], None] | None = print) -> Setup:
     """Find the data and weights (see the module's rules), make them this process's defaults,
     and print one line per dataset and weights file: found where, or what to get and where
-    to put it. ``download=True`` fetches what can be fetched (MNIST, Fashion-MNIST,
-    CIFAR-10, the official PSMNet weights), checksums verified."""
+    to put it. ``download`` fetches what is missing and can be fetched, checksums verified:
+    True for everything (MNIST, Fashion-MNIST, CIFAR-10, the official PSMNet weights), or
+    the names wanted, e.g. ``["mnist"]``."""
     from cnnlab.data.vision import _find_file, get_spec, load_split
     from cnnlab.stereo.weights.registry import STEREO_WEIGHTS, check_official
+
+    known = (*VISION, *STEREO, *STEREO_WEIGHTS)
+    if isinstance(download, bool):
+        fetch = set(known) if download else set()
+    else:
+        fetch = {download} if isinstance(download, str) else set(download)
+        unknown = sorted(fetch - set(known))
+        if unknown:
+            raise ConfigError(f"{', '.join(unknown)}: not something setup finds; choose from "
+                              f"{', '.join(known)}", parameter="download")
+        stereo = sorted(fetch & set(STEREO))
+        if stereo:
+            raise ConfigError(f"{', '.join(stereo)}: cannot be downloaded (their licences ask "
+                              "you to register); see docs/stereo.md", parameter="download")
 
     data, data_how = _root(data_root, DATA_ENV, "data", user_cache_dir())
     weights, weights_how = _root(weights_root, WEIGHTS_ENV, "weights",
@@ -85,14 +102,14 @@ def setup(data_root: str | os.PathLike | None = None,
         wanted = spec.files["train"][0].name if spec.files else None
         path = (_find_file([data / spec.folder], wanted) if wanted
                 else (data / spec.folder if (data / spec.folder).is_dir() else None))
-        if path is None and download:
+        if path is None and name in fetch:
             load_split(name, "train", data, download=True)
             load_split(name, "test", data, download=True)
             path = data / spec.folder
         result.found[name] = data / spec.folder if path else None
         result.lines.append(f"  {name:<20} " + (f"found in {data / spec.folder}" if path else
-                            f"missing: put it in {data / spec.folder} or call "
-                            "setup(download=True)"))
+                            f"missing: put it in {data / spec.folder}, or "
+                            f"setup(download=[{name!r}])"))
     for name, folder in STEREO.items():
         path = data / folder
         result.found[name] = path if path.is_dir() else None
@@ -100,7 +117,7 @@ def setup(data_root: str | os.PathLike | None = None,
                             f"missing: put it in {path} (see docs/data.md)"))
     for name, entry in STEREO_WEIGHTS.items():
         path, status = entry.status(weights)
-        if path is None and download and entry.sources:
+        if path is None and name in fetch and entry.sources:
             from cnnlab.engine.weights import download_weights
 
             path = download_weights(entry, weights, check_official, log=log)
@@ -108,8 +125,8 @@ def setup(data_root: str | os.PathLike | None = None,
         result.found[name] = path
         target = weights / entry.folder if entry.folder else weights
         result.lines.append(f"  {name:<20} " + (status if path else
-                            f"{status}: get {entry.file_name} ({entry.origin}) into {target}, "
-                            "or call setup(download=True)"))
+                            f"{status}: {entry.file_name} into {target}, or "
+                            f"setup(download=[{name!r}])"))
     if log is not None:
         log(repr(result))
     return result

@@ -20,14 +20,14 @@ from cnnlab.classify.classifier import Classifier, load
 from cnnlab.classify.evaluate import Evaluation
 from cnnlab.classify.predict import Predictions
 
-__all__ = ["Classifier", "Evaluation", "Predictions", "Run", "create_model", "dataset", "load",
-           "models", "train"]
+__all__ = ["Classifier", "Evaluation", "Predictions", "Run", "compare", "create_model", "dataset",
+           "load", "models", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    """``train`` and ``Run`` import the training code only when used: inference (load,
-    predict, evaluate) never imports it."""
-    if name in ("train", "Run"):
+    """``train``, ``Run`` and ``compare`` import the training code only when used: inference
+    (load, predict, evaluate) never imports it."""
+    if name in ("train", "Run", "compare"):
         from cnnlab.classify import run
 
         globals()[name] = value = getattr(run, name)  # found directly from now on

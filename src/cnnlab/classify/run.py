@@ -16,12 +16,14 @@ from cnnlab.classify.classifier import Classifier, load
 from cnnlab.classify.evaluate import Evaluation
 from cnnlab.classify.predict import Predictions
 from cnnlab.classify.training import ClassifyConfig, ClassifyLab, classify_run
-from cnnlab.engine.config import OptimConfig
+from cnnlab.engine.config import OptimConfig, read_config_file
 from cnnlab.engine.lab import train_run
 from cnnlab.engine.network import is_user_network, network_factory, qualified_name
+from cnnlab.engine.plotting import Picture
 from cnnlab.engine.session import (
     RunFolder,
     absolute,
+    compare_runs,
     live_curves,
     run_folder,
     split_settings,
@@ -56,8 +58,11 @@ class Run(RunFolder):
         return loaded
 
     def evaluate(self, dataset: str | None = None, **options) -> Evaluation:
-        """Accuracy, confusion matrix and mistakes of the last weights on the test set (see
+        """Accuracy, confusion matrix and mistakes of the last weights on the test set (the
+        run's own ``test_limit`` first images, as its results were; see
         ``Classifier.evaluate`` for the options)."""
+        if dataset is None and "limit" not in options:
+            options["limit"] = read_config_file(self.path)["classify"].get("test_limit")
         return self.classifier().evaluate(dataset, **options)
 
     def predict(self, images: object, *, top_k: int = 3) -> Predictions:
@@ -74,7 +79,7 @@ class Run(RunFolder):
 def train(model: object, dataset: str = "fashion-mnist", *, epochs: int = 10,
           limit: int | None = None, out: str | os.PathLike | None = None,
           resume: bool = False, device: str = "auto", download: bool = False,
-          live: bool | None = None, progress: bool = True,
+          live: bool | None = None, progress: bool = True, name: str | None = None,
           log: Callable[[str], None] = print, **settings: Any) -> Run:
     """Train ``model`` on ``dataset`` ("mnist", "fashion-mnist", "cifar10") and evaluate it
     on the test set.
@@ -83,9 +88,10 @@ def train(model: object, dataset: str = "fashion-mnist", *, epochs: int = 10,
     weights it has) or its class / a function building it (built under ``seed``, so the run
     is reproducible: the same network as a registry model trains identically). ``limit``:
     the first N training images only. ``out``: the run folder (default a fresh one under
-    ``runs/``); ``resume=True`` continues the run in ``out`` exactly. ``live``: redraw the
-    curves after every epoch (default: in a notebook). ``settings``: lr, batch_size,
-    optimizer, schedule, seed, amp, val_size, translate, hflip, image_size, test_limit, ...
+    ``runs/``, named after ``name`` or the model); ``resume=True`` continues the run in
+    ``out`` exactly. ``live``: redraw the curves after every epoch (default: in a notebook).
+    ``settings``: lr, batch_size, optimizer, schedule, seed, amp, val_size, translate, hflip,
+    image_size, test_limit, ...
     """
     task_settings, optim_settings = split_settings(settings, TASK_SETTINGS, OPTIM_SETTINGS)
     if "data_root" in task_settings:
@@ -96,16 +102,23 @@ def train(model: object, dataset: str = "fashion-mnist", *, epochs: int = 10,
         factory = network_factory(model)  # called by the lab under the run's seed
         # the class names the run; a factory's is learnt from one network it builds
         named = model if isinstance(model, (nn.Module, type)) else factory()
-        name, module = (named.__name__ if isinstance(named, type) else type(named).__name__,
-                        qualified_name(named))
+        architecture, module = (named.__name__ if isinstance(named, type)
+                                else type(named).__name__, qualified_name(named))
     else:
-        name, module = model, None
-    config = ClassifyConfig(dataset=dataset, model=name, module=module, limit=limit,
+        architecture, module = model, None
+    label = name or architecture  # what the run folder and the curves are called
+    config = ClassifyConfig(dataset=dataset, model=architecture, module=module, limit=limit,
                             **task_settings)
     optim = OptimConfig(epochs=epochs, **optim_settings)
-    out = run_folder(out, resume, f"{name}-{dataset}")
-    curves = live_curves(live, f"{name} on {dataset}", out, resume)
+    out = run_folder(out, resume, f"{label}-{dataset}")
+    curves = live_curves(live, f"{label} on {dataset}", out, resume)
     lab = ClassifyLab(factory)
     train_run(classify_run(config, optim), lab, out, resume, device, log=log,
               progress=progress, download=download, on_epoch=curves)
     return Run(Path(out), lab.built if custom else None, model if custom else None)
+
+
+def compare(runs: list[Run], metric: str = "val_acc") -> Picture:
+    """Several runs' ``metric`` per epoch in one picture ("val_acc", "val_loss",
+    "train_loss", ...), a line per run named after its folder."""
+    return compare_runs(runs, metric, f"{metric} per epoch")

@@ -258,13 +258,19 @@ def fit(model: nn.Module, task: Task, config: OptimConfig, run_dir: RunDir,
             run_dir.plot_curves(history, title=full_config.get("title", ""))
             save_checkpoint(run_dir.checkpoint("last"), bare.state_dict(), meta,
                             optimizer.state_dict(), _rng_states(generator, device))
-            summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
+            summary = ", ".join(f"{k} {_figure(v)}" for k, v in row.items()
                                 if k not in ("epoch",) and isinstance(v, float))
             log(f"Epoch {epoch + 1}/{config.epochs}: {summary}")
         if on_epoch is not None:
             on_epoch(row)
         barrier(info)
     return FitResult(history, best, val_sums or None)
+
+
+def _figure(value: float) -> str:
+    """4 significant digits, without an exponent for the counts a person reads (46,910
+    images/s, not 4.691e+04)."""
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
 
 
 def epoch_card(card: ModelCard, row: dict) -> ModelCard:

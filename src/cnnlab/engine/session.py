@@ -104,3 +104,33 @@ class RunFolder:
 
     def _repr_png_(self) -> bytes | None:
         return self.curves().png() if self.history else None
+
+
+def compare_runs(runs: list[RunFolder], metric: str, title: str = "") -> Picture:
+    """One panel: ``metric`` (a metrics.csv column, e.g. "val_acc") per epoch, a line per run,
+    labelled by its folder's name."""
+    from matplotlib.ticker import MaxNLocator
+
+    from cnnlab.engine.plotting import new_figure
+    from cnnlab.engine.rundir import AXIS_LABELS
+
+    if not runs:
+        raise ConfigError("is empty; give the runs to compare", parameter="runs")
+    fig = new_figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    for run in runs:
+        rows = run.history
+        if rows and metric not in rows[0]:
+            raise ConfigError(f"{metric!r} is not a column of {run.path.name}'s metrics "
+                              f"({', '.join(rows[0])})", parameter="metric")
+        ax.plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker="o",
+                label=run.path.name)
+    split, _, name = metric.partition("_")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{split} {AXIS_LABELS.get(name, name)}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"{metric} per epoch")
+    fig.tight_layout()
+    return Picture(fig, title or metric)
