@@ -96,3 +96,24 @@ def test_errors_name_the_argument(call, message):
     with pytest.raises(ConfigError) as caught:
         call()
     assert message in str(caught.value) and "--" not in str(caught.value)
+
+
+@pytest.mark.slow  # ~20 s: two 64x128 steps of the published network
+def test_student_parts_fine_tune_the_official_weights_on_kitti(tmp_path):
+    """The lab's task: PSMNet with the student's SPP and hourglass starts from the official
+    KITTI 2015 weights (their parameters fit by name), fine-tunes a few steps on real KITTI
+    pairs, and writes a checkpoint that loads back with the same parts."""
+    from tests.conftest import SHARED_DATA, shared_path, shared_weights
+
+    shared_path("KITTI2015", "training", "image_2")
+    weights = shared_weights("PSMNet", "pretrained_model_KITTI2015.tar").parents[1]
+    net = psmnet(spp=StudentSPP, hourglass=StudentHourglass)
+    run = train(net, "kitti2015", epochs=1, init="psmnet-kitti2015", weights_root=weights,
+                data_root=SHARED_DATA, crop=(64, 128), samples_per_epoch=2, batch_size=1,
+                val_count=0, lr=1e-4, amp="bf16", seed=0, out=tmp_path / "run",
+                log=lambda line: None, progress=False, live=False)
+    assert run.history[0]["train_loss"] < 5  # the official weights' loss, not a random net's
+    import cnnlab.stereo as stereo
+
+    loaded = stereo.load(run.path, model=psmnet(spp=StudentSPP, hourglass=StudentHourglass))
+    assert loaded.card.module.startswith("PSMNet(spp=")
