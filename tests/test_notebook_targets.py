@@ -15,7 +15,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # the notebooks held to these targets
-TARGETED = ("mnist_lab.ipynb", "pytorch_review.ipynb", "cnn_basics.ipynb")
+TARGETED = ("mnist_lab.ipynb", "pytorch_review.ipynb", "cnn_basics.ipynb", "psmnet_lab.ipynb")
 MAX_CODE_LINES = 120  # in the whole notebook
 MAX_CELL_LINES = 20  # in any one code cell
 MAX_SETUP_LINES = 5  # install-if-missing and cnnlab.setup()

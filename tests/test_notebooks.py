@@ -20,10 +20,11 @@ SHARED = ROOT.parent / "shared"
 # run; the others, and any notebook not measured yet, are marked slow. Quick mode with the
 # shared data, on the 2-core machine while other jobs kept it busy (load 3-5): mnist_lab
 # 62-96 s (12.5 s in the quietest run), pytorch_review 50-127 s, cnn_basics 25-53 s; the
-# same three with OMP_NUM_THREADS=1 on the busy machine: 18, 17 and 16 s. psmnet_lab: 38 s
-# (measured before). Without data and weights: mnist_lab 3 s, pytorch_review 5 s; cnn_basics
-# 16-31 s (its autograd lessons and operators need no data and run anyway) and psmnet_lab
-# 9 s (it trains the synthetic fallback that a machine without data runs anyway) are slow.
+# same three with OMP_NUM_THREADS=1 on the busy machine: 18, 17 and 16 s. psmnet_lab: 59-60 s
+# on the quiet machine (its ~35 s training included), 400 s while busy. Without data and
+# weights: mnist_lab 3 s, pytorch_review 5 s; cnn_basics 16-31 s (its autograd lessons and
+# operators need no data and run anyway) and psmnet_lab 37-41 s quiet, 160-440 s busy (it
+# trains its small PSMNet on synthetic scenes and tests it, with or without data) are slow.
 FAST: set[str] = set()
 FAST_WITHOUT_DATA = {"mnist_lab.ipynb", "pytorch_review.ipynb"}
 # notebooks that train only on real data (psmnet_lab trains a synthetic fallback without it)
