@@ -325,22 +325,6 @@ def test_report_on_two_shared_datasets_with_sgbm(tmp_path, capsys):
     assert "Findings on middlebury" in capsys.readouterr().out
 
 
-def test_the_cli_offers_every_ground_truth_format():
-    from cnnlab.cli.stereo import GT_FORMATS as OFFERED
-    from cnnlab.stereo.data.folder import GT_FORMATS
-
-    assert OFFERED == GT_FORMATS
-
-
-def test_the_cli_states_the_confidence_settings():
-    from cnnlab.cli import stereo
-    from cnnlab.stereo.inference.methods import CONFIDENCE_RADIUS
-    from cnnlab.stereo.inference.predict import MIN_CONFIDENCE
-
-    assert (stereo.CONFIDENCE_RADIUS, stereo.MIN_CONFIDENCE) == (CONFIDENCE_RADIUS,
-                                                                 MIN_CONFIDENCE)
-
-
 @pytest.mark.parametrize("extra, fragment", [
     (["--model", "sgbm", "--kitti-submission", "{tmp}/s", "--lr-check"],
      "--lr-check: not used with --kitti-submission"),

@@ -7,15 +7,9 @@ import pytest
 import torch
 
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.inference.runtime import RUNTIMES, card_and_sizes, runtime_precision
+from cnnlab.stereo.inference.runtime import card_and_sizes, runtime_precision
 from cnnlab.stereo.models import PSMNetConfig
 from cnnlab.stereo.weights.card import psmnet_card
-
-
-def test_cli_offers_the_runtimes_the_library_has():
-    from cnnlab.cli.stereo import RUNTIMES as OFFERED
-
-    assert OFFERED == RUNTIMES
 
 
 def test_metadata_gives_the_card_and_the_sizes():

@@ -26,19 +26,38 @@ from cnnlab.cli.common import (
     size,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.stereo.choices import (
+    CONFIDENCE_RADIUS,
+    DATASETS,
+    FAST_SCALE,
+    GT_FORMATS,
+    MIN_CONFIDENCE,
+    PRECISIONS,
+    RUNTIMES,
+    SGBM_RANGE,
+    VARIANTS,
+    breaks_max_disparity,
+    check_max_disparity,
+    max_disparity_rule,
+)
+from cnnlab.stereo.evaluation.protocols import PROTOCOLS  # torch-free, for --help
 from cnnlab.stereo.training.presets import PRESETS
 
-DATASETS = ("synthetic", "sceneflow", "kitti2015", "kitti2012", "middlebury", "folder")
 OFFICIAL_FILES = "a .safetensors or official PSMNet .tar file"
 RUNNABLE_FILES = OFFICIAL_FILES + " (or, with --runtime, a .onnx file from cnnlab stereo export)"
-RUNTIMES = ("torch", "onnxruntime", "openvino")  # stereo.runtime.RUNTIMES (test compares)
-# stereo.protocols.PROTOCOLS' names (test compares)
-PROTOCOLS = ("sceneflow", "kitti2015-val", "kitti2012-val", "middlebury")
-GT_FORMATS = ("auto", "pfm", "kitti", "npy", "png8")  # stereo.folder.GT_FORMATS (test compares)
-# stereo.inference.CONFIDENCE_RADIUS and stereo.predict.MIN_CONFIDENCE (test compares)
-CONFIDENCE_RADIUS = 2.0
-MIN_CONFIDENCE = 0.5
-MAX_DISPARITY = number(int, 16, multiple=16)  # PSMNet's range
+
+
+def disparity_range(sgbm: bool = False) -> Callable[[str], int]:
+    """An argparse type refusing, where it is parsed, a range the library's rule refuses."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if breaks_max_disparity(value, sgbm):
+            raise argparse.ArgumentTypeError(f"expected {max_disparity_rule(sgbm)}, got {text!r}")
+        return value  # type: ignore[return-value]
+    return parse
 
 
 def blocks(text: str) -> tuple[int, ...]:
@@ -286,9 +305,8 @@ def _predict_checks(args) -> None:
                                   "own left-right check (1 px), and has no confidence map")
     elif not (args.weights or args.checkpoint):
         raise ConfigError("--checkpoint or --weights is required (or --model sgbm)")
-    if args.model == "psmnet" and args.max_disparity is not None and args.max_disparity % 16:
-        raise ConfigError(f"--max-disparity {args.max_disparity}: PSMNet searches a multiple "
-                          "of 16")
+    if args.model == "psmnet":
+        check_max_disparity(args.max_disparity)
     if args.runtime != "torch":
         if args.tile not in ("auto", "off"):
             raise ConfigError(f"--tile {args.tile[0]}x{args.tile[1]}: an exported graph runs "
@@ -333,7 +351,7 @@ def cmd_predict(args) -> int:
                       gt_format=args.gt_format, gt_scale=args.gt_scale,
                       calibration=calibration, kitti_submission=submission)
     if args.model == "sgbm":
-        model = StereoModel.sgbm(args.max_disparity or 192)
+        model = StereoModel.sgbm(args.max_disparity or SGBM_RANGE)
     else:
         _check_runtime_device(args)
         device = select_device(args.device)
@@ -470,10 +488,6 @@ def cmd_weights_import(args) -> int:
 
 
 WEIGHTS_LOOKUP = "$CNNLAB_WEIGHTS, then ~/.cache/cnnlab/weights"
-# engine.precision.PRECISIONS and stereo.inference.FAST_SCALE, restated so that --help does not
-# import torch (a test compares)
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-FAST_SCALE = 2 / 3
 
 
 def _weights_root(parser: argparse.ArgumentParser, what: str, **kwargs: object) -> None:
@@ -515,11 +529,10 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _max_disparity(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-                   help_text: str, kind: Callable[[str], int] = MAX_DISPARITY) -> None:
+                   help_text: str, sgbm: bool = False) -> None:
     # --maxdisp: the published code's name, which PSMNet users know
     parser.add_argument("--max-disparity", "--maxdisp", dest="max_disparity",
-                        type=kind,
-                        metavar="D", help=help_text)
+                        type=disparity_range(sgbm), metavar="D", help=help_text)
 
 
 def _add_gt_format(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -571,14 +584,12 @@ def _add_scored_data(parser: argparse.ArgumentParser, split_default: str | None,
     parser.add_argument("--synthetic-size", type=size, default=(256, 512),
                         help="default 256x512")
     _max_disparity(parser, "SGBM range, rounded up to a multiple of 16, and the synthetic "
-                           "scenes' (default: the model's, else 192)", POSITIVE_INT)
+                           "scenes' (default: the model's, else 192)", sgbm=True)
     _add_folder_options(parser)
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     """What PSMNet is trained on and how: train's flags, and a sweep's base recipe."""
-    from cnnlab.stereo.models.psmnet import VARIANTS
-
     parser.add_argument("--dataset", choices=DATASETS, default="synthetic",
                         help="training data (default synthetic)")
     parser.add_argument("--data-root", help="the dataset's folder or the data root holding it "
@@ -685,7 +696,7 @@ def add_parser(sub) -> None:
     _add_inference_options(predict)
     _max_disparity(predict, "the disparity range searched, in pixels: PSMNet's a multiple of "
                             "16, any number for SGBM (rounded up to 16) (default: the model "
-                            "card's, 192 for SGBM); see --min-depth", POSITIVE_INT)
+                            "card's, 192 for SGBM); see --min-depth", sgbm=True)
     predict.add_argument("--out", default="runs/predict",
                          help="folder for the outputs (default runs/predict)")
     predict.add_argument("--focal", type=POSITIVE,

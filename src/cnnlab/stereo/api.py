@@ -14,24 +14,29 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from cnnlab.engine.card import ModelCard
-from cnnlab.engine.precision import PRECISIONS, inference_precision
+from cnnlab.engine.precision import inference_precision
 from cnnlab.errors import ConfigError
+from cnnlab.stereo.choices import (
+    CONFIDENCE_RADIUS,
+    MIN_CONFIDENCE,
+    PRECISIONS,
+    RUNTIMES,
+    SGBM_RANGE,
+    check_max_disparity,
+)
 from cnnlab.stereo.data.datasets import StereoDataset
 from cnnlab.stereo.inference.budget import tiles_for
-from cnnlab.stereo.inference.methods import CONFIDENCE_RADIUS, Method, psmnet_method, sgbm_method
-from cnnlab.stereo.inference.predict import MIN_CONFIDENCE, pair_notes, predict_views, saturation
+from cnnlab.stereo.inference.methods import Method, psmnet_method, sgbm_method
+from cnnlab.stereo.inference.predict import pair_notes, predict_views, saturation
 from cnnlab.stereo.inference.predict import saturation_warning as _saturation_warning
 from cnnlab.stereo.inference.sgbm import check_range
 from cnnlab.stereo.inference.views import a_kind, as_views
 from cnnlab.stereo.results import Disparity, Evaluation, FolderPrediction, Report
 
 SGBM = "sgbm"
-SGBM_RANGE = 192  # SGBM's default range, as stereo predict searches
-RUNTIMES = ("torch", "onnxruntime", "openvino")
 Tile = str | tuple[int, int]
 CPU = torch.device("cpu")
 Log = Callable[[str], None]
@@ -69,16 +74,6 @@ def check_max_memory(max_memory: object) -> float | None:
         raise ConfigError(f"{max_memory!r}: expected a positive number of MB, or None (80% of "
                           "the memory available)", parameter="max_memory")
     return value
-
-
-def check_max_disparity(max_disparity: object, sgbm: bool) -> int | None:
-    if max_disparity is None:
-        return None
-    if (isinstance(max_disparity, bool) or not isinstance(max_disparity, (int, np.integer))
-            or max_disparity < 1 or (not sgbm and max_disparity % 16)):
-        need = "a positive number of pixels" if sgbm else "a positive multiple of 16 (PSMNet's)"
-        raise ConfigError(f"{max_disparity!r}: expected {need}", parameter="max_disparity")
-    return int(max_disparity)
 
 
 def resolve_precision(precision: object, device: torch.device, runtime: str = "torch") -> str:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from cnnlab.data.image import SIXTEEN_BIT_MODES
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.stereo.choices import GT_FORMATS
 from cnnlab.stereo.data.datasets import FileStereoDataset, StereoSample, _Entry
 from cnnlab.stereo.data.io import (
     read_image,
@@ -29,7 +30,6 @@ from cnnlab.stereo.data.io import (
     read_scaled_disparity,
 )
 
-GT_FORMATS = ("auto", "pfm", "kitti", "npy", "png8")
 # (name, left, right, ground truth or None)
 Pair = tuple[str, Path, Path, Path | None]
 

@@ -23,14 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.data.datasets import StereoSample
 from cnnlab.stereo.evaluation.regions import non_occluded
 
-Masks = Callable[[StereoSample], dict[str, np.ndarray]]
+if TYPE_CHECKING:  # no torch: the command line offers PROTOCOLS by name in --help
+    from cnnlab.stereo.data.datasets import StereoSample
+
+Masks = Callable[["StereoSample"], dict[str, np.ndarray]]
 PAPER = "Chang & Chen, Pyramid Stereo Matching Network, CVPR 2018"
 SCENEFLOW_MAX_GT = 192.0  # the published test scores pixels with gt < 192, whatever --maxdisp
 
@@ -161,7 +164,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
 
 def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
-        raise ConfigError(f"{name}: unknown; choose from {', '.join(PROTOCOLS)}",
+        raise ConfigError(f"{name!r}: unknown; choose from {', '.join(PROTOCOLS)}",
                           parameter="protocol")
     return PROTOCOLS[name]
 

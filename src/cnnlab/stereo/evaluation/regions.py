@@ -9,10 +9,12 @@ a z-buffer forward warp, which is exact for dense GT and misses occluders that s
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cnnlab.stereo.data.datasets import StereoSample
+if TYPE_CHECKING:  # no torch: the command line lists the protocols (which use this) for --help
+    from cnnlab.stereo.data.datasets import StereoSample
 
 # (name, lowest, highest) ground-truth disparity in px: KITTI reaches ~230 px, Middlebury at
 # quarter size ~60 px, so the first three bins cover both and the last holds KITTI's near cars

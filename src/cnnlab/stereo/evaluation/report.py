@@ -24,6 +24,7 @@ from PIL import Image
 
 from cnnlab.engine.atomic import atomic_write, atomic_write_json, atomic_write_text
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.stereo.choices import REPORT_FORMATS
 from cnnlab.stereo.data.datasets import StereoDataset, StereoSample
 from cnnlab.stereo.evaluation.evaluate import Predictor
 from cnnlab.stereo.evaluation.metrics import rates, region_counts
@@ -39,7 +40,7 @@ from cnnlab.stereo.inference.confidence import Sparsification, describe_curve, s
 from cnnlab.stereo.inference.methods import CONFIDENCE_RADIUS, outputs_of
 from cnnlab.stereo.inference.visualize import KITTI_ERROR_MAP, colorize_disparity, colorize_error
 
-FORMATS = {"html": ".html", "markdown": ".md"}
+FORMATS = REPORT_FORMATS
 SMALL_REGION = 1000  # pixels: below this a region's rates are rough, and the report says so
 THUMBNAIL_WIDTH = 640  # px: pictures of the worst pairs are kept (and shown) at most this wide
 DISPLAY_NAMES = {"psmnet": "PSMNet", "sgbm": "SGBM"}

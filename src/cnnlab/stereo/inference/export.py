@@ -21,10 +21,10 @@ from torch import nn
 from cnnlab.engine.atomic import atomic_write
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import ConfigError
+from cnnlab.stereo.choices import EXPORT_MAX_SIZE, EXPORT_MIN_SIZE, PSMNET_STRIDE
 from cnnlab.stereo.models.blocks import OneChannelConv3d
 
-DEFAULT_MIN_SIZE = (256, 512)
-DEFAULT_MAX_SIZE = (1008, 2048)
+DEFAULT_MIN_SIZE, DEFAULT_MAX_SIZE = EXPORT_MIN_SIZE, EXPORT_MAX_SIZE
 
 
 class DisparityOnly(nn.Module):
@@ -60,7 +60,7 @@ def check_export(out: Path, low: tuple[int, int], high: tuple[int, int]) -> None
     if Path(out).suffix != ".onnx":
         raise ConfigError(f"{out}: the exported file must end in .onnx", parameter="out")
     for name, a, b in (("height", low[0], high[0]), ("width", low[1], high[1])):
-        if a % 16 or b % 16 or a > b:
+        if a % PSMNET_STRIDE or b % PSMNET_STRIDE or a > b:
             raise ConfigError(f"`min_size`/`max_size`: the {name} range {a}-{b} must be "
                               "multiples of 16, the smaller first")
     if low[0] < DEFAULT_MIN_SIZE[0] or low[1] < DEFAULT_MIN_SIZE[1]:

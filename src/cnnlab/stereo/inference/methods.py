@@ -15,23 +15,17 @@ from torch import nn
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.precision import LOW_PRECISION, inference_autocast
 from cnnlab.errors import ConfigError
+from cnnlab.stereo.choices import CONFIDENCE_RADIUS, FAST_SCALE, PSMNET_STRIDE  # noqa: F401
 from cnnlab.stereo.data.preprocess import to_input
 from cnnlab.stereo.inference.sgbm import sgbm_disparity
 from cnnlab.stereo.inference.tiling import tiled_forward
-
-CONFIDENCE_RADIUS = 2.0  # px: the probability mass within this of the estimate (see README)
-
-# --fast: the network on the pair downscaled by this factor, with the range scaled alike.
-# Official KITTI 2015 weights, the 3 shared KITTI 2015 pairs, bf16 on a 2-core Zen 4 CPU
-# (bench/stereo_speed.py): 1.15 s at 384x1248, EPE 0.716 px, D1 1.47% (full resolution:
-# 3.36 s, 0.349 px, 0.32%; half resolution: 0.56 s, 1.002 px, 4.48%)
-FAST_SCALE = 2 / 3
 
 
 def scaled_max_disparity(max_disparity: int, scale: float) -> int:
     """The range that covers ``max_disparity`` pixels once the images are scaled by
     ``scale``: the next multiple of 16 (PSMNet's constraint)."""
-    return max(16, math.ceil(max_disparity * scale / 16 - 1e-9) * 16)
+    step = PSMNET_STRIDE
+    return max(step, math.ceil(max_disparity * scale / step - 1e-9) * step)
 
 
 def scaled_outputs(model: nn.Module, left: torch.Tensor, right: torch.Tensor, full_range: int,

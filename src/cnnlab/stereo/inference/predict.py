@@ -16,6 +16,7 @@ from torch import nn
 from cnnlab.engine.atomic import check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.stereo.choices import MIN_CONFIDENCE
 from cnnlab.stereo.data.folder import read_ground_truth
 from cnnlab.stereo.data.io import (
     Calibration,
@@ -113,7 +114,6 @@ def check_spares_inputs(out_dir: Path, stems: list[str], inputs: list[Path | Non
             if hit is not None:
                 raise ConfigError(f"{out_dir}: writing {target.name} there would overwrite the "
                                   f"input {hit}; choose another folder", parameter=parameter)
-MIN_CONFIDENCE = 0.5  # --filter's default threshold
 SATURATION_LEVEL = 0.95  # of the searched range: a disparity above it sits at the top...
 SATURATION_SHARE = 0.01  # ...and a share of pixels above this is worth a warning
 

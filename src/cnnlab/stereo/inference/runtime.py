@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.precision import inference_precision
 from cnnlab.errors import ConfigError, DataError
-
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+from cnnlab.stereo.choices import RUNTIMES
 
 
 def runtime_precision(name: str, runtime: str, device: torch.device) -> str:

@@ -29,6 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.stereo.choices import (
+    DEFAULT_MAX_DISPARITY,
+    VARIANTS,
+    breaks_max_disparity,
+    max_disparity_rule,
+)
 from cnnlab.stereo.data.preprocess import IMAGENET_PREPROCESS
 from cnnlab.stereo.models.blocks import (
     ConvBN,
@@ -40,9 +46,6 @@ from cnnlab.stereo.models.blocks import (
 )
 from cnnlab.stereo.models.cost_volume import build_concat_volume
 from cnnlab.stereo.models.registry import register_model
-
-VARIANTS = ("stackhourglass", "basic")
-DEFAULT_MAX_DISPARITY = 192  # the published setting
 
 
 @dataclass
@@ -62,8 +65,8 @@ class PSMNetConfig:
         self.spp_pools = tuple(self.spp_pools)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}")
-        if self.max_disparity < 16 or self.max_disparity % 16:
-            raise ValueError("max_disparity must be a positive multiple of 16, got "
+        if breaks_max_disparity(self.max_disparity):
+            raise ValueError(f"max_disparity must be {max_disparity_rule()}, got "
                              f"{self.max_disparity}")
 
     def to_dict(self) -> dict:

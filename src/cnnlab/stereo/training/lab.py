@@ -18,6 +18,7 @@ from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.lab import recipe_of, train_run
 from cnnlab.engine.loop import FitResult, evaluate
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.stereo.choices import CROP, SAMPLES_PER_EPOCH, SYNTHETIC_SIZE, VAL_COUNT
 from cnnlab.stereo.data.datasets import VAL_SEED, StereoDataset, SyntheticStereo, open_dataset
 from cnnlab.stereo.data.folder import open_folder
 from cnnlab.stereo.data.preprocess import Normalize
@@ -61,11 +62,11 @@ class StereoConfig:
     dilations: tuple[int, ...] | None = None
     spp_pools: tuple[int, ...] | None = None
     align_corners: bool | None = None
-    crop: tuple[int, int] = (256, 512)
-    samples_per_epoch: int = 400
-    val_count: int = 8
+    crop: tuple[int, int] = CROP
+    samples_per_epoch: int = SAMPLES_PER_EPOCH
+    val_count: int = VAL_COUNT
     jitter: bool = True
-    synthetic_size: tuple[int, int] = (256, 512)
+    synthetic_size: tuple[int, int] = SYNTHETIC_SIZE
     init: str | None = None  # weights to fine-tune from: registered name, run, file
     weights_root: str | None = None  # where registered --init weights are looked up
     workers: int | None = None  # data-loading processes (None: default_workers())
@@ -102,7 +103,7 @@ def model_config(options: dict, init_card: ModelCard | None = None) -> PSMNetCon
     try:
         return PSMNetConfig(**base)
     except (TypeError, ValueError) as exc:
-        source = " and --init's model card" if init_card is not None else ""
+        source = " and `init`'s model card" if init_card is not None else ""
         raise ConfigError(f"architecture options{source}: {exc}") from None
 
 

@@ -1,0 +1,73 @@
+"""What the stereo lab offers by name and by default, and PSMNet's disparity-range rule: plain
+values and one check, no torch, so that the command line lists them in ``--help`` without
+loading it. The modules that use them import them from here (and re-export them where they
+always have), so each is stated once for the Python API and the command line alike."""
+
+from __future__ import annotations
+
+import numbers
+
+from cnnlab.errors import ConfigError
+
+# the datasets training, evaluation and reports take by name (stereo.data.datasets opens the
+# official layouts, stereo.data.folder a user's own pairs, stereo.data.synthetic draws scenes)
+DATASETS = ("synthetic", "sceneflow", "kitti2015", "kitti2012", "middlebury", "folder")
+SPLITS = ("train", "val", "test", "all")
+GT_FORMATS = ("auto", "pfm", "kitti", "npy", "png8")  # stereo.data.folder reads each
+VARIANTS = ("stackhourglass", "basic")  # PSMNet's
+# what runs the network: PyTorch, or an exported graph (stereo.inference.runtime)
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+# inference precisions, resolved per device by engine.precision, which holds the same list (the
+# engine imports no lab; tests/test_engine_precision.py compares them)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+REPORT_FORMATS = {"html": ".html", "markdown": ".md"}  # stereo.evaluation.report: format -> suffix
+
+CONFIDENCE_RADIUS = 2.0  # px: the probability mass within this of the estimate (see README)
+MIN_CONFIDENCE = 0.5  # the confidence below which ``filter`` leaves a pixel out
+# ``fast``: the network on the pair downscaled by this factor, with the range scaled alike.
+# Official KITTI 2015 weights, the 3 shared KITTI 2015 pairs, bf16 on a 2-core Zen 4 CPU
+# (bench/stereo_speed.py): 1.15 s at 384x1248, EPE 0.716 px, D1 1.47% (full resolution:
+# 3.36 s, 0.349 px, 0.32%; half resolution: 0.56 s, 1.002 px, 4.48%)
+FAST_SCALE = 2 / 3
+
+DEFAULT_MAX_DISPARITY = 192  # PSMNet's published range
+SGBM_RANGE = 192  # SGBM's range when none is given
+# PSMNet works at 1/16 of the pair's size and of its disparity range (features at a quarter,
+# hourglasses halving twice): inputs are padded to multiples of it, ranges are multiples of it
+PSMNET_STRIDE = 16
+SYNTHETIC_SIZE = (256, 512)  # synthetic scenes' (height, width)
+SYNTHETIC_COUNT = 8  # synthetic pairs evaluation and reports draw
+REPORT_BORDER = 32  # px: the image-border region of a report
+PREDICT_OUT = "runs/predict"  # where predictions go when no folder is given
+# training: the crop (height, width), pairs per epoch and validation pairs of a recipe
+CROP = (256, 512)
+SAMPLES_PER_EPOCH = 400
+VAL_COUNT = 8
+# exported graphs: the sizes (height, width) one file accepts by default; below 256x512 the SPP
+# pools are clipped to the map, a branch a graph cannot hold
+EXPORT_MIN_SIZE = (256, 512)
+EXPORT_MAX_SIZE = (1008, 2048)
+
+
+def max_disparity_rule(sgbm: bool = False) -> str:
+    """What a disparity range must be, in words."""
+    return ("a positive number of pixels" if sgbm
+            else f"a positive multiple of {PSMNET_STRIDE} for PSMNet")
+
+
+def breaks_max_disparity(value: object, sgbm: bool = False) -> bool:
+    """Whether ``value`` breaks ``max_disparity_rule``: PSMNet's range is a positive multiple
+    of 16; SGBM's any positive number of pixels (rounded up to 16 when it runs)."""
+    return (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
+            or (not sgbm and value % PSMNET_STRIDE != 0))
+
+
+def check_max_disparity(value: object, sgbm: bool = False) -> int | None:
+    """``value`` as a disparity range in pixels (None: the default, kept), or a one-line error
+    naming ``max_disparity``."""
+    if value is None:
+        return None
+    if breaks_max_disparity(value, sgbm):
+        raise ConfigError(f"{value!r}: expected {max_disparity_rule(sgbm)}",
+                          parameter="max_disparity")
+    return int(value)  # type: ignore[call-overload]
