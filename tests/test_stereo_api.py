@@ -190,7 +190,7 @@ def test_load_refuses_in_one_line_naming_the_argument(tmp_path, isolated_roots):
         (lambda: stereo.load("x", precision="bf61"), ConfigError, "precision bf61: choose"),
         (lambda: stereo.load("x", max_disparity=40), ConfigError, "max_disparity 40"),
         (lambda: stereo.load("sgbm", precision="bf16"), ConfigError,
-         "precision is not used by SGBM"),
+         "precision: not used by model sgbm"),
         (lambda: stereo.load("sgbm", max_disparity=0), ConfigError, "max_disparity 0"),
         (lambda: stereo.load(tmp_path / "m.onnx"), ConfigError, "name_or_path"),
     ]
@@ -288,7 +288,7 @@ def test_sgbm_is_a_model_too():
     result = sgbm.predict(left, right)
     assert result.confidence is None and not result.valid.all()
     assert np.median(np.asarray(result)[result.valid]) == pytest.approx(6, abs=0.5)
-    with pytest.raises(ConfigError, match="^precision is not used by SGBM"):
+    with pytest.raises(ConfigError, match="^precision: not used by model sgbm"):
         sgbm.predict(left, right, precision="fp32")
     with pytest.raises(DataError, match="^max_disparity 32: SGBM's range .* wider than"):
         sgbm.predict(left[:, :32], right[:, :32])
@@ -335,7 +335,7 @@ def test_predict_folder_with_sgbm_lists_and_a_kitti_submission(pair_folders):
     assert len(run) == 3 and run.ok and run.archive == pair_folders / "submission.zip"
     with zipfile.ZipFile(run.archive) as archive:
         assert sorted(archive.namelist()) == [f"disp_0/{i:06d}_10.png" for i in range(3)]
-    with pytest.raises(ConfigError, match="^gt is not used with kitti_submission"):
+    with pytest.raises(ConfigError, match="^gt: not used with kitti_submission"):
         stereo.predict_folder("sgbm", lefts, rights, gt=lefts,
                               kitti_submission=pair_folders / "s2", log=None)
     with pytest.raises(ConfigError, match="^right: 3 left files need as many"):
@@ -375,7 +375,7 @@ def test_evaluate_under_a_protocol_opens_its_split_first(tmp_path):
         stereo.evaluate("sgbm", protocol="nope", log=None)
     with pytest.raises(ConfigError, match="^data_root is required for kitti2015"):
         stereo.evaluate("sgbm", "kitti2015", log=None)
-    with pytest.raises(ConfigError, match="^dataset and protocol"):
+    with pytest.raises(ConfigError, match="^protocol kitti2015-val and dataset"):
         stereo.evaluate("sgbm", "kitti2015", protocol="kitti2015-val", log=None)
 
 

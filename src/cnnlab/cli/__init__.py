@@ -38,10 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# library parameters set by a flag of another name
+PARAMETER_FLAGS = {"name_or_path": "--checkpoint", "calibration": "--calib"}
+
+
 def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """Each library parameter -> the flag that sets it (its argparse dest), over every
-    command: the one place where an error about a parameter becomes one about a flag."""
+    """Each library parameter -> the flag that sets it (its argparse dest; flags sharing one
+    joined, as --scale/--fast), over every command: the one place where an error about a
+    parameter becomes one about a flag."""
     names: dict[str, str] = {}
+    shared: dict[str, list[str]] = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
@@ -50,8 +56,9 @@ def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
         elif action.option_strings:
             longs = [o for o in action.option_strings
                      if o.startswith("--") and not o.startswith("--no-")]
-            names.setdefault(action.dest, (longs or action.option_strings)[0])
-    return names
+            shared.setdefault(action.dest, []).append((longs or action.option_strings)[0])
+    names.update({dest: "/".join(flags) for dest, flags in shared.items()})
+    return {**PARAMETER_FLAGS, **names}
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from cnnlab.cli.common import (
     COUNT,
@@ -15,14 +16,38 @@ from cnnlab.cli.common import (
     add_model_source,
     add_optim_args,
     add_sweep_args,
-    model_kwargs,
     number,
     run_sweep_command,
     run_training,
     settings_from_args,
-    size_text,
 )
 from cnnlab.errors import ConfigError
+
+
+def parse_value(text: str) -> Any:
+    """A --model-arg value: int, float, true/false, else the text itself."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def model_kwargs(pairs: list[str] | None) -> dict[str, Any]:
+    """--model-arg KEY=VALUE pairs as keyword arguments."""
+    kwargs = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--model-arg {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        kwargs[key.strip()] = parse_value(value.strip())
+    return kwargs
+
+
+def size_text(path: Path) -> str:
+    size_bytes = path.stat().st_size
+    return f"{size_bytes / 1e6:.1f} MB" if size_bytes >= 1e6 else f"{size_bytes / 1e3:.0f} kB"
 
 
 def cmd_models(args) -> int:

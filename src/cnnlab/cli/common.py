@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -12,28 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cnnlab.errors import ConfigError
-
-
-def parse_value(text: str) -> Any:
-    """A --model-arg value: int, float, true/false, else the text itself."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def model_kwargs(pairs: list[str] | None) -> dict[str, Any]:
-    """--model-arg KEY=VALUE pairs as keyword arguments."""
-    kwargs = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ConfigError(f"--model-arg {pair!r}: expected KEY=VALUE")
-        key, value = pair.split("=", 1)
-        kwargs[key.strip()] = parse_value(value.strip())
-    return kwargs
+from cnnlab.errors import CnnlabError, ConfigError
 
 
 class Parser(argparse.ArgumentParser):
@@ -292,15 +272,22 @@ def add_model_source(parser: argparse.ArgumentParser, lab: str, required: bool =
                              + needed.format("checkpoint") + ")")
 
 
+def say(line: str) -> None:
+    """A library's note on stderr, the parameters it names in backticks worded as flags."""
+    print(CnnlabError(line).worded(_flags()), file=sys.stderr)
+
+
+@functools.cache
+def _flags() -> dict[str, str]:
+    from cnnlab.cli import build_parser, flag_names
+
+    return flag_names(build_parser())
+
+
 def print_card(card: Any, heading: str) -> None:
     print(heading)
     for line in card.summary():
         print(f"  {line}")
-
-
-def size_text(path: Path) -> str:
-    size_bytes = path.stat().st_size
-    return f"{size_bytes / 1e6:.1f} MB" if size_bytes >= 1e6 else f"{size_bytes / 1e3:.0f} kB"
 
 
 def add_sweep_args(parser: argparse.ArgumentParser, example: str) -> None:

@@ -2,7 +2,11 @@
 directory, an exported graph, or OpenCV's SGBM), ``StereoModel.predict`` one pair, and
 ``predict_folder``, ``evaluate`` and ``report`` for many. What ``cnnlab stereo`` does, with the
 same defaults (bf16 where the device computes it natively, freed memory kept, tiles when a
-pair would not fit) and results that display themselves. Errors name the argument."""
+pair would not fit) and results that display themselves. Errors name the argument.
+
+The command line calls these same functions: a ``ModelSpec`` (``load``'s arguments, every
+option rule checked, nothing read yet) lets a command refuse a bad combination, then read and
+check its data, and only then load the model."""
 
 from __future__ import annotations
 
@@ -16,15 +20,20 @@ from typing import Any
 
 import torch
 
+from cnnlab.engine.atomic import check_writable_folder
 from cnnlab.engine.card import ModelCard
-from cnnlab.engine.precision import inference_precision
-from cnnlab.errors import ConfigError
+from cnnlab.errors import MENTION, ConfigError
 from cnnlab.stereo.choices import (
     CONFIDENCE_RADIUS,
+    DATASETS,
     MIN_CONFIDENCE,
     PRECISIONS,
+    PREDICT_OUT,
+    REPORT_BORDER,
     RUNTIMES,
     SGBM_RANGE,
+    SYNTHETIC_COUNT,
+    SYNTHETIC_SIZE,
     check_max_disparity,
 )
 from cnnlab.stereo.data.datasets import StereoDataset
@@ -32,9 +41,10 @@ from cnnlab.stereo.inference.budget import tiles_for
 from cnnlab.stereo.inference.methods import Method, psmnet_method, sgbm_method
 from cnnlab.stereo.inference.predict import pair_notes, predict_views, saturation
 from cnnlab.stereo.inference.predict import saturation_warning as _saturation_warning
+from cnnlab.stereo.inference.runtime import runtime_precision
 from cnnlab.stereo.inference.sgbm import check_range
 from cnnlab.stereo.inference.views import a_kind, as_views
-from cnnlab.stereo.results import Disparity, Evaluation, FolderPrediction, Report
+from cnnlab.stereo.results import Disparity, Evaluation, FolderPrediction, Report, check_json_file
 
 SGBM = "sgbm"
 Tile = str | tuple[int, int]
@@ -76,16 +86,146 @@ def check_max_memory(max_memory: object) -> float | None:
     return value
 
 
-def resolve_precision(precision: object, device: torch.device, runtime: str = "torch") -> str:
-    """``precision`` for ``device``: "auto" is bf16 where it computes bf16 natively, else fp32;
-    a precision the device would only emulate (slower than fp32) is refused; an exported
-    graph runs in fp32."""
-    if runtime != "torch":
-        if precision not in ("auto", "fp32"):
-            raise ConfigError(f"{precision}: an exported graph (`runtime` {runtime}) runs in "
-                              "fp32 only", parameter="precision")
-        return "fp32"
-    return inference_precision(precision, device)  # type: ignore[arg-type]
+def _refuse_for_sgbm(**given: object) -> None:
+    """SGBM (OpenCV's matcher) takes none of PSMNet's settings: one given is refused."""
+    for name, value in given.items():
+        if value is not None:
+            raise ConfigError(": not used by `model` sgbm (OpenCV's SGBM on the full-size pair, "
+                              "on the CPU)", parameter=name)
+
+
+def _refuse_sgbm_pixel_checks(lr_check: bool, filter: bool = False) -> None:
+    """SGBM checks its own pixels, and rates none."""
+    if lr_check or filter:
+        raise ConfigError(": SGBM already leaves out the pixels that fail its own left-right "
+                          "check (1 px), and has no confidence map",
+                          parameter="lr_check" if lr_check else "filter")
+
+
+def _refuse_preview_of_exported(scale: float) -> None:
+    if scale != 1:
+        raise ConfigError(": an exported graph searches the fixed range it was exported with; "
+                          "previews need `runtime` torch", parameter="scale")
+
+
+def _plain(log: Log | None) -> Log | None:
+    """``log`` for notes, which name parameters in backticks as errors do: a ``note`` function
+    a caller gives gets them so (the command line words them as its flags), ``log`` the plain
+    names."""
+    return None if log is None else (lambda line: log(MENTION.sub(r"\1", line)))
+
+
+@dataclass
+class ModelSpec:
+    """What ``load`` loads, and how: its arguments, every option rule checked when the spec is
+    made (nothing is read yet), so that a bad combination is refused before any data is. See
+    ``load`` for each argument; ``load()`` loads the model, and with ``log`` logs its card."""
+
+    name_or_path: str | os.PathLike
+    weights_root: str | os.PathLike | None = None
+    download: bool = False
+    device: str | torch.device = "auto"
+    precision: str = "auto"
+    scale: float = 1.0
+    tile: Tile = "auto"
+    max_memory: float | None = None
+    max_disparity: int | None = None
+    align_corners: bool | None = None
+    runtime: str | None = None  # None: an .onnx file's is onnxruntime, anything else's torch
+    model: object = None
+    log: Log | None = None
+
+    def __post_init__(self) -> None:
+        if self.is_sgbm:
+            _refuse_for_sgbm(weights_root=self.weights_root, max_memory=self.max_memory,
+                             runtime=None if self.runtime in (None, "torch") else self.runtime,
+                             align_corners=self.align_corners, download=self.download or None,
+                             precision=None if self.precision == "auto" else self.precision,
+                             scale=None if self.scale == 1 else self.scale,
+                             tile=None if self.tile == "auto" else self.tile,
+                             device=None if str(self.device) in ("auto", "cpu") else self.device)
+            self.max_disparity = check_max_disparity(self.max_disparity, sgbm=True)
+            return
+        if not isinstance(self.name_or_path, (str, os.PathLike)):
+            raise ConfigError(f": {a_kind(self.name_or_path)}; give registered weights (e.g. "
+                              "'psmnet-kitti2015'), a checkpoint or run directory, or 'sgbm'",
+                              parameter="name_or_path")
+        self.scale, self.tile = check_scale(self.scale), check_tile(self.tile)
+        self.max_memory = check_max_memory(self.max_memory)
+        self.max_disparity = check_max_disparity(self.max_disparity)
+        self.runtime = self.runtime or ("onnxruntime" if self.exported else "torch")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"{self.runtime!r}: choose from {', '.join(RUNTIMES)}",
+                              parameter="runtime")
+        if self.runtime != "torch":
+            self._check_exported_options()
+        if self.exported and self.runtime == "torch":
+            raise ConfigError(f"{self.name_or_path}: an exported graph; run it with `runtime` "
+                              "onnxruntime or `runtime` openvino", parameter="name_or_path")
+        if not self.exported and self.runtime != "torch":
+            raise ConfigError(f"{self.runtime}: give the exported model as `name_or_path` "
+                              "FILE.onnx (write one with: cnnlab stereo export)",
+                              parameter="runtime")
+        if self.precision not in PRECISIONS:
+            runtime_precision(self.precision, self.runtime, CPU)  # its one-line error
+
+    def _check_exported_options(self) -> None:
+        """What an exported graph cannot do: run on a GPU, change its range or convention,
+        tile, scale, or compute in anything but fp32."""
+        if str(self.device) not in ("auto", "cpu"):
+            raise ConfigError(f"{self.device}: `runtime` {self.runtime} runs on the CPU here; "
+                              "use `runtime` torch for a GPU", parameter="device")
+        if self.max_disparity is not None:
+            raise ConfigError(": an exported graph searches the range it was exported with; use "
+                              "`runtime` torch to change it", parameter="max_disparity")
+        if self.align_corners is not None:
+            raise ConfigError(": an exported graph has its convention built in; export again to "
+                              "change it", parameter="align_corners")
+        if isinstance(self.tile, tuple):
+            raise ConfigError(f"{self.tile[0]}x{self.tile[1]}: an exported graph runs whole "
+                              "pairs; use `runtime` torch to tile", parameter="tile")
+        _refuse_preview_of_exported(self.scale)
+        runtime_precision(self.precision, str(self.runtime), CPU)
+
+    @property
+    def is_sgbm(self) -> bool:
+        return isinstance(self.name_or_path, str) and self.name_or_path.lower() == SGBM
+
+    @property
+    def exported(self) -> bool:
+        return Path(self.name_or_path).suffix.lower() == ".onnx"
+
+    def load(self) -> StereoModel:
+        """The model, loaded (and its card logged to ``log``)."""
+        from cnnlab.engine.device import select_device
+        from cnnlab.engine.memory import keep_freed_memory
+
+        if self.is_sgbm:
+            return StereoModel.sgbm(self.max_disparity or SGBM_RANGE)
+        if self.exported:
+            from cnnlab.stereo.inference.runtime import ExportedStereoModel
+
+            path = Path(self.name_or_path).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such file", parameter="name_or_path")
+            network = ExportedStereoModel(path.resolve(), str(self.runtime))
+            card, device = network.card, network.device
+        else:
+            from cnnlab.stereo.weights.registry import load_model
+
+            device = select_device(self.device) if isinstance(self.device, str) else self.device
+            runtime_precision(self.precision, "torch", device)  # before the weights load
+            keep_freed_memory()
+            network, card = load_model(self.name_or_path, device, self.weights_root,
+                                       self.download, log=self.log, model=self.model,
+                                       overrides={"max_disparity": self.max_disparity,
+                                                  "align_corners": self.align_corners})
+        precision = runtime_precision(self.precision, str(self.runtime), device)
+        loaded = StereoModel(network, card, precision, device, self.scale, self.tile,
+                             self.max_memory, str(self.runtime))
+        for line in loaded.summary() if self.log else ():
+            self.log(line)  # type: ignore[misc]
+        return loaded
 
 
 @dataclass(eq=False, repr=False)
@@ -158,13 +298,11 @@ class StereoModel:
                              max_memory=max_memory)
             return self
         if precision is not None:
-            changes["precision"] = resolve_precision(precision, self.device, self.runtime)
+            changes["precision"] = runtime_precision(precision, self.runtime, self.device)
         if scale is not None:
             changes["scale"] = check_scale(scale)
-            if self.runtime != "torch" and changes["scale"] != 1:
-                raise ConfigError(f"{scale}: an exported graph searches the fixed range it was "
-                                  "exported with; scale needs the torch runtime",
-                                  parameter="scale")
+            if self.runtime != "torch":
+                _refuse_preview_of_exported(changes["scale"])
         if tile is not None:
             changes["tile"] = check_tile(tile)
         if max_memory is not None:
@@ -184,9 +322,8 @@ class StereoModel:
         import warnings
 
         model = self._with(precision, scale, tile, max_memory)
-        if model.is_sgbm and lr_check:
-            raise ConfigError("SGBM already leaves out the pixels that fail its own left-right "
-                              "check (1 px)", parameter="lr_check")
+        if model.is_sgbm:
+            _refuse_sgbm_pixel_checks(lr_check)
         left_view, right_view = as_views(left, right, value_range)
         notes = pair_notes(left_view.image, right_view.image, left_view.path or "left",
                            right_view.path or "right")
@@ -206,6 +343,24 @@ class StereoModel:
                          left_view.path.stem if left_view.path else "pair",
                          prediction.confidence, prediction.consistent, inputs, notes, found,
                          prediction.seconds, settings)
+
+    def summary(self) -> list[str]:
+        """What the ``stereo`` commands print of a loaded model: where its weights come from,
+        then its card (nothing for SGBM)."""
+        if self.is_sgbm:
+            return []
+        assert self.card is not None
+        name = self.card.name or "checkpoint"
+        if self.runtime != "torch":
+            graph = self.network
+            low, high = graph.min_size, graph.max_size
+            heading = (f"Weights: {name} exported ({graph.path}, run by {self.runtime}, sizes "
+                       f"{low[0]}x{low[1]} to {high[0]}x{high[1]})")
+        else:
+            source = self.card.source
+            verified = f", verified by {source['verified']}" if source.get("verified") else ""
+            heading = f"Weights: {name} ({source['file']}{verified})"
+        return [heading, *(f"  {line}" for line in self.card.summary())]
 
     def _facts(self) -> list[tuple[str, str]]:
         if self.is_sgbm:
@@ -250,13 +405,6 @@ class StereoModel:
                 f"<table>{rows}</table>{card}")
 
 
-def _refuse_for_sgbm(**given: object) -> None:
-    for name, value in given.items():
-        if value is not None:
-            raise ConfigError("is not used by SGBM (OpenCV's matcher on the full-size pair, on "
-                              "the CPU)", parameter=name)
-
-
 def load(name_or_path: str | os.PathLike, *, weights_root: str | os.PathLike | None = None,
          download: bool = False, device: str | torch.device = "auto", precision: str = "auto",
          scale: float = 1.0, tile: Tile = "auto", max_memory: float | None = None,
@@ -276,124 +424,91 @@ def load(name_or_path: str | os.PathLike, *, weights_root: str | os.PathLike | N
     and ``align_corners`` override the card's. Weights trained with your SPP or hourglass
     need that network as ``model`` (``psmnet(spp=MySPP, hourglass=MyHourglass)``). Like
     ``cnnlab stereo predict``, loading keeps the memory freed by each pair for the next (a
-    process-wide allocator setting)."""
-    if isinstance(name_or_path, str) and name_or_path.lower() == SGBM:
-        _refuse_for_sgbm(weights_root=weights_root, runtime=runtime, max_memory=max_memory,
-                         align_corners=align_corners, download=download or None,
-                         precision=None if precision == "auto" else precision,
-                         scale=None if scale == 1 else scale,
-                         tile=None if tile == "auto" else tile,
-                         device=None if str(device) in ("auto", "cpu") else device)
-        searched = check_max_disparity(max_disparity, sgbm=True) or SGBM_RANGE
-        check_range(searched, 10**9)  # at least 1; each pair's width is checked as it comes
-        return StereoModel.sgbm(searched)
-    if name_or_path is None or not isinstance(name_or_path, (str, os.PathLike)):
-        raise ConfigError(f": {a_kind(name_or_path)}; give registered weights (e.g. "
-                          "'psmnet-kitti2015'), a checkpoint or run directory, or 'sgbm'",
-                          parameter="name_or_path")
-    scale, tile = check_scale(scale), check_tile(tile)
-    max_memory = check_max_memory(max_memory)
-    max_disparity = check_max_disparity(max_disparity, sgbm=False)
-    exported = Path(name_or_path).suffix.lower() == ".onnx"
-    runtime = runtime or ("onnxruntime" if exported else "torch")
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"{runtime!r}: choose from {', '.join(RUNTIMES)}", parameter="runtime")
-    if exported != (runtime != "torch"):
-        raise ConfigError(f"{runtime}: " + ("an .onnx file runs with runtime 'onnxruntime' or "
-                                            "'openvino'" if exported else
-                                            "give the exported model as an .onnx file"),
-                          parameter="runtime")
-    if precision not in PRECISIONS:
-        resolve_precision(precision, CPU)  # the one-line error, before anything loads
-    from cnnlab.engine.device import select_device
-    from cnnlab.engine.memory import keep_freed_memory
-
-    if exported:
-        from cnnlab.stereo.inference.runtime import ExportedStereoModel
-
-        for name, value in (("max_disparity", max_disparity), ("align_corners", align_corners)):
-            if value is not None:
-                raise ConfigError("is built into an exported graph; export again to change it",
-                                  parameter=name)
-        if scale != 1:
-            raise ConfigError(f"{scale}: an exported graph searches the fixed range it was "
-                              "exported with; scale needs the torch runtime", parameter="scale")
-        path = Path(name_or_path).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such file", parameter="name_or_path")
-        network = ExportedStereoModel(path, runtime)
-        card, device = network.card, network.device
-    else:
-        from cnnlab.stereo.weights.registry import load_model
-
-        device = select_device(device) if isinstance(device, str) else device
-        keep_freed_memory()
-        network, card = load_model(name_or_path, device, weights_root, download,
-                                   overrides={"max_disparity": max_disparity,
-                                              "align_corners": align_corners}, log=log,
-                                   model=model)
-    resolved = resolve_precision(precision, device, runtime)
-    return StereoModel(network, card, resolved, device, scale, tile, max_memory, runtime)
+    process-wide allocator setting). ``log`` gets download progress and the model card."""
+    return ModelSpec(name_or_path, weights_root=weights_root, download=download, device=device,
+                     precision=precision, scale=scale, tile=tile, max_memory=max_memory,
+                     max_disparity=max_disparity, align_corners=align_corners, runtime=runtime,
+                     model=model, log=log).load()
 
 
-def _model(model: StereoModel | str | os.PathLike, **load_options: Any) -> StereoModel:
-    """``model`` itself, or loaded by name or path (``load``'s defaults, or ``load_options``)."""
-    if isinstance(model, StereoModel):
+def _spec(model: StereoModel | ModelSpec | str | os.PathLike) -> StereoModel | ModelSpec:
+    """``model`` itself when loaded or specified, else its spec by name or path (``load``'s
+    defaults): checked now, loaded by ``_loaded`` once the data is."""
+    if isinstance(model, (StereoModel, ModelSpec)):
         return model
     if isinstance(model, (str, os.PathLike)):
-        return load(model, **load_options)
+        return ModelSpec(model)
     raise ConfigError(f": {a_kind(model)}; give a StereoModel (cnnlab.stereo.load), "
                       "registered weights or a checkpoint path", parameter="model")
 
 
-def predict_folder(model: StereoModel | str | os.PathLike,
+def _loaded(model: StereoModel | ModelSpec) -> StereoModel:
+    return model if isinstance(model, StereoModel) else model.load()
+
+
+def _check_pair_options(model: StereoModel | ModelSpec, calibration: object,
+                        min_depth: float | None, gt: object, lr_check: bool, filter: bool,
+                        kitti_submission: object) -> None:
+    """The combinations ``predict_folder`` refuses, before any file is read."""
+    if min_depth is not None and calibration is None:
+        raise ConfigError("needs `calibration`: the focal length and baseline it turns into a "
+                          "disparity", parameter="min_depth")
+    if kitti_submission is not None:  # the submission is the disparity alone, dense
+        for name, given in (("filter", filter), ("lr_check", lr_check), ("gt", gt is not None),
+                            ("calibration", calibration is not None),
+                            ("min_depth", min_depth is not None)):
+            if given:
+                raise ConfigError(": not used with `kitti_submission`, which writes the "
+                                  "disparity alone (KITTI's server fills holes itself)",
+                                  parameter=name)
+    if model.is_sgbm:
+        _refuse_sgbm_pixel_checks(lr_check, filter)
+    elif filter and not lr_check and model.runtime != "torch":
+        raise ConfigError(": an exported graph gives no confidence map; add `lr_check`, or use "
+                          "`runtime` torch", parameter="filter")
+
+
+def predict_folder(model: StereoModel | ModelSpec | str | os.PathLike,
                    left: str | os.PathLike | Sequence[str | os.PathLike] | None,
                    right: str | os.PathLike | Sequence[str | os.PathLike] | None,
-                   out: str | os.PathLike = "runs/predict", *,
+                   out: str | os.PathLike = PREDICT_OUT, *,
                    pair_list: str | os.PathLike | None = None, gt: Any = None,
                    gt_format: str = "auto", gt_scale: float = 1.0, calibration: object = None,
-                   lr_check: bool = False, filter: bool = False,
-                   min_confidence: float = MIN_CONFIDENCE,
+                   min_depth: float | None = None, lr_check: bool = False,
+                   filter: bool = False, min_confidence: float = MIN_CONFIDENCE,
                    kitti_submission: str | os.PathLike | None = None,
-                   log: Log | None = print) -> FolderPrediction:
+                   log: Log | None = print, note: Log | None = None) -> FolderPrediction:
     """``model`` on many pairs, their files written into ``out`` as ``cnnlab stereo predict``
     writes them (or, with ``kitti_submission`` DIR, DIR/disp_0/NNNNNN_10.png and DIR.zip as
     KITTI's server expects). The pairs: two folders (files of the same name), two glob
     patterns (quoted wildcards pair the files), two lists of files, or ``pair_list``, a text
     file of 'left right [ground truth]' lines. ``gt`` (a folder, pattern or list like the
-    views) adds EPE/D1 and an error map, ``calibration`` depth and a point cloud. Every input
-    is checked before anything runs; a pair that fails to read is reported and skipped.
-    Progress goes to ``log`` (None: quiet)."""
+    views) adds EPE/D1 and an error map, ``calibration`` depth and a point cloud, and
+    ``min_depth`` (metres) a note on the range the nearest depth needs. Every input is checked
+    before a model named by ``model`` is loaded; a pair that fails to read is reported and
+    skipped. Progress goes to ``log`` (None: quiet), notes and warnings to ``note`` (default:
+    ``log``)."""
     from cnnlab.stereo.inference.many_pairs import plan_pairs, run_pairs
+    from cnnlab.stereo.inference.predict import range_advice
     from cnnlab.stereo.results import as_calibration
 
-    if kitti_submission is not None:
-        for name, given in (("gt", gt is not None), ("calibration", calibration is not None),
-                            ("lr_check", lr_check), ("filter", filter)):
-            if given:
-                raise ConfigError("is not used with kitti_submission, which writes the "
-                                  "disparity alone (KITTI's server fills holes itself)",
-                                  parameter=name)
+    source = _spec(model)
+    _check_pair_options(source, calibration, min_depth, gt, lr_check, filter, kitti_submission)
     calib = as_calibration(calibration) if calibration is not None else None
-    if not isinstance(model, StereoModel):
-        _model(model)  # refused before the pairs are read; loaded after they are checked
     plan = plan_pairs(left, right, out, pair_list=pair_list, gt=gt, gt_format=gt_format,
                       gt_scale=gt_scale, calibration=calib, kitti_submission=kitti_submission)
-    stereo = _model(model)
-    if filter and not stereo.is_sgbm and not hasattr(stereo.network, "confidence_radius") \
-            and not lr_check:
-        raise ConfigError("needs a confidence map, which an exported graph does not give; add "
-                          "lr_check=True", parameter="filter")
-    if stereo.is_sgbm and (lr_check or filter):
-        raise ConfigError("SGBM already leaves out the pixels that fail its own left-right "
-                          "check, and has no confidence map",
-                          parameter="lr_check" if lr_check else "filter")
+    stereo = _loaded(source)
+    tiles = stereo.tiles_for(plan.sizes)
+    note = note or _plain(log)
+    if calib is not None and min_depth is not None and note is not None:
+        line, short = range_advice(calib, min_depth, stereo.max_disparity)
+        note(f"{'warning' if short else 'note'}: {line}")
     result = run_pairs(stereo, plan, lr_check=lr_check, filter_pixels=filter,
-                       min_confidence=min_confidence, log=log)
+                       min_confidence=min_confidence, tiles=tiles, log=log, note=note)
     if log is not None and result.archive is not None:
         log(f"KITTI submission: {plan.submission}/disp_0 ({len(result)} maps), {result.archive}")
-        for line in result.archive_notes:
-            log(f"note: {line}")
+    for line in result.archive_notes if note is not None else ():
+        note(f"note: {line}")
     return result
 
 
@@ -401,101 +516,128 @@ def _dataset_name(dataset: object) -> str:
     return getattr(dataset, "name", type(dataset).__name__)
 
 
-def _scored(model: StereoModel | str | os.PathLike, datasets: Sequence[object],
+def _scored(model: StereoModel | ModelSpec | str | os.PathLike, datasets: Sequence[object],
             protocol: Any, data_root: str | os.PathLike | None, split: str, count: int,
-            synthetic_size: tuple[int, int], compare_sgbm: bool, confidence: bool
-            ) -> tuple[dict[str, StereoDataset], dict[str, Method], StereoModel]:
-    """The datasets (opened and checked before a model is loaded) and the methods that score
-    them: the model's, and SGBM beside it with ``compare_sgbm``."""
+            synthetic_size: tuple[int, int], compare_sgbm: bool, confidence: bool,
+            max_disparity: int | None, folder: dict | None
+            ) -> tuple[dict[str, StereoDataset], dict[str, Method], StereoModel, int]:
+    """The datasets (opened and checked before a model is loaded), the methods that score
+    them (the model's, and SGBM beside it with ``compare_sgbm``), the model, and the range
+    SGBM searches and synthetic scenes span: ``max_disparity``, else the model's."""
+    from cnnlab.stereo.data.folder import check_folder_options
     from cnnlab.stereo.evaluation.evaluate import finish_sources, open_sources
 
     if not datasets:
-        raise ConfigError("is required: a dataset name (kitti2015, kitti2012, middlebury, "
-                          "sceneflow, synthetic) or a StereoDataset", parameter="dataset")
+        raise ConfigError(f"is required: a dataset name ({', '.join(DATASETS)}) or a "
+                          "StereoDataset", parameter="dataset")
     names = [d for d in datasets if isinstance(d, str)]
     objects = {_dataset_name(d): d for d in datasets if not isinstance(d, str)}
     for thing in objects.values():
         if not isinstance(thing, StereoDataset):
             raise ConfigError(f": {a_kind(thing)}; give a dataset name or a "
                               "StereoDataset", parameter="dataset")
-    if not isinstance(model, StereoModel):
-        _model(model)
+    source = _spec(model)
+    check_max_disparity(max_disparity, sgbm=True)
+    check_folder_options(names, folder or {})
     root = None if data_root is None else str(Path(data_root).expanduser())
-    sources = open_sources(names, root, split, count, synthetic_size, protocol=protocol)
-    stereo = _model(model)
-    methods = {stereo.method().name: stereo.method(confidence=confidence)}
-    if compare_sgbm and not stereo.is_sgbm:
-        methods["sgbm"] = sgbm_method(stereo.max_disparity)
+    sources = open_sources(names, root, split, count, synthetic_size, folder, protocol)
+    stereo = _loaded(source)
+    searched = max_disparity or stereo.max_disparity
+    if stereo.is_sgbm:
+        methods = {SGBM: sgbm_method(searched)}
+    else:
+        methods = {stereo.method().name: stereo.method(confidence=confidence)}
+        if compare_sgbm:
+            methods[SGBM] = sgbm_method(searched)
     scored = {**sources, **objects}
-    return finish_sources(scored, methods, stereo.max_disparity, split, count,
-                          synthetic_size), methods, stereo
+    return (finish_sources(scored, methods, searched, split, count, synthetic_size), methods,
+            stereo, searched)
 
 
-def evaluate(model: StereoModel | str | os.PathLike, dataset: object = None,
+def evaluate(model: StereoModel | ModelSpec | str | os.PathLike, dataset: object = None,
              protocol: str | None = None, *, data_root: str | os.PathLike | None = None,
-             split: str | None = None, count: int = 8,
-             synthetic_size: tuple[int, int] = (256, 512), compare_sgbm: bool = False,
-             log: Log | None = print) -> Evaluation:
+             split: str | None = None, count: int = SYNTHETIC_COUNT,
+             synthetic_size: tuple[int, int] = SYNTHETIC_SIZE, compare_sgbm: bool = False,
+             max_disparity: int | None = None, folder: dict | None = None,
+             json: str | os.PathLike | None = None, log: Log | None = print,
+             note: Log | None = None) -> Evaluation:
     """EPE, D1 and bad-1/2/3 of ``model`` (a StereoModel, or what ``load`` takes) on
     ``dataset``: a name (kitti2015, kitti2012, middlebury, sceneflow under ``data_root``;
-    synthetic: ``count`` scenes of ``synthetic_size``), a StereoDataset, or a list of them;
-    or under a published ``protocol`` (sceneflow, kitti2015-val, kitti2012-val, middlebury:
-    its dataset, split, pixel masks and the published figures beside). ``split``: train, val,
-    test or all (default: the protocol's, else all). ``compare_sgbm`` scores SGBM too, as
-    ``stereo eval --model both``. Progress goes to ``log`` (None: quiet)."""
+    synthetic: ``count`` scenes of ``synthetic_size``; folder: your pairs, ``folder`` giving
+    ``open_folder``'s options), a StereoDataset, or a list of them; or under a published
+    ``protocol`` (sceneflow, kitti2015-val, kitti2012-val, middlebury: its dataset, split,
+    pixel masks and the published figures beside). ``split``: train, val, test or all
+    (default: the protocol's, else all). ``compare_sgbm`` scores SGBM too, as ``stereo eval
+    --model both``; SGBM searches ``max_disparity`` px and synthetic scenes span it (default:
+    the model's range). ``json`` names a file for the results (checked first, written last).
+    Progress goes to ``log`` (None: quiet), notes to ``note`` (default: ``log``)."""
     from cnnlab.stereo.evaluation.evaluate import default_masks, score_sources
     from cnnlab.stereo.evaluation.protocols import get_protocol
 
     chosen = None
     if protocol is not None:
-        try:
-            chosen = get_protocol(protocol)
-        except ConfigError:
-            from cnnlab.stereo.evaluation.protocols import PROTOCOLS
-
-            raise ConfigError(f"{protocol!r}: unknown; choose from {', '.join(PROTOCOLS)}",
-                              parameter="protocol") from None
+        chosen = get_protocol(protocol)
         if dataset is not None:
-            raise ConfigError(f"and protocol {chosen.name}: the protocol names its dataset "
-                              f"({chosen.dataset}); give one of them", parameter="dataset")
+            raise ConfigError(f"{chosen.name} and `dataset`: the protocol names its dataset "
+                              f"({chosen.dataset}); give one of them", parameter="protocol")
         dataset = chosen.dataset
+    elif dataset is None:
+        raise ConfigError("or `protocol` is required", parameter="dataset")
+    if json is not None:
+        check_writable_folder(check_json_file(json, "json").parent, "json")
     split = split or (chosen.split if chosen else "all")
-    datasets = list(dataset) if isinstance(dataset, (list, tuple)) else \
-        [] if dataset is None else [dataset]
-    sources, methods, stereo = _scored(model, datasets, chosen, data_root, split, count,
-                                       synthetic_size, compare_sgbm, confidence=False)
-    if log is not None and chosen is not None and split != chosen.split:
-        log(f"note: split {split} is not {chosen.name}'s published split ({chosen.split}); "
-            "the figures are not comparable with the published ones")
+    datasets = list(dataset) if isinstance(dataset, (list, tuple)) else [dataset]
+    sources, methods, stereo, _ = _scored(model, datasets, chosen, data_root, split, count,
+                                          synthetic_size, compare_sgbm, False, max_disparity,
+                                          folder)
+    note = note or _plain(log)
+    if note is not None and chosen is not None and split != chosen.split:
+        note(f"note: `split` {split} is not {chosen.name}'s published split ({chosen.split}); "
+             "the figures are not comparable with the published ones")
     how = {} if stereo.is_sgbm else {
         stereo.method().name: f" (in {stereo.precision}, scaled by {stereo.scale:.3g}, run by "
                               f"{stereo.runtime})"}
     results = score_sources(sources, methods, chosen.masks if chosen else default_masks, log,
                             how)
-    return Evaluation(results, stereo.card, chosen, stereo.precision, split, stereo.scale,
-                      stereo.runtime)
+    evaluation = Evaluation(results, stereo.card, chosen, stereo.precision, split, stereo.scale,
+                            stereo.runtime)
+    if json is not None:
+        evaluation.save(json)
+    return evaluation
 
 
-def report(model: StereoModel | str | os.PathLike, datasets: object, *,
-           data_root: str | os.PathLike | None = None, split: str = "all", count: int = 8,
-           synthetic_size: tuple[int, int] = (256, 512), compare_sgbm: bool = True,
-           border: int = 32, log: Log | None = print) -> Report:
-    """Where ``model`` fails, against SGBM (``compare_sgbm``): errors by region (occluded,
-    low texture, ``border`` px from the edge, by disparity) on each of ``datasets`` (names
-    under ``data_root``, StereoDatasets, or one of them), findings worded from the numbers,
-    the worst pairs, and the sparsification curve of PSMNet's confidence. Shows itself in a
-    notebook; ``.save(path)`` writes the ``stereo report`` files."""
+def report(model: StereoModel | ModelSpec | str | os.PathLike, datasets: object, *,
+           data_root: str | os.PathLike | None = None, split: str = "all",
+           count: int = SYNTHETIC_COUNT, synthetic_size: tuple[int, int] = SYNTHETIC_SIZE,
+           compare_sgbm: bool = True, border: int = REPORT_BORDER,
+           max_disparity: int | None = None, folder: dict | None = None,
+           out: str | os.PathLike | None = None, format: str = "html",
+           log: Log | None = print) -> Report:
+    """Where ``model`` fails, against SGBM (``compare_sgbm``, searching ``max_disparity`` px,
+    default the model's range): errors by region (occluded, low texture, ``border`` px from
+    the edge, by disparity) on each of ``datasets`` (names under ``data_root``, StereoDatasets,
+    or one of them; ``folder`` as for ``evaluate``), findings worded from the numbers, the worst
+    pairs, and the sparsification curve of PSMNet's confidence. Shows itself in a notebook;
+    ``.save(path)`` writes the ``stereo report`` files, and ``out`` writes them at once in
+    ``format`` (the name checked before anything runs; the files in ``files``)."""
     from cnnlab.stereo.evaluation.evaluate import one_at_a_time
-    from cnnlab.stereo.evaluation.report import analyse
+    from cnnlab.stereo.evaluation.report import analyse, report_path
 
     if isinstance(border, bool) or not isinstance(border, int) or border < 0:
         raise ConfigError(f"{border!r}: expected a width in pixels, >= 0", parameter="border")
+    if out is not None:
+        out = report_path(Path(out), format)
+        check_writable_folder(out.parent, "out")
     chosen = list(datasets) if isinstance(datasets, (list, tuple)) else [datasets]
-    sources, methods, stereo = _scored(model, chosen, None, data_root, split, count,
-                                       synthetic_size, compare_sgbm, confidence=True)
+    sources, methods, stereo, searched = _scored(model, chosen, None, data_root, split, count,
+                                                 synthetic_size, compare_sgbm, True,
+                                                 max_disparity, folder)
     if log is not None:
         log(f"Analysing {', '.join(methods)} on {', '.join(sources)}"
-            + (f" ({stereo.name} in {stereo.precision})" if stereo.precision else "") + ":")
+            + (f" (PSMNet in {stereo.precision})" if stereo.precision else "") + ":")
     streams = {name: one_at_a_time(source) for name, source in sources.items()}
-    analysis = analyse(methods, streams, stereo.max_disparity, log, border=border)
-    return Report(analysis, stereo.card, stereo.precision)
+    analysis = analyse(methods, streams, searched, log, border=border)
+    result = Report(analysis, stereo.card, stereo.precision)
+    if out is not None:
+        result.files = result.save(out, format)
+    return result

@@ -43,6 +43,15 @@ def _table_html(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def check_json_file(path: str | os.PathLike, parameter: str = "path") -> Path:
+    """``path`` as the name of a JSON file to write, or a one-line error naming
+    ``parameter`` (a folder is not one)."""
+    if Path(path).is_dir():
+        raise ConfigError(f"{path}: a folder; give the name of a file to write",
+                          parameter=parameter)
+    return Path(path)
+
+
 def as_calibration(calibration: object) -> Calibration:
     """A Calibration from itself, a calibration file (KITTI calib_cam_to_cam / calib,
     Middlebury calib.txt), (focal px, baseline m[, doffs]) or {"focal", "baseline"}."""
@@ -435,11 +444,7 @@ class Evaluation:
 
     def save(self, path: str | os.PathLike) -> Path:
         """The results as JSON (atomically)."""
-        path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"{path}: a folder; give the name of a file to write",
-                              parameter="path")
-        return atomic_write_json(path, self.to_dict())
+        return atomic_write_json(check_json_file(path), self.to_dict())
 
     def __repr__(self) -> str:
         return self.table()
@@ -469,6 +474,7 @@ class Report:
     analysis: dict
     card: ModelCard | None = None
     precision: str | None = None
+    files: list[Path] = field(default_factory=list)  # what ``report(out=...)`` wrote
 
     def findings(self, dataset: str | None = None) -> list[str]:
         """Sentences about ``dataset`` (default: the first analysed)."""

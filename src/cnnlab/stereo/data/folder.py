@@ -13,8 +13,10 @@ import math
 import os
 import re
 import shlex
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -30,6 +32,8 @@ from cnnlab.stereo.data.io import (
     read_scaled_disparity,
 )
 
+# the options of the dataset "folder" (train's validation list among them)
+FOLDER_OPTIONS = ("left", "right", "gt", "pair_list", "val_list")
 # (name, left, right, ground truth or None)
 Pair = tuple[str, Path, Path, Path | None]
 
@@ -356,11 +360,23 @@ def folder_from_list(path: Path, gt_format: str = "auto", gt_scale: float = 1.0)
     return FolderStereo(pairs, gt_format, gt_scale)
 
 
+def check_folder_options(datasets: Iterable[str], options: dict[str, Any]) -> None:
+    """The folder dataset's options (``FOLDER_OPTIONS`` in ``options``), refused with other
+    datasets rather than ignored."""
+    if "folder" in datasets:
+        return
+    given = [name for name in FOLDER_OPTIONS if options.get(name)]
+    if given:
+        raise ConfigError(": for `dataset` folder only", parameter=given[0])
+
+
 def open_folder(left: str | None = None, right: str | None = None, gt: str | None = None,
-                list_file: str | None = None, gt_format: str = "auto", gt_scale: float = 1.0,
+                pair_list: str | None = None, gt_format: str = "auto", gt_scale: float = 1.0,
                 need_ground_truth: bool = True) -> FolderStereo:
-    """``--dataset folder``: pairs from --left/--right(/--gt) glob patterns or a --list file,
-    with ground truth when ``need_ground_truth`` (training and evaluation)."""
+    """The dataset "folder": pairs from ``left``/``right`` (/``gt``) glob patterns or a
+    ``pair_list`` file, with ground truth when ``need_ground_truth`` (training and
+    evaluation)."""
+    list_file = pair_list
     if list_file and (left or right or gt):
         raise ConfigError("and `left`/`right`/`gt`: give the folder's pairs one way",
                           parameter="pair_list")
@@ -372,7 +388,7 @@ def open_folder(left: str | None = None, right: str | None = None, gt: str | Non
         raise ConfigError("folder needs `left` and `right` glob patterns (and `gt`) "
                           "or `pair_list` FILE", parameter="dataset")
     if need_ground_truth and not dataset.has_ground_truth:
-        source = f"--list {list_file}" if list_file else "--gt"
+        source = f"`pair_list` {list_file}" if list_file else "`gt`"
         raise ConfigError(f"folder: ground truth is needed here; give {source} "
                           "(a third column in the list, or a `gt` glob pattern)",
                           parameter="dataset")

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from torch import nn
 
-from cnnlab.engine.card import ModelCard
 from cnnlab.errors import ConfigError
+from cnnlab.stereo.choices import DEFAULT_MAX_DISPARITY
 from cnnlab.stereo.data.datasets import (
     VAL_SEED,
     StereoDataset,
@@ -24,40 +23,11 @@ from cnnlab.stereo.data.datasets import (
 from cnnlab.stereo.data.folder import open_folder
 from cnnlab.stereo.data.synthetic import scene_max_disparity
 from cnnlab.stereo.evaluation.metrics import rates, region_counts
-from cnnlab.stereo.inference.methods import Method, Outputs, outputs_of, psmnet_method, sgbm_method
+from cnnlab.stereo.inference.methods import Outputs, outputs_of
 from cnnlab.stereo.inference.sgbm import check_range
-from cnnlab.stereo.models.psmnet import DEFAULT_MAX_DISPARITY
 
 # a Method, or any function of a sample giving Outputs or (disparity, valid)
 Predictor = Callable[[StereoSample], Outputs | tuple[np.ndarray, np.ndarray]]
-
-
-def predictors(method: str, model: nn.Module | None = None, card: ModelCard | None = None,
-               max_disparity: int | None = None, precision: str = "fp32", scale: float = 1.0,
-               confidence_radius: float | None = None) -> dict[str, Method]:
-    """The methods ``method`` names ("psmnet", "sgbm" or "both"): PSMNet needs ``model`` and
-    its ``card`` and runs in ``precision`` at ``scale`` (rating its pixels with
-    ``confidence_radius``); SGBM searches ``max_disparity`` (default: the model's range, else
-    192)."""
-    chosen = {}
-    if method in ("psmnet", "both"):
-        if model is None or card is None:
-            raise ConfigError("model and card are required to evaluate PSMNet (see "
-                              "cnnlab.stereo.load)")
-        chosen["psmnet"] = psmnet_method(model, card, precision, scale, confidence_radius)
-    if method in ("sgbm", "both"):
-        chosen["sgbm"] = sgbm_method(eval_max_disparity(card, max_disparity))
-    if not chosen:
-        raise ConfigError(f"{method!r}: choose psmnet, sgbm or both", parameter="method")
-    return chosen
-
-
-def eval_max_disparity(card: ModelCard | None, max_disparity: int | None) -> int:
-    """The disparity range of an evaluation: explicit, else the model card's, else PSMNet's
-    published default."""
-    if max_disparity is not None:
-        return max_disparity
-    return card.kwargs["max_disparity"] if card is not None else DEFAULT_MAX_DISPARITY
 
 
 def open_eval_dataset(dataset: str, data_root: str | None, split: str, count: int,

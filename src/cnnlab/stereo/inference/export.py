@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -155,3 +156,31 @@ def onnx_parity(path: Path, model: nn.Module, pairs: list[tuple[torch.Tensor, to
         report.append({"size": list(left.shape[-2:]), "max_px": float(difference.max()),
                        "mean_px": float(difference.mean())})
     return report
+
+
+def export_model(model: Any, out: str | Path, min_size: tuple[int, int] = DEFAULT_MIN_SIZE,
+                 max_size: tuple[int, int] = DEFAULT_MAX_SIZE, check: bool = True,
+                 log: Callable[[str], None] | None = None) -> dict:
+    """``model`` (a ``cnnlab.stereo.api.ModelSpec``, or registered weights or a checkpoint as
+    ``cnnlab.stereo.load`` takes them) written to ``out`` by ``export_onnx``, the file name and
+    the size range checked before the model is loaded. With ``check``, ONNX Runtime against
+    PyTorch on a synthetic scene at the smallest size and at the middle of the range, as
+    ``onnx_parity`` measures it (the rows under "parity")."""
+    from cnnlab.engine.atomic import check_writable_folder
+    from cnnlab.stereo.api import ModelSpec
+
+    out = Path(out)
+    spec = model if isinstance(model, ModelSpec) else ModelSpec(model, device="cpu")
+    check_writable_folder(out.parent, "out")
+    check_export(out, min_size, max_size)
+    loaded = spec.load()
+    if loaded.is_sgbm or loaded.runtime != "torch":
+        raise ConfigError(f"{spec.name_or_path}: only PSMNet weights export (not SGBM or an "
+                          "exported graph)", parameter="name_or_path")
+    written = export_onnx(loaded.network, loaded.card, out, min_size, max_size, log)
+    if check:
+        step = PSMNET_STRIDE  # the middle size, a multiple of it as every exported size
+        middle = tuple(step * round((a + b) / (2 * step)) for a, b in zip(min_size, max_size))
+        pairs = check_pairs(loaded.card, [min_size, middle])  # type: ignore[list-item]
+        written["parity"] = onnx_parity(out, loaded.network, pairs)
+    return written

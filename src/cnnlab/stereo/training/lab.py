@@ -20,7 +20,7 @@ from cnnlab.engine.loop import FitResult, evaluate
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.stereo.choices import CROP, SAMPLES_PER_EPOCH, SYNTHETIC_SIZE, VAL_COUNT
 from cnnlab.stereo.data.datasets import VAL_SEED, StereoDataset, SyntheticStereo, open_dataset
-from cnnlab.stereo.data.folder import open_folder
+from cnnlab.stereo.data.folder import check_folder_options, open_folder
 from cnnlab.stereo.data.preprocess import Normalize
 from cnnlab.stereo.data.synthetic import scene_max_disparity
 from cnnlab.stereo.evaluation.metrics import rates
@@ -82,6 +82,9 @@ class StereoConfig:
     # they are; such a run is trained and resumed from Python, which passes the network
     module: str | None = None
 
+    def __post_init__(self) -> None:
+        check_folder_options([self.dataset], vars(self))
+
     def architecture(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ARCHITECTURE if getattr(self, k) is not None}
 
@@ -90,6 +93,19 @@ def published_milestones(dataset: str) -> list[int]:
     """The published step schedule: KITTI fine-tuning drops 1e-3 to 1e-4 after epoch 200;
     SceneFlow (and the rest) keep a constant rate."""
     return [200] if dataset.startswith("kitti") else []
+
+
+def check_sweep_recipe(config: StereoConfig) -> None:
+    """A sweep chooses its settings on validation pairs: a recipe without them, or whose
+    validation pairs are a test split (SceneFlow's), is refused."""
+    if config.dataset == "sceneflow":
+        raise ConfigError("sceneflow: its validation pairs are the FlyingThings3D TEST split, so "
+                          "a sweep would choose on the test set; sweep on synthetic, KITTI or a "
+                          "folder with `val_list`", parameter="dataset")
+    if config.val_count == 0 or config.dataset == "middlebury" or (
+            config.dataset == "folder" and not config.val_list):
+        raise ConfigError("a sweep chooses on validation pairs, and this recipe has none: give "
+                          "`val_count` > 0 (synthetic, KITTI) or `val_list` (folder)")
 
 
 def model_config(options: dict, init_card: ModelCard | None = None) -> PSMNetConfig:
@@ -118,7 +134,7 @@ def _datasets(config: StereoConfig, max_disparity: int
     if config.dataset == "folder":  # users' pairs; validation only from --val-list
         train = open_folder(config.left, config.right, config.gt, config.pair_list,
                             config.gt_format, config.gt_scale)
-        val = (open_folder(list_file=config.val_list, gt_format=config.gt_format,
+        val = (open_folder(pair_list=config.val_list, gt_format=config.gt_format,
                            gt_scale=config.gt_scale) if config.val_list else None)
         return train, val
     if config.data_root is None:
