@@ -43,6 +43,10 @@ PREDICT_OUT = "runs/predict"  # where predictions go when no folder is given
 CROP = (256, 512)
 SAMPLES_PER_EPOCH = 400
 VAL_COUNT = 8
+# the optimisation settings a run takes unless told otherwise (command line and
+# cnnlab.stereo.train alike): PSMNet's crops fit a batch of 4 on a CPU; the step schedule's
+# milestones are the published ones for the dataset (training.lab.published_milestones)
+TRAIN_DEFAULTS = {"epochs": 10, "batch_size": 4, "lr": 1e-3, "schedule": "step"}
 # exported graphs: the sizes (height, width) one file accepts by default; below 256x512 the SPP
 # pools are clipped to the map, a branch a graph cannot hold
 EXPORT_MIN_SIZE = (256, 512)

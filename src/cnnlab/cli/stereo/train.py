@@ -31,6 +31,7 @@ from cnnlab.stereo.choices import (
     DEFAULT_MAX_DISPARITY,
     SAMPLES_PER_EPOCH,
     SYNTHETIC_SIZE,
+    TRAIN_DEFAULTS,
     VAL_COUNT,
     VARIANTS,
 )
@@ -142,7 +143,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                              + ", ".join(f"{k}={shown(v)}"
                                          for k, v in PRESETS["cpu-small"].items())
                              + " (flags given override them)")
-    add_optim_args(parser, epochs=10, batch_size=4, lr=1e-3, schedule="step")
+    add_optim_args(parser, **TRAIN_DEFAULTS)
 
 
 def add_train_parsers(ssub) -> None:

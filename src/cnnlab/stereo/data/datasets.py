@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from cnnlab.data.image import open_image
-from cnnlab.errors import DataError
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.stereo.data.io import (
     read_image,
     read_kitti_disparity,
@@ -312,6 +312,23 @@ DATASETS = {"kitti2015": KITTI2015, "kitti2012": KITTI2012, "sceneflow": SceneFl
             "middlebury": Middlebury}
 DEFAULT_FOLDERS = {"kitti2015": "KITTI2015", "kitti2012": "KITTI2012", "sceneflow": "SceneFlow",
                    "middlebury": "Middlebury"}
+
+
+def dataset_root(name: str, data_root: str | Path | None) -> Path:
+    """The data root of a real dataset: ``data_root``, else the first of $CNNLAB_DATA (which
+    ``cnnlab.setup()`` sets) and the user cache that holds its folder."""
+    if data_root:
+        return Path(data_root)
+    from cnnlab.data.root import candidate_roots
+
+    roots = candidate_roots(None)
+    found = next((root for root in roots if (root / DEFAULT_FOLDERS.get(name, name)).is_dir()),
+                 None)
+    if found is None:
+        raise ConfigError(f"is required for {name}: no {DEFAULT_FOLDERS.get(name, name)} folder "
+                          f"in {' or '.join(str(r) for r in roots)} (cnnlab.setup() finds a "
+                          "shared one)", parameter="data_root")
+    return found
 
 
 def open_dataset(name: str, root: str | Path, split: str = "all") -> StereoDataset:

@@ -18,6 +18,7 @@ from cnnlab.stereo.data.datasets import (
     StereoDataset,
     StereoSample,
     SyntheticStereo,
+    dataset_root,
     open_dataset,
 )
 from cnnlab.stereo.data.folder import open_folder
@@ -42,9 +43,7 @@ def open_eval_dataset(dataset: str, data_root: str | None, split: str, count: in
                                seed=VAL_SEED)
     if dataset == "folder":
         return open_folder(**(folder or {}))
-    if not data_root:
-        raise ConfigError(f"is required for {dataset}", parameter="data_root")
-    return open_dataset(dataset, data_root, split)
+    return open_dataset(dataset, dataset_root(dataset, data_root), split)
 
 
 def open_sources(datasets: list[str], data_root: str | None, split: str, count: int,

@@ -19,7 +19,13 @@ from cnnlab.engine.lab import recipe_of, train_run
 from cnnlab.engine.loop import FitResult, evaluate
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.stereo.choices import CROP, SAMPLES_PER_EPOCH, SYNTHETIC_SIZE, VAL_COUNT
-from cnnlab.stereo.data.datasets import VAL_SEED, StereoDataset, SyntheticStereo, open_dataset
+from cnnlab.stereo.data.datasets import (
+    VAL_SEED,
+    StereoDataset,
+    SyntheticStereo,
+    dataset_root,
+    open_dataset,
+)
 from cnnlab.stereo.data.folder import check_folder_options, open_folder
 from cnnlab.stereo.data.preprocess import Normalize
 from cnnlab.stereo.data.synthetic import scene_max_disparity
@@ -137,14 +143,13 @@ def _datasets(config: StereoConfig, max_disparity: int
         val = (open_folder(pair_list=config.val_list, gt_format=config.gt_format,
                            gt_scale=config.gt_scale) if config.val_list else None)
         return train, val
-    if config.data_root is None:
-        raise ConfigError(f"is required for {config.dataset}", parameter="data_root")
+    root = dataset_root(config.dataset, config.data_root)
     if config.dataset == "middlebury":  # no published split: every scene trains, none validates
-        return open_dataset("middlebury", config.data_root, "all"), None
+        return open_dataset("middlebury", root, "all"), None
     val_split = "test" if config.dataset == "sceneflow" else "val"
-    train = open_dataset(config.dataset, config.data_root, "train")
+    train = open_dataset(config.dataset, root, "train")
     try:
-        return train, open_dataset(config.dataset, config.data_root, val_split)
+        return train, open_dataset(config.dataset, root, val_split)
     except DataError:  # the split is empty here (e.g. only a few KITTI frames are present)
         return train, None
 

@@ -15,9 +15,16 @@ from cnnlab.engine.lab import train_run
 from cnnlab.engine.network import network_factory
 from cnnlab.engine.session import RunFolder, absolute, live_curves, run_folder, split_settings
 from cnnlab.errors import ConfigError
+from cnnlab.stereo.choices import TRAIN_DEFAULTS
 from cnnlab.stereo.models import PSMNetConfig
 from cnnlab.stereo.models.psmnet import PSMNet
-from cnnlab.stereo.training.lab import ARCHITECTURE, StereoConfig, StereoLab, stereo_run
+from cnnlab.stereo.training.lab import (
+    ARCHITECTURE,
+    StereoConfig,
+    StereoLab,
+    published_milestones,
+    stereo_run,
+)
 
 # settings train() takes by keyword: the recipe's fields (the architecture comes with the model)
 TASK_SETTINGS = tuple(f.name for f in dataclasses.fields(StereoConfig)
@@ -72,7 +79,9 @@ def train(model: object = "psmnet", dataset: str = "synthetic", *, epochs: int =
     "psmnet-kitti2015", the published fine-tuning). ``model``: "psmnet" or a network from
     ``psmnet(spp=..., hourglass=...)`` (an instance is trained in place; a function giving
     one, e.g. ``lambda: psmnet(spp=MySPP)``, is called under ``seed``). ``settings``: lr,
-    batch_size, crop, samples_per_epoch, val_count, amp, seed, data_root, ..."""
+    batch_size, crop, samples_per_epoch, val_count, amp, seed, data_root, ...; by default
+    those of ``cnnlab stereo train`` (batch 4, lr 1e-3, the step schedule at the dataset's
+    published milestones). ``data_root`` defaults to the folder ``cnnlab.setup()`` found."""
     task_settings, optim_settings = split_settings(settings, TASK_SETTINGS, OPTIM_SETTINGS)
     for key in ("data_root", "weights_root"):
         if key in task_settings:
@@ -90,7 +99,10 @@ def train(model: object = "psmnet", dataset: str = "synthetic", *, epochs: int =
     config = StereoConfig(dataset=dataset, init=init, module=module,
                           **{k: tuple(v) if isinstance(v, list) else v
                              for k, v in architecture.items()}, **task_settings)
-    optim = OptimConfig(epochs=epochs, **optim_settings)
+    defaults = {k: v for k, v in TRAIN_DEFAULTS.items() if k != "epochs"}
+    if "milestones" not in optim_settings and not resume:
+        defaults["milestones"] = tuple(published_milestones(dataset))
+    optim = OptimConfig(epochs=epochs, **{**defaults, **optim_settings})
     out = run_folder(out, resume, f"psmnet-{dataset}")
     curves = live_curves(live, f"PSMNet on {dataset}", out, resume)
     lab = StereoLab(factory)
