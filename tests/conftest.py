@@ -90,3 +90,38 @@ def make_tiny_mnist(root: Path, n_train: int = 256, n_test: int = 64, seed: int 
 @pytest.fixture
 def tiny_mnist_root(tmp_path) -> Path:
     return make_tiny_mnist(tmp_path / "data")
+
+
+@pytest.fixture
+def pair_folders(tmp_path) -> Path:
+    """left/ and right/ with three KITTI-named textured pairs, ground truth as PFM in disp/."""
+    from helpers import textured_pair
+    from PIL import Image
+
+    from cnnlab.stereo.data.io import write_pfm
+
+    for folder in ("left", "right", "disp"):
+        (tmp_path / folder).mkdir()
+    for i in range(3):
+        left, right = textured_pair(64, 128, shift=4 + i, seed=i)
+        name = f"{i:06d}_10.png"
+        Image.fromarray(left).save(tmp_path / "left" / name)
+        Image.fromarray(right).save(tmp_path / "right" / name)
+        write_pfm(tmp_path / "disp" / f"{i:06d}_10.pfm", np.full((64, 128), 4.0 + i, np.float32))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small PSMNet (seeded random weights) with its card, as a .safetensors checkpoint."""
+    import torch
+
+    from cnnlab.engine.checkpoint import save_checkpoint
+    from cnnlab.stereo.models.psmnet import PSMNet, PSMNetConfig
+    from cnnlab.stereo.weights.card import psmnet_card
+
+    config = PSMNetConfig(max_disparity=32, blocks=(1, 1, 1, 1))
+    path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
+    torch.manual_seed(0)
+    save_checkpoint(path, PSMNet(config).state_dict(), {"card": psmnet_card(config).to_dict()})
+    return path

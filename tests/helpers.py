@@ -32,3 +32,11 @@ def warp_right_to_left(right: torch.Tensor, disparity: torch.Tensor) -> torch.Te
     grid = torch.stack([gx, gy], -1).unsqueeze(0)
     return F.grid_sample(right.unsqueeze(0), grid, mode="bilinear", padding_mode="border",
                          align_corners=False)[0]
+
+
+def textured_pair(height: int = 48, width: int = 96, shift: int = 4, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A random-texture uint8 pair whose right view is the left shifted by ``shift`` px."""
+    rng = np.random.default_rng(seed)
+    left = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    return left, np.roll(left, -shift, axis=1)

@@ -196,3 +196,17 @@ def test_one_epoch_real_mnist_reaches_97_percent(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["test_count"] == 10000
     assert results["test_accuracy"] >= 0.97
+
+
+def test_the_same_command_runs_again_into_a_new_folder(tiny_mnist_root, tmp_path, capsys,
+                                                        monkeypatch):
+    """Without --out, a rerun goes into runs/NAME-2 (and says so) instead of being refused."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    command = ["classify", "train", "--dataset", "mnist", "--data-root", str(tiny_mnist_root),
+               "--model", "mlp", "--epochs", "1", "--batch-size", "64", "--no-progress"]
+    assert run_cli(*command) == 0 and run_cli(*command) == 0
+    assert "note: runs/mlp-mnist holds a run; this one goes into runs/mlp-mnist-2 (--resume " \
+           "runs/mlp-mnist continues that one)" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "mlp-mnist" / "last.safetensors").is_file()
+    assert (tmp_path / "runs" / "mlp-mnist-2" / "last.safetensors").is_file()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import textured_pair
 from PIL import Image
 from tests.conftest import shared_path, shared_weights
 
@@ -21,35 +22,18 @@ from cnnlab.engine.precision import native_precisions
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
 from cnnlab.stereo.data.io import read_image, read_kitti_disparity, read_pfm, write_pfm
 from cnnlab.stereo.inference.methods import disparity_of, pair_outputs
-from cnnlab.stereo.models.psmnet import PSMNet, PSMNetConfig
 
 REPO = Path(__file__).resolve().parents[1]
 KITTI_PAIR = "000000_10.png"
 CROP = (slice(-256, None), slice(0, 512))  # bottom-left 256x512, as cnnlab.exercises uses
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A small PSMNet (seeded random weights) with its card, as a .safetensors checkpoint."""
-    from cnnlab.engine.checkpoint import save_checkpoint
-    from cnnlab.stereo.weights.card import psmnet_card
-
-    config = PSMNetConfig(max_disparity=32, blocks=(1, 1, 1, 1))
-    path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
-    torch.manual_seed(0)
-    save_checkpoint(path, PSMNet(config).state_dict(), {"card": psmnet_card(config).to_dict()})
-    return path
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_checkpoint):
     return stereo.load(tiny_checkpoint)
 
-
-def textured_pair(height=48, width=96, shift=4, seed=0):
-    rng = np.random.default_rng(seed)
-    left = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
-    return left, np.roll(left, -shift, axis=1)
 
 
 def one_line(exc: BaseException) -> str:
@@ -297,18 +281,6 @@ def test_sgbm_is_a_model_too():
 # ------------------------------------------------------------------ many pairs
 
 
-@pytest.fixture
-def pair_folders(tmp_path):
-    """left/ and right/ with three KITTI-named pairs, ground truth as PFM in disp/."""
-    for folder in ("left", "right", "disp"):
-        (tmp_path / folder).mkdir()
-    for i in range(3):
-        left, right = textured_pair(64, 128, shift=4 + i, seed=i)
-        name = f"{i:06d}_10.png"
-        Image.fromarray(left).save(tmp_path / "left" / name)
-        Image.fromarray(right).save(tmp_path / "right" / name)
-        write_pfm(tmp_path / "disp" / f"{i:06d}_10.pfm", np.full((64, 128), 4.0 + i, np.float32))
-    return tmp_path
 
 
 def test_predict_folder_scores_each_pair_and_goes_past_a_bad_one(pair_folders, tiny):

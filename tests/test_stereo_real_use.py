@@ -10,52 +10,19 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from helpers import textured_pair
 from PIL import Image
 from tests.conftest import shared_path
 
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.data.io import Calibration, read_kitti_disparity, write_pfm
+from cnnlab.stereo.data.io import Calibration, read_kitti_disparity
 from cnnlab.stereo.inference.budget import IMAGE_MB_PER_PIXEL, estimate_peak_mb, tile_for_budget
 from cnnlab.stereo.inference.confidence import Sparsification, left_right_consistent
 from cnnlab.stereo.inference.predict import Method, disparity_needed, predict_views, range_advice
 from cnnlab.stereo.inference.sgbm import sgbm_disparity
 from cnnlab.stereo.inference.tiling import TILE_MARGIN, plan_tiles, tiled_forward
-from cnnlab.stereo.models.psmnet import PSMNet, PSMNetConfig, precise_disparity_regression
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A small PSMNet (random weights) with its card, as a .safetensors checkpoint."""
-    from cnnlab.engine.checkpoint import save_checkpoint
-    from cnnlab.stereo.weights.card import psmnet_card
-
-    config = PSMNetConfig(max_disparity=32, blocks=(1, 1, 1, 1))
-    path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
-    torch.manual_seed(0)
-    save_checkpoint(path, PSMNet(config).state_dict(), {"card": psmnet_card(config).to_dict()})
-    return path
-
-
-def textured_pair(height=48, width=96, shift=4, seed=0):
-    rng = np.random.default_rng(seed)
-    left = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
-    return left, np.roll(left, -shift, axis=1)
-
-
-@pytest.fixture
-def pair_folders(tmp_path):
-    """left/ and right/ with three pairs, ground truth as PFM in disp/."""
-    for folder in ("left", "right", "disp"):
-        (tmp_path / folder).mkdir()
-    for i in range(3):
-        left, right = textured_pair(64, 128, shift=4 + i, seed=i)
-        name = f"{i:06d}_10.png"
-        Image.fromarray(left).save(tmp_path / "left" / name)
-        Image.fromarray(right).save(tmp_path / "right" / name)
-        write_pfm(tmp_path / "disp" / f"{i:06d}_10.pfm", np.full((64, 128), 4.0 + i, np.float32))
-    return tmp_path
-
+from cnnlab.stereo.models.psmnet import PSMNet, precise_disparity_regression
 
 # ------------------------------------------------------------------ left-right check, confidence
 

@@ -209,6 +209,7 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
     from cnnlab.engine.device import select_device
     from cnnlab.engine.distributed import cleanup, init_from_env
     from cnnlab.engine.lab import read_run_config, resumed_config, train_run
+    from cnnlab.engine.session import default_run_folder
 
     if args.resume:
         ignored = _ignored_on_resume(args, lab)
@@ -224,7 +225,7 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
         out = Path(args.resume)
     else:
         run = RunConfig(lab.name, task_settings(), optim_from_args(args))
-        out = Path(args.out or default_out)
+        out = Path(args.out) if args.out else default_run_folder(default_out, say)
     info = init_from_env(select_device(args.device).type)
     try:
         results = train_run(run, lab, out, bool(args.resume), args.device, info,

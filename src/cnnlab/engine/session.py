@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,20 @@ def fresh_run_folder(name: str, root: str | os.PathLike = "runs") -> Path:
         if not (path / "config.json").exists() and not RunDir(path).checkpoint("last").exists():
             return path
     raise ConfigError(f"{root}: no free run folder name for {name}", parameter="out")
+
+
+def default_run_folder(default: str | os.PathLike, log: Callable[[str], None]) -> Path:
+    """A new run's folder when none is given: ``default``, or ``default-2``... once that holds
+    a run, so the same command runs again (under torchrun every process must agree on the
+    folder before any exists: there ``default`` is used as it is)."""
+    default = Path(default)
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        return default
+    out = fresh_run_folder(default.name, default.parent)
+    if out != default:
+        log(f"note: {default} holds a run; this one goes into {out} (`resume` {default} "
+            "continues that one)")
+    return out
 
 
 def run_folder(out: str | os.PathLike | None, resume: bool, name: str) -> Path:
