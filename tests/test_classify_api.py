@@ -99,6 +99,10 @@ def test_own_module_resumes_exactly(tiny_mnist_root, tmp_path):
     resumed = classify.train(TinyNet, "mnist", epochs=2, out=tmp_path / "resumed",
                              resume=True, data_root=tiny_mnist_root, **RECIPE, **QUIET)
     assert _learning(resumed.history) == _learning(straight.history)
+    # resuming with other settings would not continue the run: refused, naming them
+    with pytest.raises(ConfigError, match="resume .*resumed was trained with other lr, seed;"):
+        classify.train(TinyNet, "mnist", epochs=3, out=tmp_path / "resumed", resume=True,
+                       data_root=tiny_mnist_root, **{**RECIPE, "lr": 0.5, "seed": 3}, **QUIET)
     for a, b in zip(straight.classifier().network.parameters(),
                     resumed.classifier().network.parameters()):
         assert torch.equal(a, b)

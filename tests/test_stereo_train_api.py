@@ -117,3 +117,15 @@ def test_student_parts_fine_tune_the_official_weights_on_kitti(tmp_path):
 
     loaded = stereo.load(run.path, model=psmnet(spp=StudentSPP, hourglass=StudentHourglass))
     assert loaded.card.module.startswith("PSMNet(spp=")
+
+
+def test_a_resumed_run_continues_with_its_own_settings(tmp_path):
+    def build():
+        return psmnet(**SMALL)
+
+    train(build, "synthetic", epochs=1, out=tmp_path / "run", **QUICK)
+    resumed = train(build, "synthetic", epochs=2, out=tmp_path / "run", resume=True, **QUICK)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    with pytest.raises(ConfigError, match="was trained with other crop;"):
+        train(build, "synthetic", epochs=3, out=tmp_path / "run", resume=True,
+              **{**QUICK, "crop": (64, 64)})

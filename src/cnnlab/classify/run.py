@@ -23,6 +23,7 @@ from cnnlab.engine.plotting import Picture
 from cnnlab.engine.session import (
     RunFolder,
     absolute,
+    check_resumable,
     compare_runs,
     live_curves,
     run_folder,
@@ -113,6 +114,8 @@ def train(model: object, dataset: str = "fashion-mnist", *, epochs: int = 10,
     out = run_folder(out, resume, f"{label}-{dataset}")
     curves = live_curves(live, f"{label} on {dataset}", out, resume)
     lab = ClassifyLab(factory)
+    if resume:
+        check_resumable(classify_run(config, optim), lab, out)
     train_run(classify_run(config, optim), lab, out, resume, device, log=log,
               progress=progress, download=download, on_epoch=curves)
     return Run(Path(out), lab.built if custom else None, model if custom else None)

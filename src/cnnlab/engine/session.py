@@ -76,6 +76,25 @@ def run_folder(out: str | os.PathLike | None, resume: bool, name: str) -> Path:
     return fresh_run_folder(name)
 
 
+def check_resumable(run: Any, lab: Any, out: Path) -> None:
+    """A run resumed from Python must be the one in ``out``: its recipe (all but the number
+    of epochs and the machine's folders) as saved there, else a one-line error naming what
+    differs (resuming with other settings would not continue that run exactly)."""
+    from cnnlab.engine.lab import read_run_config, recipe_of
+
+    saved = recipe_of(read_run_config(out, lab), lab)
+    given = recipe_of(lab.resolve(run, True, lambda line: None)[0], lab)  # defaults filled
+    for recipe in (saved, given):
+        recipe["optim"].pop("epochs")
+    differ = sorted(f"{key}" for part in ("optim", lab.name)
+                    for key in set(saved[part]) | set(given[part])
+                    if saved[part].get(key) != given[part].get(key))
+    if differ:
+        raise ConfigError(f"{out} was trained with other {', '.join(differ)}; give the settings "
+                          "it was trained with (its config.json) to continue it exactly",
+                          parameter="resume")
+
+
 def live_curves(live: bool | None, title: str, out: Path, resume: bool) -> LiveCurves | None:
     """Curves redrawn after each epoch where asked (default: in a notebook)."""
     if not (live if live is not None else in_notebook()):

@@ -13,7 +13,14 @@ from torch import nn
 from cnnlab.engine.config import OptimConfig
 from cnnlab.engine.lab import train_run
 from cnnlab.engine.network import network_factory
-from cnnlab.engine.session import RunFolder, absolute, live_curves, run_folder, split_settings
+from cnnlab.engine.session import (
+    RunFolder,
+    absolute,
+    check_resumable,
+    live_curves,
+    run_folder,
+    split_settings,
+)
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.choices import TRAIN_DEFAULTS
 from cnnlab.stereo.models import PSMNetConfig
@@ -106,6 +113,8 @@ def train(model: object = "psmnet", dataset: str = "synthetic", *, epochs: int =
     out = run_folder(out, resume, f"psmnet-{dataset}")
     curves = live_curves(live, f"PSMNet on {dataset}", out, resume)
     lab = StereoLab(factory)
+    if resume:
+        check_resumable(stereo_run(config, optim), lab, out)
     train_run(stereo_run(config, optim), lab, out, resume, device, log=log, progress=progress,
               on_epoch=curves)
     return StereoRun(out, lab.built)
