@@ -12,38 +12,17 @@ from collections.abc import Callable
 import numpy as np
 
 from cnnlab.errors import ConfigError
-from cnnlab.stereo.choices import DEFAULT_MAX_DISPARITY
 from cnnlab.stereo.data.datasets import (
-    VAL_SEED,
     StereoDataset,
     StereoSample,
-    SyntheticStereo,
-    dataset_root,
-    open_dataset,
 )
-from cnnlab.stereo.data.folder import open_folder
-from cnnlab.stereo.data.synthetic import scene_max_disparity
+from cnnlab.stereo.data.registry import open_pairs
 from cnnlab.stereo.evaluation.metrics import rates, region_counts
 from cnnlab.stereo.inference.methods import Outputs, outputs_of
 from cnnlab.stereo.inference.sgbm import check_range
 
 # a Method, or any function of a sample giving Outputs or (disparity, valid)
 Predictor = Callable[[StereoSample], Outputs | tuple[np.ndarray, np.ndarray]]
-
-
-def open_eval_dataset(dataset: str, data_root: str | None, split: str, count: int,
-                      synthetic_size: tuple[int, int], max_disparity: int,
-                      folder: dict | None = None) -> StereoDataset:
-    """The pairs ``stereo eval`` scores: a real dataset's split, ``count`` held-out synthetic
-    scenes within the network's range, or a folder dataset (``folder``: ``open_folder``'s
-    keyword arguments)."""
-    if dataset == "synthetic":
-        height, width = synthetic_size
-        return SyntheticStereo(count, height, width, scene_max_disparity(max_disparity),
-                               seed=VAL_SEED)
-    if dataset == "folder":
-        return open_folder(**(folder or {}))
-    return open_dataset(dataset, dataset_root(dataset, data_root), split)
 
 
 def open_sources(datasets: list[str], data_root: str | None, split: str, count: int,
@@ -58,8 +37,7 @@ def open_sources(datasets: list[str], data_root: str | None, split: str, count: 
         if dataset == "synthetic":
             sources[dataset] = None
             continue
-        sources[dataset] = open_eval_dataset(dataset, data_root, split, count, synthetic_size,
-                                             DEFAULT_MAX_DISPARITY, folder)
+        sources[dataset] = open_pairs(dataset, split, data_root=data_root, folder=folder)
         if len(sources[dataset]) == 0:
             hint = (f"; pass `split` all to score the pairs there (not {protocol.name}'s "
                     "published split)" if protocol else "")
@@ -74,8 +52,9 @@ def finish_sources(sources: dict[str, StereoDataset | None], methods: dict[str, 
     """``sources`` with the synthetic scenes drawn within ``max_disparity``, every dataset
     checked against the ``methods`` (SGBM's range) before any is scored."""
     if "synthetic" in sources:
-        sources["synthetic"] = open_eval_dataset("synthetic", None, split, count,
-                                                 synthetic_size, max_disparity)
+        sources["synthetic"] = open_pairs("synthetic", split, count=count,
+                                          synthetic_size=synthetic_size,
+                                          max_disparity=max_disparity)
     for source in sources.values():
         check_methods(methods, source, max_disparity)
     return sources  # type: ignore[return-value]

@@ -20,15 +20,11 @@ from cnnlab.engine.loop import FitResult, evaluate
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.stereo.choices import CROP, SAMPLES_PER_EPOCH, SYNTHETIC_SIZE, VAL_COUNT
 from cnnlab.stereo.data.datasets import (
-    VAL_SEED,
     StereoDataset,
-    SyntheticStereo,
-    dataset_root,
-    open_dataset,
 )
-from cnnlab.stereo.data.folder import check_folder_options, open_folder
+from cnnlab.stereo.data.folder import check_folder_options
 from cnnlab.stereo.data.preprocess import Normalize
-from cnnlab.stereo.data.synthetic import scene_max_disparity
+from cnnlab.stereo.data.registry import open_pairs
 from cnnlab.stereo.evaluation.metrics import rates
 from cnnlab.stereo.models import PSMNetConfig
 from cnnlab.stereo.training.pipeline import (
@@ -132,24 +128,24 @@ def model_config(options: dict, init_card: ModelCard | None = None) -> PSMNetCon
 def _datasets(config: StereoConfig, max_disparity: int
               ) -> tuple[StereoDataset, StereoDataset | None]:
     """(training pairs, validation pairs or None) of the configured dataset."""
+    def pairs(split: str, **options: Any) -> StereoDataset:
+        return open_pairs(config.dataset, split, data_root=config.data_root,
+                          synthetic_size=config.synthetic_size, max_disparity=max_disparity,
+                          **options)
+
     if config.dataset == "synthetic":
-        height, width = config.synthetic_size
-        largest = scene_max_disparity(max_disparity)
-        return (SyntheticStereo(10**6, height, width, largest, seed=0),
-                SyntheticStereo(config.val_count, height, width, largest, seed=VAL_SEED))
+        return pairs("train"), pairs("val", count=config.val_count)
     if config.dataset == "folder":  # users' pairs; validation only from --val-list
-        train = open_folder(config.left, config.right, config.gt, config.pair_list,
-                            config.gt_format, config.gt_scale)
-        val = (open_folder(pair_list=config.val_list, gt_format=config.gt_format,
-                           gt_scale=config.gt_scale) if config.val_list else None)
+        train = pairs("all", folder={k: getattr(config, k) for k in (
+            "left", "right", "gt", "pair_list", "gt_format", "gt_scale")})
+        val = (pairs("all", folder={"pair_list": config.val_list, "gt_format": config.gt_format,
+                                    "gt_scale": config.gt_scale}) if config.val_list else None)
         return train, val
-    root = dataset_root(config.dataset, config.data_root)
     if config.dataset == "middlebury":  # no published split: every scene trains, none validates
-        return open_dataset("middlebury", root, "all"), None
-    val_split = "test" if config.dataset == "sceneflow" else "val"
-    train = open_dataset(config.dataset, root, "train")
+        return pairs("all"), None
+    train = pairs("train")
     try:
-        return train, open_dataset(config.dataset, root, val_split)
+        return train, pairs("test" if config.dataset == "sceneflow" else "val")
     except DataError:  # the split is empty here (e.g. only a few KITTI frames are present)
         return train, None
 
