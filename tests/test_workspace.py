@@ -22,7 +22,8 @@ def test_setup_finds_a_shared_folder_and_makes_it_the_default(tmp_path, monkeypa
     assert os.environ["CNNLAB_DATA"] == str(course / "shared" / "data")
     text = lines[0]
     assert "mnist" in text and "(shared folder)" in text
-    assert "fashion-mnist      missing: put it in" in text or "missing" in text
+    assert (f"  fashion-mnist        missing: put it in {course / 'shared' / 'data'}/"
+            "FashionMNIST/raw, or setup(download=['fashion-mnist'])") in text
     assert "psmnet-kitti2015" in text
 
 

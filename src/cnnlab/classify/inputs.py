@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnlab.data.image import open_image
+from cnnlab.data.image import eight_bit, open_image
 from cnnlab.errors import ConfigError
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
@@ -23,10 +23,7 @@ ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 def _on_white(image: Image.Image) -> Image.Image:
     """RGB, with any transparency composited over white (16-bit grey scaled, not clipped)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / peak * 255 + 0.5, 0, 255).astype(np.uint8))
+    image = eight_bit(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):

@@ -68,15 +68,20 @@ def open_image(path: str | Path) -> Image.Image:
         Image.MAX_IMAGE_PIXELS = previous
 
 
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grey image as 8-bit grey, scaled by its range (65535 when any value exceeds
+    255), never clipped; any other image as it is."""
+    if image.mode not in SIXTEEN_BIT_MODES:
+        return image
+    array = np.asarray(image, dtype=np.float64)
+    peak = 65535.0 if array.max() > 255 else 255.0
+    return Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB from an 8/16-bit grey, RGB, RGBA, LA or palette image."""
     path = Path(path)
-    image = open_image(path)
-    if image.mode in SIXTEEN_BIT_MODES:
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
+    image = eight_bit(open_image(path))
     if image.mode == "F":
         raise DataError(f"{path}: floating-point image, expected an 8/16-bit photograph")
     return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy

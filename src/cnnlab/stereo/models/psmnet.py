@@ -341,6 +341,13 @@ class PSMNet(nn.Module):
         self._use_channels_last()
         self.register_load_state_dict_pre_hook(_upgrade_hook)
 
+    def parts_text(self) -> str | None:
+        """"PSMNet(spp=module.Class, ...)" when a student's parts stand in, else None: what
+        a model card records and loading checks."""
+        if not self.parts:
+            return None
+        return "PSMNet(" + ", ".join(f"{k}={v}" for k, v in self.parts.items()) + ")"
+
     def _use_channels_last(self) -> None:
         """channels_last weights for 2-D convs, channels_last_3d for 3-D ones."""
         for module in self.modules():

@@ -101,8 +101,7 @@ def train(model: object = "psmnet", dataset: str = "synthetic", *, epochs: int =
             raise ConfigError(f"expected \"psmnet\" or a network from cnnlab.stereo.psmnet(...), "
                               f"got {type(network).__name__}", parameter="model")
         architecture = network.config.to_dict()
-        if network.parts:
-            module = "PSMNet(" + ", ".join(f"{k}={v}" for k, v in network.parts.items()) + ")"
+        module = network.parts_text()
     config = StereoConfig(dataset=dataset, init=init, module=module,
                           **{k: tuple(v) if isinstance(v, list) else v
                              for k, v in architecture.items()}, **task_settings)

@@ -282,8 +282,8 @@ def _with_parts(model: object, card: ModelCard, where: str) -> nn.Module:
                               "Python; pass that network: `model`=cnnlab.stereo.psmnet(spp=..., "
                               "hourglass=...)")
     network = network_factory(model)()
-    parts = ("PSMNet(" + ", ".join(f"{k}={v}" for k, v in network.parts.items()) + ")"
-             if isinstance(network, PSMNet) else type(network).__name__)
+    parts = ((network.parts_text() or "PSMNet()") if isinstance(network, PSMNet)
+             else type(network).__name__)
     if _names(parts) != _names(card.module):
         raise CheckpointError(f"{where}: holds the weights of {card.module}, not of {parts} "
                               "(the model given)")
