@@ -18,7 +18,7 @@ from cnnlab.classify.predict import Predictions
 from cnnlab.classify.training import ClassifyConfig, ClassifyLab, classify_run
 from cnnlab.engine.config import OptimConfig, read_config_file
 from cnnlab.engine.lab import train_run
-from cnnlab.engine.network import is_user_network, network_factory, qualified_name
+from cnnlab.engine.network import network_factory, qualified_name
 from cnnlab.engine.plotting import Picture
 from cnnlab.engine.session import (
     RunFolder,
@@ -97,7 +97,7 @@ def train(model: object, dataset: str = "fashion-mnist", *, epochs: int = 10,
     task_settings, optim_settings = split_settings(settings, TASK_SETTINGS, OPTIM_SETTINGS)
     if "data_root" in task_settings:
         task_settings["data_root"] = absolute(task_settings["data_root"])
-    custom = is_user_network(model)
+    custom = not isinstance(model, str)  # a registry name, or a network of the user's
     factory = None
     if custom:
         factory = network_factory(model)  # called by the lab under the run's seed

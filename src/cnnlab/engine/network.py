@@ -8,19 +8,10 @@ user's network needs that network's class (or an instance) from the caller, chec
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
 from torch import nn
 
 from cnnlab.errors import CheckpointError, ConfigError
-
-# what ``model=`` may be: a registry name, an instance, a class, or a function returning one
-ModelSpec = Union[str, nn.Module, type, Callable[[], nn.Module]]
-
-
-def is_user_network(model: object) -> bool:
-    """True for anything but a registry name: a module, a module class or a factory."""
-    return not isinstance(model, str)
 
 
 def qualified_name(network: nn.Module | type) -> str:
