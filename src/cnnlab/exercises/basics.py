@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 
 from cnnlab.basics import ops
+from cnnlab.exercises.limits import DEFAULT_TIME_LIMIT, checking
 from cnnlab.exercises.result import (
     CheckResult,
     Failure,
@@ -139,16 +140,20 @@ def _check_inputs_unchanged(fn: Callable, inputs, call_text: Callable, extra: tu
     return "inputs left unchanged"
 
 
-def check_corr2d(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckResult:
+def check_corr2d(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 time_limit: float | None = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check a student's ``corr2d(X, K)``: (h, w), (kh, kw) -> (h - kh + 1, w - kw + 1)
-    cross-correlation, as d2l defines it."""
+    cross-correlation, as d2l defines it. Each call of ``fn`` gets ``time_limit`` seconds
+    (None: no limit)."""
     require_function(fn, "check_corr2d", "corr2d(X, K)")
-    report = Report("check_corr2d")
-    inputs = _inputs(CORR2D_CASES, seed=0)
-    report.run(lambda: _check_shapes(fn, inputs, _corr2d_text),
-               lambda: _check_values(fn, inputs, ops.corr2d, _corr2d_mistakes, _corr2d_text),
-               lambda: _check_inputs_unchanged(fn, inputs[:1], _corr2d_text))
-    return report.result()
+    with checking("check_corr2d", time_limit):
+        report = Report("check_corr2d")
+        inputs = _inputs(CORR2D_CASES, seed=0)
+        report.run(lambda: _check_shapes(fn, inputs, _corr2d_text),
+                   lambda: _check_values(fn, inputs, ops.corr2d, _corr2d_mistakes,
+                                         _corr2d_text),
+                   lambda: _check_inputs_unchanged(fn, inputs[:1], _corr2d_text))
+        return report.result()
 
 
 # --------------------------------------------------------------------------------- pool2d
@@ -226,17 +231,20 @@ def _check_default_mode(fn: Callable, inputs) -> str:
     return "mode defaults to 'max'"
 
 
-def check_pool2d(fn: Callable[..., torch.Tensor]) -> CheckResult:
+def check_pool2d(fn: Callable[..., torch.Tensor], time_limit: float | None = DEFAULT_TIME_LIMIT
+                 ) -> CheckResult:
     """Check a student's ``pool2d(X, pool_size, mode="max")``: d2l's max/avg pooling of an
-    (h, w) tensor, stride 1, no padding."""
+    (h, w) tensor, stride 1, no padding. Each call of ``fn`` gets ``time_limit`` seconds
+    (None: no limit)."""
     require_function(fn, "check_pool2d", "pool2d(X, pool_size, mode='max')")
-    report = Report("check_pool2d")
-    inputs = _inputs(POOL2D_CASES, seed=1)
-    # the windows go in as tuples (d2l unpacks them); _inputs' kernels only carry the shapes
-    windows = [(x, tuple(k.shape)) for x, k in inputs]
-    report.run(lambda: _check_shapes(fn, windows, _pool2d_text, ("max",)),
-               lambda: _check_shapes(fn, windows, _pool2d_text, ("avg",)),
-               lambda: _check_pool_values(fn, inputs),
-               lambda: _check_default_mode(fn, inputs),
-               lambda: _check_inputs_unchanged(fn, windows[:1], _pool2d_text, ("avg",)))
-    return report.result()
+    with checking("check_pool2d", time_limit):
+        report = Report("check_pool2d")
+        inputs = _inputs(POOL2D_CASES, seed=1)
+        # the windows go in as tuples (d2l unpacks them); _inputs' kernels carry the shapes
+        windows = [(x, tuple(k.shape)) for x, k in inputs]
+        report.run(lambda: _check_shapes(fn, windows, _pool2d_text, ("max",)),
+                   lambda: _check_shapes(fn, windows, _pool2d_text, ("avg",)),
+                   lambda: _check_pool_values(fn, inputs),
+                   lambda: _check_default_mode(fn, inputs),
+                   lambda: _check_inputs_unchanged(fn, windows[:1], _pool2d_text, ("avg",)))
+        return report.result()

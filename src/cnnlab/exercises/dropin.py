@@ -33,6 +33,7 @@ from cnnlab.data.root import candidate_roots
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.weights import WEIGHTS_ENV
 from cnnlab.errors import CnnlabError
+from cnnlab.exercises.limits import limited
 from cnnlab.exercises.result import Failure, Report, exception_text, shape_text
 from cnnlab.stereo.data.io import read_image, read_kitti_disparity
 from cnnlab.stereo.inference.methods import pair_outputs
@@ -232,6 +233,8 @@ def drop_in_step(report: Report, makers: dict[str, Maker], labels: dict[str, Seq
                  what: str) -> None:
     """One step of ``report``: the modules named in ``makers`` replaced by the student's in
     the official model; ok, FAILED, or skipped when the weights or the data are missing."""
+    if report.stop_note():
+        return
     weights_file, missing = find_weights(weights_root)
     if weights_file is None:
         report.skip(f"{what}: {missing}")
@@ -264,7 +267,8 @@ def _drop_in(official: OfficialRun, makers: dict[str, Maker], labels: dict[str, 
     def keep(name: str) -> bool:  # the student's own submodules have names of their own
         return not _inside(name, makers)
 
-    with traced(model, keep) as trace:
+    with traced(model, keep) as trace, limited(f"{what}: the official model with your module "
+                                               f"on {CROP_TEXT}"):
         try:
             disparity = pair_outputs(model, official.card, crop.left, crop.right,
                                      "fp32")["disparity"]

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from cnnlab.exercises.dropin import drop_in_step
+from cnnlab.exercises.limits import DEFAULT_TIME_LIMIT, checking
 from cnnlab.exercises.result import (
     CheckResult,
     Failure,
@@ -187,16 +188,18 @@ def _spp_maker(module_class: type) -> Callable[[nn.Module], nn.Module]:
 
 
 def check_spp(module_class: type[nn.Module], weights_root: str | os.PathLike | None = None,
-              data_root: str | os.PathLike | None = None, drop_in: bool = True
-              ) -> CheckResult:
+              data_root: str | os.PathLike | None = None, drop_in: bool = True,
+              time_limit: float | None = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check a student's drop-in for cnnlab's ``SpatialPyramidPooling(channels,
     branch_channels, pools, align_corners)`` whose forward(x) returns one (B, branch_channels,
     H, W) tensor per pool: shapes, values with cnnlab's weights, then (``drop_in``) inside the
-    official PSMNet on a KITTI 2015 crop, skipped when the weights or data are missing."""
+    official PSMNet on a KITTI 2015 crop, skipped when the weights or data are missing. Each
+    call into the student's class gets ``time_limit`` seconds (None: no limit)."""
     require_module_class(module_class, "check_spp", "SpatialPyramidPooling")
-    report = Report("check_spp")
-    if not report.step(lambda: _check_spp_shapes(module_class)):
-        return report.result()
+    with checking("check_spp", time_limit):
+        report = Report("check_spp")
+        if not report.step(lambda: _check_spp_shapes(module_class)):
+            return report.result()
     report.run(lambda: _check_spp_values(module_class, True),
                lambda: _check_spp_values(module_class, False))
     if drop_in and _weights_fit(report):
@@ -336,16 +339,18 @@ def _hourglass_maker(module_class: type) -> Callable[[nn.Module], nn.Module]:
 
 
 def check_hourglass(module_class: type[nn.Module], weights_root: str | os.PathLike | None = None,
-                    data_root: str | os.PathLike | None = None, drop_in: bool = True
-                    ) -> CheckResult:
+                    data_root: str | os.PathLike | None = None, drop_in: bool = True,
+                    time_limit: float | None = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check a student's drop-in for cnnlab's ``Hourglass(channels)`` with forward(x, presqu,
     postsqu) -> (out, pre, post): shapes, values with cnnlab's weights, then (``drop_in``) as
     all three hourglasses of the official PSMNet on a KITTI 2015 crop, skipped when the
-    weights or data are missing."""
+    weights or data are missing. Each call into the student's class gets ``time_limit``
+    seconds (None: no limit)."""
     require_module_class(module_class, "check_hourglass", "Hourglass")
-    report = Report("check_hourglass")
-    if not report.step(lambda: _check_hourglass_shapes(module_class)):
-        return report.result()
+    with checking("check_hourglass", time_limit):
+        report = Report("check_hourglass")
+        if not report.step(lambda: _check_hourglass_shapes(module_class)):
+            return report.result()
     report.step(lambda: _check_hourglass_values(module_class))
     if drop_in and _weights_fit(report):
         names = [f"hourglasses.{i}" for i in range(3)]

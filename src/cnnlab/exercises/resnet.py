@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.exercises.limits import DEFAULT_TIME_LIMIT, checking
 from cnnlab.exercises.result import (
     CheckResult,
     Failure,
@@ -139,14 +140,17 @@ def _check_values(block_class: type, x: torch.Tensor, report: Report) -> str:
             f"reference's weights ({copied})")
 
 
-def check_residual_block(block_class: type[nn.Module]) -> CheckResult:
+def check_residual_block(block_class: type[nn.Module], time_limit: float | None = DEFAULT_TIME_LIMIT
+                         ) -> CheckResult:
     """Check a student's ``Residual(input_channels, num_channels, use_1x1conv=False,
     strides=1)`` (d2l's ResNet block): construction, shapes, then values with the reference's
-    weights copied in by order (its attribute names do not matter)."""
+    weights copied in by order (its attribute names do not matter). Each call into the
+    student's class (construction, forward) gets ``time_limit`` seconds (None: no limit)."""
     require_module_class(block_class, "check_residual_block", "Residual")
-    report = Report("check_residual_block")
-    x = torch.randn(INPUT_SHAPE, generator=torch.Generator().manual_seed(0))
-    report.run(lambda: _check_construction(block_class),
-               lambda: _check_shapes(block_class, x),
-               lambda: _check_values(block_class, x, report))
-    return report.result()
+    with checking("check_residual_block", time_limit):
+        report = Report("check_residual_block")
+        x = torch.randn(INPUT_SHAPE, generator=torch.Generator().manual_seed(0))
+        report.run(lambda: _check_construction(block_class),
+                   lambda: _check_shapes(block_class, x),
+                   lambda: _check_values(block_class, x, report))
+        return report.result()

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.exercises.limits import limited
 
 ALL_PASSED = "all checks passed"
 
@@ -66,6 +67,11 @@ class Failure(Exception):
     """A check failed; the message says precisely how (never escapes a checker)."""
 
 
+class TimedOut(Failure):
+    """A call into student code did not return within the time limit: the checks after it are
+    skipped (each would wait as long again)."""
+
+
 class Report:
     """Collects a checker's steps; ``result()`` makes the CheckResult."""
 
@@ -75,6 +81,7 @@ class Report:
         self.figures: dict[str, Any] = {}
         self.failure: str | None = None
         self.last_failure: Failure | None = None  # of the last step run
+        self.stopped = False  # a call did not return in time: the rest is skipped
 
     def ok(self, what: str) -> None:
         self.steps.append(f"ok: {what}")
@@ -90,13 +97,22 @@ class Report:
     def step(self, run: Callable[[], str]) -> bool:
         """Run one step: its return value is the "ok" line, a Failure its "FAILED" line."""
         self.last_failure = None
+        if self.stop_note():
+            return False
         try:
             self.ok(run())
             return True
         except Failure as failure:
             self.last_failure = failure
+            self.stopped = isinstance(failure, TimedOut)
             self.fail(str(failure))
             return False
+
+    def stop_note(self) -> bool:
+        """True, with one skipped line the first time, when a call did not return in time."""
+        if self.stopped and not any(s.startswith("skipped: the remaining") for s in self.steps):
+            self.skip("the remaining checks: a call above did not return in time")
+        return self.stopped
 
     def run(self, *steps: Callable[[], str]) -> bool:
         """Run steps in order until one fails (later ones depend on it); True if all passed."""
@@ -116,12 +132,27 @@ def exception_text(exc: BaseException) -> str:
 
 
 def call(fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``; an exception in student code becomes a Failure that names the
-    call (``what``, e.g. "corr2d(X (5, 6), K (2, 3))")."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception as exc:  # student code may raise anything
-        raise Failure(f"{what} raised {exception_text(exc)}") from exc
+    """``fn(*args, **kwargs)`` under the checker's time limit (``limits.limited``); an
+    exception in student code becomes a Failure that names the call (``what``, e.g.
+    "corr2d(X (5, 6), K (2, 3))"), as does a call that does not return in time."""
+    with limited(what):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # student code may raise anything
+            raise Failure(f"{what} raised {exception_text(exc)}{_memory_hint(exc)}") from exc
+        except SystemExit as exc:  # exit() or sys.exit() in student code: not the checker's end
+            raise Failure(f"{what} called exit({'' if exc.code is None else exc.code!r}): "
+                          "a function or module must return its result, not end the "
+                          "program") from None
+
+
+def _memory_hint(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text \
+            or "out of memory" in text.lower():
+        return " (it asked for more memory than this machine has: look for a size computed "\
+               "wrongly, e.g. a tensor of shape (H*W, H*W))"
+    return ""
 
 
 def construct(cls: type, *args: Any, what: str, signature: str) -> Any:
