@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     ROOT: LABS | {"exercises", "workspace"} | FOUNDATION,
     "workspace": LABS | FOUNDATION,  # cnnlab.setup(): finds every lab's data and weights
     "__main__": set(),  # cnnlab/__main__.py; its one arrow is an exception below
-    "cli": LABS | FOUNDATION | {ROOT},
+    "cli": LABS | FOUNDATION | {ROOT, "exercises"},
     "exercises": LABS | FOUNDATION,
     "classify": FOUNDATION,
     "stereo": FOUNDATION,

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from cnnlab.cli import basics, classify, stereo
+from cnnlab.cli import basics, classify, exercises, stereo
 from cnnlab.cli.common import Parser, apply_config
 from cnnlab.errors import CnnlabError
 
@@ -22,6 +22,7 @@ cnnlab: classic deep-learning vision labs as tested software.
   classify  MNIST / Fashion-MNIST / CIFAR-10 with the classic networks; shipped weights
   stereo    PSMNet stereo matching (KITTI, SceneFlow, Middlebury, synthetic); SGBM baseline
   basics    from-scratch convolution and pooling, autograd lessons
+  exercises check students' exercise files, each in a process of its own
 Run `cnnlab LAB --help` and `cnnlab LAB COMMAND --help` for the options and their defaults."""
 
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_parser(sub)
     basics.add_parser(sub)
     stereo.add_parser(sub)
+    exercises.add_parser(sub)
     return parser
 
 

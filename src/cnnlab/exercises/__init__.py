@@ -6,9 +6,10 @@ nothing in cnnlab imports it.
 """
 
 from cnnlab.exercises.basics import check_corr2d, check_pool2d
+from cnnlab.exercises.batch import FileResult, check_files
 from cnnlab.exercises.psmnet import check_hourglass, check_spp
 from cnnlab.exercises.resnet import check_residual_block
 from cnnlab.exercises.result import CheckResult
 
-__all__ = ["CheckResult", "check_corr2d", "check_hourglass", "check_pool2d",
-           "check_residual_block", "check_spp"]
+__all__ = ["CheckResult", "FileResult", "check_corr2d", "check_files", "check_hourglass",
+           "check_pool2d", "check_residual_block", "check_spp"]

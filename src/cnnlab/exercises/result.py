@@ -150,7 +150,7 @@ def _memory_hint(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, MemoryError) or "can't allocate memory" in text \
             or "out of memory" in text.lower():
-        return " (it asked for more memory than this machine has: look for a size computed "\
+        return " (it asked for more memory than it may use: look for a size computed "\
                "wrongly, e.g. a tensor of shape (H*W, H*W))"
     return ""
 
