@@ -13,6 +13,7 @@ from cnnlab.classify.inputs import image_batch
 from cnnlab.classify.weights import load_model
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.device import select_device
+from cnnlab.errors import ConfigError
 
 
 @dataclass
@@ -67,6 +68,12 @@ def predict_images(model: nn.Module, card: ModelCard, images: object, top_k: int
         logits = model(preprocess_of(card)(batch.to(device)))
     finally:
         model.train(was_training)
+    finite = torch.isfinite(logits).all(dim=1)
+    if not bool(finite.all()):  # NaN weights or an overflow: no class may be shown for it
+        first = names[int((~finite).nonzero()[0])]
+        raise ConfigError(f": its output for {int((~finite).sum())} of {len(names)} image(s) "
+                          f"({first} first) is not finite (NaN or infinity); its weights are "
+                          "damaged or its training diverged", parameter="model")
     probabilities = torch.softmax(logits.float(), dim=1)
     k = min(top_k, probabilities.shape[1])
     values, indices = probabilities.topk(k, dim=1)

@@ -155,9 +155,22 @@ def unwrapped_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_finite(state: dict[str, torch.Tensor], path: Path | str) -> None:
+    """Refuse weights holding NaN or infinity: a network with them predicts NaN for every
+    input, which no later step should print as a result (a diverged run, a damaged file)."""
+    for name, tensor in state.items():
+        if (isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+                and not bool(torch.isfinite(tensor).all())):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{path}: weight {name} holds {bad} non-finite value(s) (NaN "
+                                  "or infinity); the file is damaged or the run diverged")
+
+
 def load_model_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     """load_state_dict with a one-line error that names the checkpoint on a mismatch; keys of a
-    wrapped (DDP or compiled) module are accepted."""
+    wrapped (DDP or compiled) module are accepted. Weights that are not all finite are
+    refused (``check_finite``)."""
+    check_finite(state, path)
     try:
         model.load_state_dict(unwrapped_state(state), strict=True)
     except RuntimeError as exc:

@@ -39,7 +39,12 @@ from cnnlab.stereo.choices import (
 from cnnlab.stereo.data.datasets import StereoDataset
 from cnnlab.stereo.inference.budget import tiles_for
 from cnnlab.stereo.inference.methods import Method, psmnet_method, sgbm_method
-from cnnlab.stereo.inference.predict import pair_notes, predict_views, saturation
+from cnnlab.stereo.inference.predict import (
+    pair_notes,
+    pair_warnings,
+    predict_views,
+    saturation,
+)
 from cnnlab.stereo.inference.predict import saturation_warning as _saturation_warning
 from cnnlab.stereo.inference.runtime import runtime_precision
 from cnnlab.stereo.inference.sgbm import check_range
@@ -134,6 +139,7 @@ class ModelSpec:
     runtime: str | None = None  # None: an .onnx file's is onnxruntime, anything else's torch
     model: object = None
     log: Log | None = None
+    note: Log | None = None  # warnings about the model (default: Python's warnings)
 
     def __post_init__(self) -> None:
         if self.is_sgbm:
@@ -225,6 +231,14 @@ class ModelSpec:
                              self.max_memory, str(self.runtime))
         for line in loaded.summary() if self.log else ():
             self.log(line)  # type: ignore[misc]
+        if self.exported and network.size_note:  # said once, when the file is loaded
+            line = f"{network.path}: {network.size_note}"
+            if self.note is not None:
+                self.note(f"warning: {line}")
+            else:
+                import warnings
+
+                warnings.warn(line, stacklevel=3)
         return loaded
 
 
@@ -325,15 +339,16 @@ class StereoModel:
         if model.is_sgbm:
             _refuse_sgbm_pixel_checks(lr_check)
         left_view, right_view = as_views(left, right, value_range)
-        notes = pair_notes(left_view.image, right_view.image, left_view.path or "left",
-                           right_view.path or "right")
-        for line in notes:
+        names = (left_view.path or "left", right_view.path or "right")
+        notes = pair_notes(left_view.image, right_view.image, *names)
+        wrong = pair_warnings(left_view.image, right_view.image, *names)
+        for line in notes + wrong:
             warnings.warn(line, stacklevel=2)
         tile_used = model.tiles_for([left_view.image.shape[:2]])[0]
         method = model.method(tile_used)
         prediction = predict_views(method, left_view.image, right_view.image, lr_check)
-        found = [w for w in [_saturation_warning(saturation(prediction, method.max_disparity),
-                                                 method.max_disparity)] if w]
+        found = wrong + [w for w in [_saturation_warning(saturation(
+            prediction, method.max_disparity), method.max_disparity)] if w]
         inputs = tuple(v.path for v in (left_view, right_view) if v.path is not None)
         settings = ({"precision": model.precision, "scale": model.scale,
                      "tile": f"{tile_used[0]}x{tile_used[1]}" if tile_used else None}

@@ -99,6 +99,9 @@ def ground_truth(gt: object, shape: tuple[int, int], gt_format: str = "auto",
     if target.shape != tuple(shape) or valid.shape != tuple(shape):
         raise DataError(f": {target.shape[-1]}x{target.shape[0]} differs from the disparity's "
                         f"{shape[1]}x{shape[0]}", parameter="gt")
+    if not valid.any():  # a score on no pixel would read as a perfect 0
+        raise DataError(": no pixel with ground truth (all 0, negative or not finite); "
+                        "nothing to score", parameter="gt")
     return np.where(valid, target, 0).astype(np.float32), valid
 
 

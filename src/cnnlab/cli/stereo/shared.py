@@ -11,6 +11,7 @@ from cnnlab.cli.common import (
     add_model_source,
     boolean,
     number,
+    say,
     settings_from_args,
 )
 from cnnlab.errors import ConfigError
@@ -72,7 +73,7 @@ def model_spec(args: argparse.Namespace, needed: str, **special: object):
 
     special = {"max_disparity": None, "model": None, **special}
     return settings_from_args(ModelSpec, args, name_or_path=source_of(args, needed), log=print,
-                              **special)
+                              note=say, **special)
 
 
 def folder_options(args: argparse.Namespace) -> dict:

@@ -99,7 +99,8 @@ def read_ground_truth(path: str | Path, gt_format: str = "auto",
                         "is disparity x scale: Middlebury 2001 8 or 16, 2003 4), or "
                         "`gt_format` png8 if the values are the disparities")
     if kind == "png8":  # read_scaled_disparity divides by the scale itself
-        return read_scaled_disparity(path, gt_scale)
+        values, valid = read_scaled_disparity(path, gt_scale)
+        return _scorable(path, values, valid)
     if kind == "pfm":
         values = read_pfm_disparity(path)[0]
     elif kind == "kitti":
@@ -110,7 +111,17 @@ def read_ground_truth(path: str | Path, gt_format: str = "auto",
     if gt_scale != 1:
         values = values / gt_scale
     valid = np.isfinite(values) & (values > 0)
-    return np.where(valid, values, 0).astype(np.float32), valid
+    return _scorable(path, np.where(valid, values, 0).astype(np.float32), valid)
+
+
+def _scorable(path: Path, values: np.ndarray, valid: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """A ground truth with at least one valid pixel: one with none would score any prediction
+    as perfect (EPE 0 on 0 pixels), so it is refused as the wrong file it nearly always is."""
+    if not valid.any():
+        raise DataError(f"{path}: ground truth with no valid pixel (every value is 0, negative "
+                        "or not finite); nothing to score against")
+    return values, valid
 
 
 def _read_for_dataset(gt_format: str, path: Path, scale: float) -> tuple[np.ndarray, np.ndarray]:

@@ -30,10 +30,17 @@ def read_pfm(path: str | Path) -> np.ndarray:
             if not match:
                 raise DataError(f"{path}: malformed PFM size line {dims[:40]!r}")
             width, height = int(match.group(1)), int(match.group(2))
-            scale = float(handle.readline().strip())
+            scale_line = handle.readline().strip()
+            scale = float(scale_line)
             data = handle.read()
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read PFM ({exc})") from None
+    if not (np.isfinite(scale) and scale != 0):  # its sign is the byte order: 0 says neither
+        raise DataError(f"{path}: malformed PFM scale {scale_line[:20].decode(errors='replace')}"
+                        " (expected a finite non-zero number: negative for little-endian, "
+                        "positive for big-endian data)")
+    if width == 0 or height == 0:
+        raise DataError(f"{path}: PFM of size {width}x{height}, an empty image")
     channels = 3 if header == b"PF" else 1
     count = width * height * channels
     if len(data) < 4 * count:

@@ -96,12 +96,15 @@ def evaluate_samples(predict: Predictor, samples, log: Callable[[str], None] | N
             region_totals = totals.setdefault(region, {})
             for key, value in counts.items():
                 region_totals[key] = region_totals.get(key, 0.0) + value
-            row[region] = rates(counts) | {"pixels": int(counts["pixels"])}
+            # a region with no pixel in this pair has no rates: they would read as a perfect 0
+            row[region] = ((rates(counts) if counts["pixels"] else {})
+                           | {"pixels": int(counts["pixels"])})
         rows.append(row)
         if log:
-            first = next(iter(totals), None)
-            if first is None:
-                log(f"  [{len(rows)}] {sample.name}: no pixel to score")
+            first = next(iter(scored), None)  # the pair's first region (all pixels)
+            if first is None or not row[first]["pixels"]:
+                log(f"  [{len(rows)}] {sample.name}: no pixel with ground truth to score"
+                    + (f" in {first}" if first else ""))
                 continue
             so_far = rates(totals[first])
             log(f"  [{len(rows)}] {sample.name}: EPE {row[first]['epe']:.3f} px, "
@@ -125,7 +128,11 @@ def format_table(results: dict[str, dict]) -> str:
              f"{'bad2%':>7} {'bad3%':>7} {'density':>8}"]
     for key, result in results.items():
         dataset, method = key.split("/", 1)
-        agg = result["aggregate"]["all"]
+        agg = result["aggregate"].get("all")
+        if agg is None:  # no pair had a pixel with ground truth: nothing to show as a score
+            lines.append(f"{dataset:<12} {method:<10} {result['images']:>5}   no pixel with "
+                         "ground truth to score")
+            continue
         lines.append(f"{dataset:<12} {method:<10} {result['images']:>5} {agg['epe']:>7.3f} "
                      f"{agg['d1']:>7.2f} {agg['bad1']:>7.2f} {agg['bad2']:>7.2f} "
                      f"{agg['bad3']:>7.2f} {100 * result['density']:>7.1f}%")

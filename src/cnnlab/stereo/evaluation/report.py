@@ -123,6 +123,10 @@ def analyse(predictors: dict[str, Predictor], datasets: dict[str, Iterable[Stere
         per_pair: list[dict] = []
         worst: list[tuple[float, int, dict]] = []  # min-heap of the top_k worst pairs
         for sample in _samples(source):
+            if not sample.valid.any():  # its rates would read as a perfect 0
+                if log:
+                    log(f"  [{dataset}] {sample.name}: no pixel with ground truth, left out")
+                continue
             masks, notes = region_masks(sample, max_disparity, low_texture, border, depth_bins)
             occlusion[notes["occlusion"]] += 1
             row: dict[str, Any] = {"name": sample.name, "methods": {}}
@@ -172,7 +176,7 @@ def analyse(predictors: dict[str, Predictor], datasets: dict[str, Iterable[Stere
                     for m, r in row["methods"].items())
                 log(f"  [{dataset} {len(per_pair)}] {sample.name}: {scores}")
         if not per_pair:
-            raise DataError(f"{dataset}: no pairs to analyse")
+            raise DataError(f"{dataset}: no pairs with ground truth to analyse")
         everything = max(region_pixels.get("all", 0.0), 1.0)
         analysis["datasets"][dataset] = {
             "pairs": len(per_pair),

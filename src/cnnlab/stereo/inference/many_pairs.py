@@ -151,7 +151,8 @@ def run_pairs(model: StereoModel, plan: PairPlan, *, lr_check: bool = False,
             written.append(write_submission_png(plan.submission, stem, prediction.disparity,
                                                 prediction.valid))
             result = {"seconds": round(prediction.seconds, 3), "notes": inputs.notes,
-                      "warnings": [], "outputs": {"disparity_png": str(written[-1])},
+                      "warnings": list(inputs.warnings),
+                      "outputs": {"disparity_png": str(written[-1])},
                       "size": [height, width]}
         else:
             result = predict.write_prediction(method, prediction, inputs, plan.out,

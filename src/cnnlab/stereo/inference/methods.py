@@ -14,7 +14,7 @@ from torch import nn
 
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.precision import LOW_PRECISION, inference_autocast
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.stereo.choices import CONFIDENCE_RADIUS, FAST_SCALE, PSMNET_STRIDE  # noqa: F401
 from cnnlab.stereo.data.preprocess import to_input
 from cnnlab.stereo.inference.sgbm import sgbm_disparity
@@ -149,9 +149,25 @@ def psmnet_method(model: nn.Module, card: ModelCard, precision: str = "fp32",
     def run(left: np.ndarray, right: np.ndarray, rated: bool = True) -> Outputs:
         outputs = pair_outputs(model, card, left, right, precision, scale,
                                confidence_radius if rated else None, tile)
-        return outputs | {"valid": np.ones(left.shape[:2], dtype=bool)}
+        return finite_outputs(outputs, card, precision)
 
     return Method("psmnet", card.name or card.architecture, card.kwargs["max_disparity"], run)
+
+
+def finite_outputs(outputs: Outputs, card: ModelCard, precision: str) -> Outputs:
+    """A network's outputs with "valid" its finite pixels (a NaN or infinite disparity is
+    never shown or scored as one: it is a hole, 0 in the map); none finite is an error."""
+    disparity = outputs["disparity"]
+    finite = np.isfinite(disparity)
+    if not finite.any():
+        hint = (f"; in {precision} it may overflow, try `precision` fp32" if precision != "fp32"
+                else "; its weights are damaged or its training diverged")
+        raise CheckpointError(f"{card.source.get('file') or card.name or card.architecture}: "
+                              "the network's disparity is NaN or infinite on every pixel"
+                              + hint)
+    if not finite.all():
+        outputs = outputs | {"disparity": np.where(finite, disparity, 0).astype(np.float32)}
+    return outputs | {"valid": finite}
 
 
 def sgbm_method(max_disparity: int) -> Method:

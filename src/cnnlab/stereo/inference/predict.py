@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from cnnlab.engine.atomic import check_writable_folder
@@ -80,14 +81,112 @@ def pair_notes(left: np.ndarray, right: np.ndarray, left_name: str | Path,
     return notes
 
 
-def check_pair(left_path: Path, right_path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Read both views; errors for size mismatch; notes for grey or unrectified-looking pairs."""
+ORDER_WIDTH = 128  # the width the views are reduced to for ``view_shift``
+ORDER_SEARCH = 0.25  # shifts searched either way, as a share of that width
+ORDER_WINDOW = 2  # the matching window's half-size (5x5) at that width
+
+
+def _small_grey(image: np.ndarray, factor: int) -> np.ndarray:
+    grey = Image.fromarray(image).convert("L")
+    if factor > 1:
+        grey = grey.reduce(factor)
+    values = np.asarray(grey, dtype=np.float32)
+    return (values - values.mean()) / (values.std() + 1e-6)
+
+
+def _box(volume: np.ndarray, radius: int) -> np.ndarray:
+    """Sums over (2r+1)^2 windows of each (H, W) plane of a (S, H, W) volume ('valid' size)."""
+    sums = np.cumsum(np.cumsum(np.pad(volume, ((0, 0), (1, 0), (1, 0))), axis=1), axis=2)
+    k = 2 * radius + 1
+    return sums[:, k:, k:] - sums[:, :-k, k:] - sums[:, k:, :-k] + sums[:, :-k, :-k]
+
+
+@dataclass(frozen=True)
+class ViewShift:
+    """Which way the right view is shifted against the left, from ``view_shift``: the share of
+    textured pixels that match best at a positive disparity (the right view's point lies to
+    the left, as in a rectified left/right pair), a negative one (as when the views are
+    swapped), or none; ``step`` is the resolution in full-size pixels."""
+
+    positive: float
+    negative: float
+    zero: float
+    step: int
+    identical: bool = False
+
+    @property
+    def swapped(self) -> bool:
+        return self.negative > 0.5 and self.negative > 3 * self.positive
+
+    @property
+    def unshifted(self) -> bool:
+        return self.identical or self.zero > 0.9
+
+
+def view_shift(left: np.ndarray, right: np.ndarray) -> ViewShift | None:
+    """A cheap look (about 10 ms at 1242x375) at which way the views are shifted: both reduced
+    to a grey copy about ``ORDER_WIDTH`` px wide, each textured pixel's best match among
+    shifts up to ``ORDER_SEARCH`` of the width either way (5x5 windows of absolute
+    differences). None when the views are too small to tell or have no texture."""
+    if np.array_equal(left, right):
+        return ViewShift(0.0, 0.0, 1.0, 1, identical=True)
+    factor = max(1, -(-left.shape[1] // ORDER_WIDTH))
+    one, other = _small_grey(left, factor), _small_grey(right, factor)
+    height, width = one.shape
+    search = int(width * ORDER_SEARCH)
+    if search < 2 or height < 2 * ORDER_WINDOW + 1 or width - 2 * search < 2 * ORDER_WINDOW + 1:
+        return None
+    shifts = np.arange(-search, search + 1)
+    inner = one[:, search:width - search]
+    costs = _box(np.stack([np.abs(inner - other[:, search - s:width - search - s])
+                           for s in shifts]), ORDER_WINDOW)
+    spread = costs.max(axis=0) - costs.min(axis=0)
+    textured = spread > max(0.5 * float(np.median(spread)), 1e-3)
+    if textured.sum() < 16:
+        return None
+    won = shifts[costs.argmin(axis=0)][textured]
+    return ViewShift(float((won > 0).mean()), float((won < 0).mean()), float((won == 0).mean()),
+                     factor)
+
+
+def pair_warnings(left: np.ndarray, right: np.ndarray, left_name: str | Path,
+                  right_name: str | Path) -> list[str]:
+    """What makes a pair's disparity wrong whatever the method: a view with nothing to match
+    (one value everywhere), the same image twice, and views given in the wrong order (the
+    right one shifted the other way), from ``view_shift``."""
+    one, other = (n.name if isinstance(n, Path) else n for n in (left_name, right_name))
+    for name, image in ((one, left), (other, right)):
+        if image.min() == image.max():
+            return [f"{name} has the same value in every pixel: there is nothing to match, and "
+                    "no disparity can be measured"]
+    shift = view_shift(left, right)
+    if shift is None:
+        return []
+    if shift.identical:
+        return [f"{one} and {other} are the same image: the true disparity is 0 everywhere, "
+                "whatever the map shows"]
+    if shift.unshifted:
+        return [f"{other} matches {one} with no horizontal shift (to within {shift.step} px): "
+                "the same view twice? Then the true disparity is 0 everywhere, whatever the "
+                "map shows"]
+    if shift.swapped:
+        return [f"the views look swapped: {100 * shift.negative:.0f}% of {one}'s textured "
+                f"pixels find their match to the right in {other}, where a left view's lie to "
+                f"the left ({100 * shift.positive:.0f}% here); give the left view first"]
+    return []
+
+
+def check_pair(left_path: Path, right_path: Path
+               ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Read both views; errors for size mismatch; notes for grey or unrectified-looking pairs;
+    warnings for pairs no method can answer right (see ``pair_warnings``)."""
     left, right = read_image(left_path), read_image(right_path)
     if left.shape != right.shape:
         raise DataError(f"{right_path}: size {right.shape[1]}x{right.shape[0]} differs from "
                         f"{left_path.name} ({left.shape[1]}x{left.shape[0]}); a rectified pair "
                         "has equal sizes")
-    return left, right, pair_notes(left, right, left_path, right_path)
+    return (left, right, pair_notes(left, right, left_path, right_path),
+            pair_warnings(left, right, left_path, right_path))
 
 
 # written only with --gt, a calibration, a confidence or the LR check: removed when this run
@@ -130,6 +229,7 @@ class PairInputs:
     calibration: Calibration | None = None
     truth: tuple[np.ndarray, np.ndarray] | None = None
     stem: str = ""  # output file names start with it (default: the left file's stem)
+    warnings: list[str] = field(default_factory=list)  # see ``pair_warnings``
 
     def __post_init__(self) -> None:
         self.stem = self.stem or self.left_path.stem
@@ -142,7 +242,7 @@ def read_pair_inputs(left_path: Path, right_path: Path, calibration: Calibration
     """Read and check a pair and its optional calibration and ground truth (any format
     ``stereo.folder.read_ground_truth`` reads), so that a bad file is refused before a model
     is loaded and inference runs, not after."""
-    left, right, notes = check_pair(Path(left_path), Path(right_path))
+    left, right, notes, warnings = check_pair(Path(left_path), Path(right_path))
     if calib_file is not None:
         calibration = read_calibration(Path(calib_file))
     truth = None
@@ -151,7 +251,7 @@ def read_pair_inputs(left_path: Path, right_path: Path, calibration: Calibration
         if truth[0].shape != left.shape[:2]:
             raise DataError(f"{ground_truth}: size {truth[0].shape[1]}x{truth[0].shape[0]} "
                             f"differs from the images ({left.shape[1]}x{left.shape[0]})")
-    return PairInputs(Path(left_path), left, right, notes, calibration, truth, stem)
+    return PairInputs(Path(left_path), left, right, notes, calibration, truth, stem, warnings)
 
 
 @dataclass
@@ -243,13 +343,16 @@ def write_prediction(method: Method, prediction: Prediction, inputs: PairInputs,
     scale_max = method.max_disparity * 0.75
     outputs = {
         "disparity_png": write_kitti_disparity(out_dir / f"{stem}_disp.png", disparity, valid),
+        # PFM's "no value" is infinity (Middlebury's convention, which every reader of
+        # ground truth here follows); KITTI's 16-bit PNG has 0 for it
         "disparity_pfm": write_pfm(out_dir / f"{stem}_disp.pfm",
-                                   np.where(valid, disparity, 0).astype(np.float32)),
+                                   np.where(valid, disparity, np.inf).astype(np.float32)),
         "color_png": save_png(out_dir / f"{stem}_disp_color.png",
                               colorize_disparity(disparity, scale_max, valid)),
     }
     kept = prediction.kept(min_confidence) if filter_pixels else valid
-    result = {"method": method.name, "notes": list(inputs.notes), "warnings": [],
+    result = {"method": method.name, "notes": list(inputs.notes),
+              "warnings": list(inputs.warnings),
               "size": list(disparity.shape), "seconds": round(prediction.seconds, 3),
               "density": float(valid.mean()), "kept": float(kept.mean()),
               "disparity_range": ([float(disparity[valid].min()), float(disparity[valid].max())]
@@ -284,7 +387,8 @@ def write_prediction(method: Method, prediction: Prediction, inputs: PairInputs,
         error_image, f"{inputs.left_path.name}: {method.title}", prediction.confidence)
     if calibration is not None:
         depth = np.where(kept, calibration.depth(disparity), 0).astype(np.float32)
-        outputs["depth_pfm"] = write_pfm(out_dir / f"{stem}_depth.pfm", depth)
+        outputs["depth_pfm"] = write_pfm(out_dir / f"{stem}_depth.pfm",
+                                         np.where(depth > 0, depth, np.inf).astype(np.float32))
         xyz, rgb = point_cloud(depth, left, calibration.focal)
         outputs["ply"] = write_ply(out_dir / f"{stem}.ply", xyz, rgb)
         result["points"] = len(xyz)

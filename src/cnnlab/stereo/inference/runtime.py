@@ -57,6 +57,63 @@ def card_and_sizes(path: Path, meta: dict[str, str]
     return card, low, high
 
 
+QUARTER = 4  # PSMNet's SPP pools the 1/4-resolution feature map
+
+
+def onnx_pool_kernels(path: Path) -> list[tuple[int, int]] | None:
+    """The (height, width) kernel of every AveragePool in the ONNX graph at ``path`` (the SPP's
+    pools), read from the graph itself; None when the ``onnx`` package is missing or the
+    file cannot be parsed (the runtime then names the problem)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf's own errors for a file that is not ONNX
+        return None
+    nodes = [*model.graph.node, *(n for f in model.functions for n in f.node)]
+    kernels = []
+    for node in nodes:
+        if node.op_type == "AveragePool":
+            for attribute in node.attribute:
+                if attribute.name == "kernel_shape" and len(attribute.ints) == 2:
+                    kernels.append((int(attribute.ints[0]), int(attribute.ints[1])))
+    return kernels
+
+
+def openvino_pool_kernels(graph: object) -> list[tuple[int, int]] | None:
+    """As ``onnx_pool_kernels``, from an OpenVINO model (its AvgPool operations)."""
+    try:
+        return [tuple(int(k) for k in op.get_attributes()["kernel"])  # type: ignore[misc]
+                for op in graph.get_ops()  # type: ignore[attr-defined]
+                if op.get_type_name() == "AvgPool"]
+    except Exception:  # an OpenVINO without these calls: not verified, and said so
+        return None
+
+
+def verified_min_size(claimed: tuple[int, int], kernels: list[tuple[int, int]] | None
+                      ) -> tuple[tuple[int, int], str | None]:
+    """The smallest HxW a graph answers exactly: the metadata's ``claimed`` one, raised to what
+    the graph's own SPP pools need (a 1/4-resolution map at least as large as the largest
+    kernel: below it PyTorch clips the pools and the graph cannot, so the answer drifts
+    off, 0.67 px mean at 192x256 for a 64-pool network). The metadata is a text anyone can
+    edit; the pools are the computation. Returns the size and a line to say when the
+    metadata was wrong or could not be checked."""
+    if kernels is None or not kernels:
+        return claimed, ("its size range comes from the file's metadata and was not verified "
+                         "against the graph (" + ("no average pool found in it)" if kernels == []
+                                                 else "install onnx to verify it)"))
+    needed = (QUARTER * max(k[0] for k in kernels), QUARTER * max(k[1] for k in kernels))
+    if claimed[0] >= needed[0] and claimed[1] >= needed[1]:
+        return claimed, None
+    raised = (max(claimed[0], needed[0]), max(claimed[1], needed[1]))
+    return raised, (f"its metadata claims pairs from {claimed[0]}x{claimed[1]}, but the graph's "
+                    f"{max(k[0] for k in kernels)}-pixel pools need at least "
+                    f"{needed[0]}x{needed[1]}: smaller pairs are refused (the metadata was "
+                    "edited or is wrong)")
+
+
 def _import_runtime(name: str, extra: str) -> ModuleType:
     """The runtime's module, or a one-line error naming the optional extra that installs it."""
     try:
@@ -86,9 +143,13 @@ class ExportedStereoModel:
         threads = threads or torch.get_num_threads()
         if runtime == "onnxruntime":
             self._run, meta = self._onnxruntime(threads)
+            kernels = onnx_pool_kernels(self.path)
         else:
-            self._run, meta = self._openvino(threads)
-        self.card, self.min_size, self.max_size = card_and_sizes(self.path, meta)
+            self._run, meta, kernels = self._openvino(threads)
+        self.card, claimed, self.max_size = card_and_sizes(self.path, meta)
+        # the smallest size, checked against the graph; the largest is what the export
+        # checked, not a limit of the graph (larger pairs run alike, if memory allows)
+        self.min_size, self.size_note = verified_min_size(claimed, kernels)
         self.max_disparity = int(self.card.kwargs["max_disparity"])
 
     def _onnxruntime(self, threads: int):
@@ -119,6 +180,7 @@ class ExportedStereoModel:
         except Exception:  # metadata that is not text: the card check below names the file
             meta = {}
         card_and_sizes(self.path, meta)  # before the graph is compiled
+        kernels = openvino_pool_kernels(graph)
         try:
             compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
                                                          "INFERENCE_NUM_THREADS": threads})
@@ -130,7 +192,7 @@ class ExportedStereoModel:
         def run(left: np.ndarray, right: np.ndarray) -> np.ndarray:
             request.infer({"left": left, "right": right})
             return request.get_output_tensor(0).data.copy()
-        return run, meta
+        return run, meta, kernels
 
     def set_max_disparity(self, max_disparity: int) -> ExportedStereoModel:
         """The exported graph searches a fixed range: only that one is accepted."""
