@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from cnnlab.classify.data import Preprocess, load_classify_data
-from cnnlab.classify.models import create_model
+from cnnlab.classify.networks import create_model
 from cnnlab.data.vision import get_spec
 from cnnlab.engine.device import autocast, prepare_model
 from cnnlab.engine.precision import native_precisions

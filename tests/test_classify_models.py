@@ -3,8 +3,8 @@ import torch
 import torchvision
 from torch import nn
 
-from cnnlab.classify.models import MODELS, create_model
-from cnnlab.classify.models.resnet import BasicBlock
+from cnnlab.classify.networks import MODELS, create_model
+from cnnlab.classify.networks.resnet import BasicBlock
 from cnnlab.classify.summary import layer_summary
 from cnnlab.errors import ConfigError
 

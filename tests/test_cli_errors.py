@@ -26,7 +26,6 @@ PREDICT = ["stereo", "predict", "{pair}/left.png", "{pair}/right.png", "--checkp
 
 PARSE_ERRORS = [  # refused where they are parsed: exit 2
     ("model unknown", [*TRAIN, "--model", "nope"], "argument --model: invalid choice: 'nope'"),
-    ("lesson unknown", ["basics", "run", "nope"], "argument NAME: invalid choice"),
     ("crop not HxW", ["stereo", "train", "--crop", "big"], "expected HxW"),
     ("maxdisp alias checked too", ["stereo", "train", "--maxdisp", "40"], "got '40'"),
     ("grad-clip negative", [*TRAIN, "--grad-clip", "-1"], "argument --grad-clip"),
@@ -70,6 +69,7 @@ PARSE_ERRORS = [  # refused where they are parsed: exit 2
 ]
 
 RUN_ERRORS = [  # refused before work: exit 1
+    ("lesson unknown", ["basics", "run", "nope"], "name 'nope': not a lesson; choose from"),
     ("data missing", ["classify", "train", "--dataset", "mnist", "--data-root", "{tmp}/empty",
                       "--out", "{tmp}/r1"], "missing train-images-idx3-ubyte.gz"),
     ("hflip on digits", [*TRAIN, "--hflip"], "horizontal flips"),

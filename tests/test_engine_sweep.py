@@ -64,13 +64,14 @@ def test_the_space_is_checked_against_the_run():
         check_space([parse_param("hflip=choice:yes,no")], BASE)
     with pytest.raises(ConfigError, match="needs a search space"):
         check_space([], BASE)
-    with pytest.raises(ConfigError, match="param optimizer: 'adamx' is not one of"):
+    with pytest.raises(ConfigError, match="optimizer must be one of sgd, adam, adamw, "
+                                          "adadelta, got 'adamx'"):
         check_space([parse_param("optimizer=choice:adam,adamx")], BASE)
     with pytest.raises(ConfigError, match="optimizer is not a number"):
         check_space([parse_param("optimizer=float:0:1")], BASE)
     with pytest.raises(ConfigError, match="batch_size is a whole number"):
         check_space([parse_param("batch_size=float:16:256")], BASE)
-    with pytest.raises(ConfigError, match="0 is not valid"):
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1, got 0"):
         check_space([parse_param("batch_size=choice:0,64")], BASE)
 
 

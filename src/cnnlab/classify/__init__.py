@@ -10,34 +10,41 @@ Everything outside ``__all__`` may change without notice.
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-from cnnlab.classify.classifier import Classifier, load
-from cnnlab.classify.evaluate import Evaluation
-from cnnlab.classify.predict import Predictions
+    from cnnlab.classify.classifier import Classifier, load
+    from cnnlab.classify.evaluate import Evaluation
+    from cnnlab.classify.predict import Predictions
+    from cnnlab.classify.run import Run, compare, train
 
 __all__ = ["Classifier", "Evaluation", "Predictions", "Run", "compare", "create_model", "dataset",
            "load", "models", "train"]
 
 
-def __getattr__(name: str) -> Any:
-    """``train``, ``Run`` and ``compare`` import the training code only when used: inference
-    (load, predict, evaluate) never imports it."""
-    if name in ("train", "Run", "compare"):
-        from cnnlab.classify import run
+# where each public name lives: imported when first used, so that importing the package (the
+# command line's --help, its torch-free ``choices``) loads no torch, and inference (load,
+# predict, evaluate) never imports the training code
+_PUBLIC = {"Classifier": "classifier", "load": "classifier", "Evaluation": "evaluate",
+           "Predictions": "predict", "train": "run", "Run": "run", "compare": "run"}
 
-        globals()[name] = value = getattr(run, name)  # found directly from now on
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        module = importlib.import_module(f"cnnlab.classify.{_PUBLIC[name]}")
+        globals()[name] = value = getattr(module, name)  # found directly from now on
         return value
     raise AttributeError(f"module 'cnnlab.classify' has no attribute {name!r}")
 
 
 def models() -> dict[str, str]:
     """The registered networks: name -> one-line description (with the input size)."""
-    from cnnlab.classify.models.registry import MODELS
+    from cnnlab.classify.networks.registry import MODELS
 
     return {name: f"{entry.description} ({entry.input_size or 'dataset'} px input)"
             for name, entry in MODELS.items()}
@@ -45,7 +52,7 @@ def models() -> dict[str, str]:
 
 def create_model(name: str, dataset: str = "fashion-mnist", **options: Any) -> nn.Module:
     """An untrained registered network sized for ``dataset``'s channels and classes."""
-    from cnnlab.classify.models import create_model as build
+    from cnnlab.classify.networks import create_model as build
     from cnnlab.data.vision import get_spec
 
     spec = get_spec(dataset)

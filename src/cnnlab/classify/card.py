@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from cnnlab.classify.data import Preprocess
-from cnnlab.classify.models import create_model
-from cnnlab.classify.models.registry import model_input_size
+from cnnlab.classify.networks import create_model
+from cnnlab.classify.networks.registry import model_input_size
 from cnnlab.data.vision import get_spec
 from cnnlab.engine.card import ModelCard, build_network
 from cnnlab.errors import CheckpointError, ConfigError

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,46 +15,16 @@ from cnnlab.classify.card import (
     classifier_card,
     preprocess_of,
 )
+from cnnlab.classify.choices import SWEEP_VAL_SIZE
 from cnnlab.classify.data import Augment, load_classify_data
+from cnnlab.classify.settings import ClassifyConfig
 from cnnlab.classify.task import ClassifyTask
-from cnnlab.data.vision import get_spec
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.config import OptimConfig, RunConfig
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.lab import recipe_of, train_run
 from cnnlab.engine.loop import FitResult, evaluate
 from cnnlab.errors import ConfigError
-
-
-@dataclass
-class ClassifyConfig:
-    """Everything needed to rebuild the data pipeline and the model of a run."""
-
-    dataset: str = "fashion-mnist"
-    model: str = "simple_cnn"
-    model_kwargs: dict = field(default_factory=dict)
-    image_size: int | None = None  # None: the model's registered input size
-    val_size: int = 0  # 0: validate on the official test set, as the course does
-    translate: int = 0  # random translation in pixels (0 = off)
-    hflip: bool = False  # random horizontal flips (only where label-preserving)
-    label_smoothing: float = 0.0
-    data_root: str | None = None
-    limit: int | None = None  # the first N training images only (None: all)
-    test_limit: int | None = None  # the first N test images only (None: all)
-    # a network defined in Python (a student's class): "module.QualName", with ``model`` its
-    # class name; such a run is trained and resumed from Python, which passes the class
-    module: str | None = None
-
-    def validate(self) -> None:
-        """Cheap checks of the settings, before any data is read."""
-        for name in ("limit", "test_limit"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"must be at least 1 (or None for all), got {value}",
-                                  parameter=name)
-        if self.val_size < 0:
-            raise ConfigError(f"must be 0 (validate on the test set) or more, got "
-                              f"{self.val_size}", parameter="val_size")
 
 
 class ClassifyLab:
@@ -76,14 +45,21 @@ class ClassifyLab:
     def upgrade(section: dict[str, Any]) -> dict[str, Any]:
         return section  # the settings' names have not changed since the first release
 
+    @staticmethod
+    def check(run: RunConfig) -> None:
+        run.task.validate()  # the settings' rules and combinations: all a classifier has
+
+    @staticmethod
+    def check_sweep(run: RunConfig) -> None:
+        if run.task.val_size == 0:
+            raise ConfigError(f"0: the sweep would choose its settings on the test set; hold "
+                              f"out training images instead (e.g. {SWEEP_VAL_SIZE})",
+                              parameter="val_size")
+
     def resolve(self, run: RunConfig, resume: bool, log: Callable[[str], None]
                 ) -> tuple[RunConfig, None]:
         config = run.task
-        config.validate()
-        spec = get_spec(config.dataset)
-        if config.hflip and not spec.hflip:
-            raise ConfigError(f": horizontal flips change the meaning of {spec.name} labels",
-                              parameter="hflip")
+        self.check(run)
         if config.module and self.network is None:
             raise ConfigError(f"this run trains {config.model}, a network defined in Python "
                               f"({config.module}); train or resume it from Python with "

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 
+from cnnlab import __version__
 from cnnlab.cli import basics, classify, exercises, stereo
 from cnnlab.cli.common import Parser, apply_config
 from cnnlab.errors import CnnlabError
@@ -29,6 +30,8 @@ Run `cnnlab LAB --help` and `cnnlab LAB COMMAND --help` for the options and thei
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="cnnlab", description=DESCRIPTION,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}",
+                        help="print cnnlab's version and exit")
     parser.add_argument("--debug", action="store_true",
                         help="on an unexpected error, show the Python traceback (may also be "
                              "given after the command)")

@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cnnlab.classify.choices import DATASETS, MODELS, SWEEP_VAL_SIZE
 from cnnlab.cli.common import (
-    COUNT,
     POSITIVE_INT,
     absolute,
     add_device,
     add_model_source,
     add_optim_args,
     add_sweep_args,
-    number,
+    rule,
     run_sweep_command,
     run_training,
     settings_from_args,
@@ -51,7 +51,7 @@ def size_text(path: Path) -> str:
 
 
 def cmd_models(args) -> int:
-    from cnnlab.classify.models import MODELS, create_model
+    from cnnlab.classify.networks import MODELS, create_model
 
     print(f"{'model':<14} {'input':>7} {'params':>13}  description")
     for name, entry in MODELS.items():
@@ -62,7 +62,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from cnnlab.classify.models import create_model, get_entry
+    from cnnlab.classify.networks import create_model, get_entry
     from cnnlab.classify.summary import format_summary, layer_summary
 
     model = create_model(args.model, in_channels=args.channels, **model_kwargs(args.model_arg))
@@ -95,9 +95,6 @@ def _settings(args):
 def cmd_sweep(args) -> int:
     from cnnlab.classify.training import CLASSIFY
 
-    if args.val_size == 0:
-        raise ConfigError("--val-size 0: the sweep would choose its settings on the test set; "
-                          f"hold out training images instead (default {SWEEP_VAL_SIZE})")
     return run_sweep_command(args, CLASSIFY, lambda: _settings(args), SWEEP_SPACE,
                              f"runs/sweep-{args.model}-{args.dataset}")
 
@@ -170,9 +167,9 @@ def cmd_weights_build(args) -> int:
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser, val_size: int = 0) -> None:
-    """What a classifier is trained on and how, besides the optimisation flags."""
-    from cnnlab.classify.models import MODELS
-    from cnnlab.data.vision import DATASETS
+    """What a classifier is trained on and how, besides the optimisation flags; each flag
+    takes its setting's rule (``ClassifyConfig``)."""
+    from cnnlab.classify.settings import ClassifyConfig
 
     parser.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist",
                         help="default fashion-mnist")
@@ -182,18 +179,18 @@ def _add_recipe_options(parser: argparse.ArgumentParser, val_size: int = 0) -> N
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                         help="model option, e.g. width=16 (repeatable; default: the model's "
                              "own)")
-    parser.add_argument("--image-size", type=POSITIVE_INT,
+    parser.add_argument("--image-size", type=rule(ClassifyConfig, "image_size"),
                         help="override the model's input size (default: the model's)")
     shown = (f"{val_size}: a sweep selects on held-out training images, never the test set"
              if val_size else "0: validate on the test set")
-    parser.add_argument("--val-size", type=COUNT, default=val_size,
+    parser.add_argument("--val-size", type=rule(ClassifyConfig, "val_size"), default=val_size,
                         help="carve a seeded validation split of this size from train "
                              f"(default {shown})")
-    parser.add_argument("--translate", type=COUNT, default=0,
+    parser.add_argument("--translate", type=rule(ClassifyConfig, "translate"), default=0,
                         help="random shift in pixels (default 0: off)")
     parser.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=False,
                         help="random horizontal flips (default off)")
-    parser.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True),
+    parser.add_argument("--label-smoothing", type=rule(ClassifyConfig, "label_smoothing"),
                         default=0.0, help="in [0, 1) (default 0)")
     parser.add_argument("--data-root", help="folder holding MNIST/, FashionMNIST/, ... "
                                             "(default: $CNNLAB_DATA, then ~/.cache/cnnlab)")
@@ -201,7 +198,6 @@ def _add_recipe_options(parser: argparse.ArgumentParser, val_size: int = 0) -> N
 
 
 # classify sweep: the held-out split trials are chosen on, and the default search space
-SWEEP_VAL_SIZE = 5000
 SWEEP_SPACE = ("lr=log:3e-4:3e-2", "optimizer=choice:adam,sgd",
                "schedule=choice:constant,cosine,onecycle", "batch_size=choice:64,128,256",
                "weight_decay=float:0:5e-4", "label_smoothing=float:0:0.2",
@@ -209,9 +205,6 @@ SWEEP_SPACE = ("lr=log:3e-4:3e-2", "optimizer=choice:adam,sgd",
 
 
 def add_parser(sub) -> None:
-    from cnnlab.classify.models import MODELS
-    from cnnlab.data.vision import DATASETS
-
     classify = sub.add_parser("classify", help="image classification lab")
     csub = classify.add_subparsers(dest="action", required=True)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import functools
 import os
@@ -13,6 +14,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cnnlab.engine.config import AMP, OPTIMIZERS, SCHEDULES, OptimConfig
+from cnnlab.engine.rules import COUNT as COUNT  # the flags' common rules, re-exported
+from cnnlab.engine.rules import NON_NEGATIVE as NON_NEGATIVE
+from cnnlab.engine.rules import POSITIVE as POSITIVE
+from cnnlab.engine.rules import POSITIVE_INT as POSITIVE_INT
+from cnnlab.engine.rules import Rule, rule_of
 from cnnlab.errors import CnnlabError, ConfigError
 
 
@@ -25,39 +32,20 @@ class Parser(argparse.ArgumentParser):
 
 def number(cast: type = float, low: float | None = None, high: float | None = None,
            low_open: bool = False, high_open: bool = False, multiple: int | None = None
-           ) -> Callable[[str], Any]:
-    """An argparse type: ``cast`` of the text, finite, within [low, high] (open ends where
-    asked) and a multiple of ``multiple``; anything else is refused where it is parsed, so a
-    negative clip norm or a NaN learning rate never reaches training."""
-    def kind() -> str:
-        parts = ["an integer" if cast is int else "a number"]
-        if low is not None:
-            parts.append(f"{'>' if low_open else '>='} {low:g}")
-        if high is not None:
-            parts.append(f"{'<' if high_open else '<='} {high:g}")
-        if multiple:
-            parts.append(f"a multiple of {multiple}")
-        return " ".join(parts[:1]) + (" " + ", ".join(parts[1:]) if parts[1:] else "")
-
-    def parse(text: str) -> Any:
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind()}, got {text!r}") from None
-        bad = (value != value or value in (float("inf"), float("-inf"))
-               or (low is not None and (value <= low if low_open else value < low))
-               or (high is not None and (value >= high if high_open else value > high))
-               or (multiple is not None and value % multiple))
-        if bad:
-            raise argparse.ArgumentTypeError(f"expected {kind()}, got {text!r}")
-        return value
-    return parse
+           ) -> Rule:
+    """An argparse type for a flag with no library setting behind it (a settings field's flag
+    takes the field's own rule, see ``rule``): ``cast`` of the text, finite, within
+    [low, high] (open ends where asked) and a multiple of ``multiple``."""
+    return Rule(cast, low, high, low_open, high_open, multiple)
 
 
-POSITIVE_INT = number(int, 1)
-COUNT = number(int, 0)  # zero allowed
-POSITIVE = number(float, 0, low_open=True)
-NON_NEGATIVE = number(float, 0)
+def rule(settings: type, name: str) -> Rule:
+    """The argparse type of the flag that sets field ``name`` of a settings dataclass: the
+    field's own rule, so that the flag, config files, sweeps and Python share one rule."""
+    found = rule_of(settings, name)
+    if found is None:
+        raise AssertionError(f"{settings.__name__}.{name} has no rule")
+    return dataclasses.replace(found, each=False)
 
 
 def size(text: str) -> tuple[int, int]:
@@ -109,42 +97,46 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float,
                    optimizer: str = "adam", schedule: str = "constant") -> None:
-    """The optimisation flags every lab's train command has."""
-    from cnnlab.engine.device import AMP_DTYPES
-    from cnnlab.engine.optim import OPTIMIZERS, SCHEDULES
-
+    """The optimisation flags every lab's train command has, each with its setting's rule."""
     group = parser.add_argument_group("optimisation")
-    group.add_argument("--epochs", type=POSITIVE_INT, default=None,
+
+    def kind(name: str) -> Rule:
+        return rule(OptimConfig, name)
+
+    group.add_argument("--epochs", type=kind("epochs"), default=None,
                        help=f"epochs to train (default {epochs}; with --resume: the run's own, "
                             "or more to extend it)")
     parser.set_defaults(default_epochs=epochs)
-    group.add_argument("--batch-size", type=POSITIVE_INT, default=batch_size,
+    group.add_argument("--batch-size", type=kind("batch_size"), default=batch_size,
                        help=f"default {batch_size}")
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=optimizer,
                        help=f"default {optimizer}")
-    group.add_argument("--lr", type=POSITIVE, default=lr, help=f"learning rate (default {lr:g})")
-    group.add_argument("--momentum", type=number(float, 0, 1, high_open=True), default=0.9,
+    group.add_argument("--lr", type=kind("lr"), default=lr,
+                       help=f"learning rate (default {lr:g})")
+    group.add_argument("--momentum", type=kind("momentum"), default=0.9,
                        help="SGD momentum, in [0, 1) (default 0.9)")
-    group.add_argument("--weight-decay", type=NON_NEGATIVE, default=0.0, help="default 0")
+    group.add_argument("--weight-decay", type=kind("weight_decay"), default=0.0,
+                       help="default 0")
     group.add_argument("--schedule", choices=SCHEDULES, default=schedule,
                        help=f"learning-rate schedule (default {schedule})")
-    group.add_argument("--milestones", type=POSITIVE_INT, nargs="*", default=None,
+    group.add_argument("--milestones", type=kind("milestones"), nargs="*", default=None,
                        help="epochs at which the 'step' schedule multiplies the lr by --gamma "
                             "(default: none; stereo on KITTI: 200, as published)")
-    group.add_argument("--gamma", type=POSITIVE, default=0.1, help="default 0.1")
-    group.add_argument("--warmup-epochs", type=NON_NEGATIVE, default=0.0,
+    group.add_argument("--gamma", type=kind("gamma"), default=0.1, help="default 0.1")
+    group.add_argument("--warmup-epochs", type=kind("warmup_epochs"), default=0.0,
                        help="linear warm-up of the cosine schedule, in epochs (default 0)")
-    group.add_argument("--grad-clip", type=POSITIVE, default=None,
+    group.add_argument("--grad-clip", type=kind("grad_clip"), default=None,
                        help="clip the gradient norm to this positive value (default: no "
                             "clipping)")
-    group.add_argument("--amp", choices=list(AMP_DTYPES), default="none",
+    group.add_argument("--amp", choices=AMP, default="none",
                        help="mixed precision: bf16 or fp16 on CUDA, bf16 on a CPU with native "
                             "bf16 (AVX-512 BF16 or AMX; elsewhere on the CPU it is ignored); "
                             "default none")
     group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                        help="torch.compile the model (on the CPU it needs a C++ compiler and "
                             "takes about 20 s to start; default off)")
-    group.add_argument("--seed", type=int, default=0, help="default 0")
+    group.add_argument("--seed", type=kind("seed"), default=0,
+                       help="random seed, a whole number >= 0 (default 0)")
     add_device(group)
     group.add_argument("--resume", metavar="RUN_DIR",
                        help="continue this run exactly (default: start a new run)")
@@ -319,7 +311,7 @@ def run_sweep_command(args: argparse.Namespace, lab: Any, task_settings: Callabl
     """The sweep command's steps: the base recipe from the train flags, the space, the study,
     the report."""
     from cnnlab.engine.config import RunConfig
-    from cnnlab.engine.sweep import parse_param, read_space, run_sweep
+    from cnnlab.engine.sweep import check_space, parse_param, read_space, run_sweep
     from cnnlab.engine.sweep_report import findings, summarize, write_sweep_report
 
     for flag, given in (("--resume", args.resume), ("--stop-after", args.stop_after)):
@@ -332,6 +324,8 @@ def run_sweep_command(args: argparse.Namespace, lab: Any, task_settings: Callabl
              [parse_param(text) for text in (args.param or default_space)])
     out = Path(args.out or default_out)
     base = RunConfig(lab.name, task_settings(), optim_from_args(args))
+    lab.check_sweep(base)
+    check_space(space, base, lab)  # every value the space can draw, before anything starts
     print(f"Sweep into {out}: {lab.objective[1]} {lab.objective[0]} over "
           + ", ".join(str(p) for p in space))
     try:

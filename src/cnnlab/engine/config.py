@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cnnlab.errors import ConfigError
+from cnnlab.engine.rules import (
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    SEED,
+    check_settings,
+    choice,
+    setting,
+)
+from cnnlab.errors import CnnlabError, ConfigError
 
 T = TypeVar("T")
 
@@ -48,8 +58,8 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
                           f"{', '.join(sorted(names))})")
     values = {name: _typed(hints[name], value, f"{where}: {name}") for name, value in data.items()}
     try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
+        return cls(**values)  # the settings' own rules, the same as the flags'
+    except (TypeError, ValueError, CnnlabError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
@@ -95,31 +105,38 @@ def _typed(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+# the names the optimisation settings take (engine.optim and engine.device build them)
+OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+AMP = ("none", "bf16", "fp16")
+
+
 @dataclass
 class OptimConfig:
-    """Optimisation settings shared by the labs."""
+    """Optimisation settings shared by the labs; each value is checked against its rule when
+    the settings are made (flags, config files, saved runs, sweeps and Python alike)."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    grad_clip: float | None = None
-    amp: str = "none"
+    epochs: int = setting(10, POSITIVE_INT)
+    batch_size: int = setting(128, POSITIVE_INT)
+    optimizer: str = setting("adam", choice(*OPTIMIZERS))
+    lr: float = setting(1e-3, POSITIVE)
+    momentum: float = setting(0.9, FRACTION)
+    weight_decay: float = setting(0.0, NON_NEGATIVE)
+    schedule: str = setting("constant", choice(*SCHEDULES))
+    milestones: tuple[int, ...] = setting((), POSITIVE_INT.each_item())
+    gamma: float = setting(0.1, POSITIVE)
+    warmup_epochs: float = setting(0.0, NON_NEGATIVE)
+    grad_clip: float | None = setting(None, POSITIVE)
+    amp: str = setting("none", choice(*AMP))
     compile: bool = False
-    seed: int = 0
+    seed: int = setting(0, SEED)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"must be at least 1, got {self.epochs}", parameter="epochs")
-        if self.batch_size < 1:
-            raise ConfigError(f"must be at least 1, got {self.batch_size}",
-                              parameter="batch_size")
+        """Every setting within its rule (also after fields were assigned by hand)."""
+        check_settings(self)
 
 
 # keys of config.json that describe the session, not the recipe (read back, never compared)
@@ -170,7 +187,17 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         path = path / "config.json"
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
+    return read_json(path, ConfigError)
+
+
+def read_json(path: Path, error: type[CnnlabError] = ConfigError,
+              parameter: str | None = None) -> Any:
+    """A user's JSON file as data, or a one-line ``error`` naming it: unreadable, not UTF-8,
+    malformed, or nested too deep for Python to read (a hostile file)."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable JSON file ({exc})") from None
+        raise error(f"{path}: not a readable JSON file ({exc})", parameter=parameter) from None
+    except RecursionError:
+        raise error(f"{path}: not a readable JSON file (nested too deep)",
+                    parameter=parameter) from None

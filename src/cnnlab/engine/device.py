@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.engine.config import AMP
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.precision import native_precisions
 from cnnlab.errors import ConfigError
 
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = dict(zip(AMP, (None, torch.bfloat16, torch.float16), strict=True))  # name -> dtype
 
 
 def select_device(name: str = "auto") -> torch.device:

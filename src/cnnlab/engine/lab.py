@@ -40,6 +40,15 @@ class Lab(Protocol):
         """An older config.json's task section in today's field names."""
         ...
 
+    def check(self, run: RunConfig) -> None:
+        """Cheap checks of a run's settings beyond each value's rule (no data, no weights
+        read): ``resolve`` calls it, and a sweep calls it on every value its space can draw."""
+        ...
+
+    def check_sweep(self, run: RunConfig) -> None:
+        """A sweep's base recipe: refused when trials would be chosen on the test set."""
+        ...
+
     def resolve(self, run: RunConfig, resume: bool, log: Callable[[str], None]
                 ) -> tuple[RunConfig, Any]:
         """The run with its defaults filled in (cheap checks here, before any data is read) and

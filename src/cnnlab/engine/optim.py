@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cnnlab.engine.config import OPTIMIZERS, SCHEDULES
 from cnnlab.errors import ConfigError
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+__all__ = ["OPTIMIZERS", "SCHEDULES", "LRSchedule", "build_optimizer", "clip_gradients"]
 ONECYCLE_RISE = 0.25  # share of the steps over which onecycle rises (OneCycleLR's pct_start)
 
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from cnnlab.engine.config import RunConfig
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.engine.config import RunConfig, read_json
+from cnnlab.engine.rules import rule_of
+from cnnlab.errors import CnnlabError, ConfigError, DataError
 
 KINDS = {"log": "log-uniform float", "float": "uniform float", "int": "uniform integer",
          "choice": "one of the listed values"}
@@ -95,10 +96,7 @@ def parse_param(text: str) -> Param:
 
 def read_space(path: Path) -> list[Param]:
     """A JSON file ``{"lr": "log:1e-4:1e-1", ...}`` -> the space."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read it as JSON ({exc})", parameter="space") from None
+    data = read_json(Path(path), DataError, parameter="space")
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise DataError(f"{path}: expected an object of NAME: \"KIND:...\" strings",
                         parameter="space")
@@ -152,16 +150,10 @@ def _convert(name: str, value: Any, part: Any) -> Any:
     return text
 
 
-def _named_choices() -> dict[str, tuple[str, ...]]:
-    """Settings whose values are names: a wrong one is refused before any trial runs."""
-    from cnnlab.engine.device import AMP_DTYPES
-    from cnnlab.engine.optim import OPTIMIZERS, SCHEDULES
-
-    return {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": tuple(AMP_DTYPES)}
-
-
-def check_space(space: list[Param], run: RunConfig) -> None:
-    """Every name a setting the sweep may vary, once; each choice converts."""
+def check_space(space: list[Param], run: RunConfig, lab: Any = None) -> None:
+    """Every name a setting the sweep may vary, once; every value the space can draw (each
+    choice, both ends of a range: the rules are intervals) makes a run that the settings'
+    rules and ``lab.check`` accept, so that no trial fails on its settings after others ran."""
     if not space:
         raise ConfigError("a sweep needs a search space: `param` NAME=KIND:... or `space` FILE")
     seen = set()
@@ -179,19 +171,17 @@ def check_space(space: list[Param], run: RunConfig) -> None:
         if param.kind == "float" and _field_type(part, param.name) is int:
             raise ConfigError(f"{param}: {param.name} is a whole number; use int:",
                               parameter="param")
-        values = param.choices or (param.low, param.high)
-        for value in values:  # every choice and both ends of a range make a valid run
-            drawn = apply_params(run, {param.name: value})
+        rule = rule_of(part, param.name)
+        if param.kind != "choice" and rule is not None and rule.multiple:
+            raise ConfigError(f"{param}: {param.name} must be {rule.words()}, which a range "
+                              f"would not keep; use {param.name}=choice:...", parameter="param")
+        for value in param.choices or (param.low, param.high):
             try:
-                drawn.optim.validate()
-            except (TypeError, ValueError, ConfigError) as exc:
-                raise ConfigError(f"{param}: {value} is not valid ({exc})",
-                                  parameter="param") from None
-        allowed = _named_choices().get(param.name)
-        unknown = [c for c in param.choices if allowed is not None and c not in allowed]
-        if unknown:
-            raise ConfigError(f"{param.name}: {unknown[0]!r} is not one of "
-                              f"{', '.join(allowed)}", parameter="param")
+                drawn = apply_params(run, {param.name: value})
+                if lab is not None:
+                    lab.check(drawn)
+            except (TypeError, ValueError, CnnlabError) as exc:  # the message shows the value
+                raise ConfigError(f"{param}: {exc}", parameter="param") from None
 
 
 def apply_params(run: RunConfig, params: dict[str, Any]) -> RunConfig:
@@ -236,10 +226,18 @@ def open_study(folder: Path, direction: str, seed: int = 0, storage: str | None 
         from optuna.storages.journal import JournalFileBackend
 
         storage = JournalStorage(JournalFileBackend(str(folder / STUDY_FILE)))
-    study = optuna.create_study(
-        storage=storage, study_name="cnnlab", direction=direction, load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name="cnnlab", direction=direction, load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    except (ValueError, AssertionError, KeyError, TypeError) as exc:  # Optuna's journal reader
+        if not (folder / STUDY_FILE).is_file():
+            raise
+        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise DataError(f"{folder / STUDY_FILE}: the sweep's journal is damaged ({detail}); "
+                        "move it aside to start this sweep afresh (the trial folders are "
+                        "kept), or give another `out`") from None
     if study.direction.name.lower() != direction:
         raise ConfigError(f"{folder}: the sweep there {study.direction.name.lower()}s; this "
                           f"one would {direction}")
@@ -323,7 +321,8 @@ def run_sweep(base: RunConfig, lab: Any, space: list[Param], folder: Path,
     optuna = _optuna()
     from cnnlab.engine.lab import train_run
 
-    check_space(space, base)
+    lab.check_sweep(base)
+    check_space(space, base, lab)
     if trials is None and minutes is None:
         raise ConfigError("give a budget: `trials` N and/or `minutes` M")
     key, direction = lab.objective

@@ -5,8 +5,10 @@ always have), so each is stated once for the Python API and the command line ali
 
 from __future__ import annotations
 
-import numbers
+from collections.abc import Iterable
+from typing import Any
 
+from cnnlab.engine.rules import Rule
 from cnnlab.errors import ConfigError
 
 # the datasets training, evaluation and reports take by name (stereo.data.datasets opens the
@@ -53,6 +55,12 @@ EXPORT_MIN_SIZE = (256, 512)
 EXPORT_MAX_SIZE = (1008, 2048)
 
 
+# a disparity range: PSMNet's a positive multiple of 16; SGBM's any positive number of pixels
+# (rounded up to 16 when it runs)
+PSMNET_RANGE = Rule(int, PSMNET_STRIDE, multiple=PSMNET_STRIDE)
+SGBM_RANGE_RULE = Rule(int, 1)
+
+
 def max_disparity_rule(sgbm: bool = False) -> str:
     """What a disparity range must be, in words."""
     return ("a positive number of pixels" if sgbm
@@ -60,10 +68,8 @@ def max_disparity_rule(sgbm: bool = False) -> str:
 
 
 def breaks_max_disparity(value: object, sgbm: bool = False) -> bool:
-    """Whether ``value`` breaks ``max_disparity_rule``: PSMNet's range is a positive multiple
-    of 16; SGBM's any positive number of pixels (rounded up to 16 when it runs)."""
-    return (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
-            or (not sgbm and value % PSMNET_STRIDE != 0))
+    """Whether ``value`` breaks ``max_disparity_rule``."""
+    return (SGBM_RANGE_RULE if sgbm else PSMNET_RANGE).breaks(value)
 
 
 def check_max_disparity(value: object, sgbm: bool = False) -> int | None:
@@ -75,3 +81,17 @@ def check_max_disparity(value: object, sgbm: bool = False) -> int | None:
         raise ConfigError(f"{value!r}: expected {max_disparity_rule(sgbm)}",
                           parameter="max_disparity")
     return int(value)  # type: ignore[call-overload]
+
+
+# the dataset "folder"'s own options (stereo.data.folder reads them)
+FOLDER_OPTIONS = ("left", "right", "gt", "pair_list", "val_list")
+
+
+def check_folder_options(datasets: Iterable[str], options: dict[str, Any]) -> None:
+    """The folder dataset's options (``FOLDER_OPTIONS`` in ``options``), refused with other
+    datasets rather than ignored."""
+    if "folder" in datasets:
+        return
+    given = [name for name in FOLDER_OPTIONS if options.get(name)]
+    if given:
+        raise ConfigError(": for `dataset` folder only", parameter=given[0])

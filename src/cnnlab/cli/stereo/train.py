@@ -8,12 +8,11 @@ import os
 from pathlib import Path
 
 from cnnlab.cli.common import (
-    COUNT,
-    POSITIVE_INT,
     absolute,
     add_optim_args,
     add_sweep_args,
     boolean,
+    rule,
     run_sweep_command,
     run_training,
     settings_from_args,
@@ -25,10 +24,12 @@ from cnnlab.cli.stereo.shared import (
     add_weights_root,
     shown,
 )
+from cnnlab.engine.rules import Rule
 from cnnlab.stereo.choices import (
     CROP,
     DATASETS,
     DEFAULT_MAX_DISPARITY,
+    FOLDER_OPTIONS,
     SAMPLES_PER_EPOCH,
     SYNTHETIC_SIZE,
     TRAIN_DEFAULTS,
@@ -36,6 +37,7 @@ from cnnlab.stereo.choices import (
     VARIANTS,
 )
 from cnnlab.stereo.training.presets import PRESETS, check_preset
+from cnnlab.stereo.training.settings import StereoConfig
 
 # stereo sweep's default search space: what the course's tuning question is about, in ranges
 # a CPU sweep can afford from --preset cpu-small (whose values are inside: its baseline trial)
@@ -57,8 +59,7 @@ def blocks(text: str) -> tuple[int, ...]:
 def _train_settings(args: argparse.Namespace):
     """train's flags as the library's ``StereoConfig`` (made when a new run needs it), with its
     paths absolute, so that a saved run works from any folder."""
-    from cnnlab.stereo.data.folder import FOLDER_OPTIONS
-    from cnnlab.stereo.training.lab import StereoConfig, published_milestones
+    from cnnlab.stereo.training.lab import published_milestones
 
     check_preset(args.preset, args.init)
     if args.milestones is None and not args.resume:
@@ -92,16 +93,19 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from cnnlab.stereo.training.lab import STEREO, check_sweep_recipe
+    from cnnlab.stereo.training.lab import STEREO
 
     settings = _train_settings(args)
-    check_sweep_recipe(settings())
     return run_sweep_command(args, STEREO, settings, SWEEP_SPACE,
                              f"runs/sweep-psmnet-{args.dataset}")
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    """What PSMNet is trained on and how: train's flags, and a sweep's base recipe."""
+    """What PSMNet is trained on and how: train's flags, and a sweep's base recipe; each flag
+    takes its setting's rule (``StereoConfig``)."""
+    def kind(name: str) -> Rule:
+        return rule(StereoConfig, name)
+
     parser.add_argument("--dataset", choices=DATASETS, default="synthetic",
                         help="training data (default synthetic)")
     parser.add_argument("--data-root", help="the dataset's folder or the data root holding it "
@@ -119,15 +123,16 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     add_folder_options(parser, train=True)
     parser.add_argument("--crop", type=size, default=CROP,
                         help=f"training crop HxW (default {shown(CROP)})")
-    parser.add_argument("--samples-per-epoch", type=POSITIVE_INT, default=SAMPLES_PER_EPOCH,
+    parser.add_argument("--samples-per-epoch", type=kind("samples_per_epoch"),
+                        default=SAMPLES_PER_EPOCH,
                         help=f"default {SAMPLES_PER_EPOCH}")
-    parser.add_argument("--val-count", type=COUNT, default=VAL_COUNT,
+    parser.add_argument("--val-count", type=kind("val_count"), default=VAL_COUNT,
                         help=f"validation pairs (default {VAL_COUNT})")
     parser.add_argument("--synthetic-size", type=size, default=SYNTHETIC_SIZE,
                         help=f"synthetic scene size HxW (default {shown(SYNTHETIC_SIZE)})")
     parser.add_argument("--jitter", action=argparse.BooleanOptionalAction, default=True,
                         help="photometric jitter shared by both views (default on)")
-    parser.add_argument("--workers", type=COUNT,
+    parser.add_argument("--workers", type=kind("workers"),
                         help="data-loading processes (default: 0 on 2 cores or fewer, else half "
                              "the cores up to 4); results do not depend on it")
     parser.add_argument("--init", metavar="WEIGHTS",

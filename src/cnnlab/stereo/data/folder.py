@@ -13,17 +13,17 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from cnnlab.data.image import SIXTEEN_BIT_MODES
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.stereo.choices import FOLDER_OPTIONS as FOLDER_OPTIONS  # where they always were
 from cnnlab.stereo.choices import GT_FORMATS
+from cnnlab.stereo.choices import check_folder_options as check_folder_options
 from cnnlab.stereo.data.datasets import FileStereoDataset, StereoSample, _Entry
 from cnnlab.stereo.data.io import (
     read_image,
@@ -32,8 +32,6 @@ from cnnlab.stereo.data.io import (
     read_scaled_disparity,
 )
 
-# the options of the dataset "folder" (train's validation list among them)
-FOLDER_OPTIONS = ("left", "right", "gt", "pair_list", "val_list")
 # (name, left, right, ground truth or None)
 Pair = tuple[str, Path, Path, Path | None]
 
@@ -369,16 +367,6 @@ def folder_from_list(path: Path, gt_format: str = "auto", gt_scale: float = 1.0)
     pairs = [(name, files[0], files[1], files[2] if len(files) == 3 else None)
              for name, (_, files) in zip(names, rows)]
     return FolderStereo(pairs, gt_format, gt_scale)
-
-
-def check_folder_options(datasets: Iterable[str], options: dict[str, Any]) -> None:
-    """The folder dataset's options (``FOLDER_OPTIONS`` in ``options``), refused with other
-    datasets rather than ignored."""
-    if "folder" in datasets:
-        return
-    given = [name for name in FOLDER_OPTIONS if options.get(name)]
-    if given:
-        raise ConfigError(": for `dataset` folder only", parameter=given[0])
 
 
 def open_folder(left: str | None = None, right: str | None = None, gt: str | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,9 @@ from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.lab import recipe_of, train_run
 from cnnlab.engine.loop import FitResult, evaluate
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.stereo.choices import CROP, SAMPLES_PER_EPOCH, SYNTHETIC_SIZE, VAL_COUNT
 from cnnlab.stereo.data.datasets import (
     StereoDataset,
 )
-from cnnlab.stereo.data.folder import check_folder_options
 from cnnlab.stereo.data.preprocess import Normalize
 from cnnlab.stereo.data.registry import open_pairs
 from cnnlab.stereo.evaluation.metrics import rates
@@ -34,15 +32,15 @@ from cnnlab.stereo.training.pipeline import (
     read_validation,
     train_loader,
 )
+from cnnlab.stereo.training.settings import ARCHITECTURE, StereoConfig
 from cnnlab.stereo.training.task import StereoTask
 from cnnlab.stereo.weights.card import LEGACY_KWARGS, build_stereo_model, psmnet_card
-from cnnlab.stereo.weights.registry import load_weights
+from cnnlab.stereo.weights.registry import get_weights, load_weights
 
 # real datasets up to this many pairs stay decoded in memory when read in the training process
 # (KITTI 2015's 200 training pairs: ~1.1 GB)
 CACHED_PAIRS = 500
 CROP_CHECK_PAIRS = 200  # pairs whose sizes the crop is compared with
-ARCHITECTURE = tuple(f.name for f in fields(PSMNetConfig))  # StereoConfig fields of the same name
 
 
 def default_workers() -> int:
@@ -50,45 +48,6 @@ def default_workers() -> int:
     takes a core from the network (bench/stereo_train_step.py), else half the cores, up to 4."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return 0 if (cores or 1) <= 2 else min(4, (cores or 1) // 2)
-
-
-@dataclass
-class StereoConfig:
-    dataset: str = "synthetic"
-    data_root: str | None = None
-    # architecture: None takes --init's card, else PSMNetConfig's default; resolved runs save
-    # every value
-    variant: str | None = None
-    max_disparity: int | None = None
-    blocks: tuple[int, ...] | None = None
-    dilations: tuple[int, ...] | None = None
-    spp_pools: tuple[int, ...] | None = None
-    align_corners: bool | None = None
-    crop: tuple[int, int] = CROP
-    samples_per_epoch: int = SAMPLES_PER_EPOCH
-    val_count: int = VAL_COUNT
-    jitter: bool = True
-    synthetic_size: tuple[int, int] = SYNTHETIC_SIZE
-    init: str | None = None  # weights to fine-tune from: registered name, run, file
-    weights_root: str | None = None  # where registered --init weights are looked up
-    workers: int | None = None  # data-loading processes (None: default_workers())
-    # --dataset folder: glob patterns or a list file (absolute), and validation pairs
-    left: str | None = None
-    right: str | None = None
-    gt: str | None = None
-    pair_list: str | None = None
-    val_list: str | None = None
-    gt_format: str = "auto"
-    gt_scale: float = 1.0
-    # a PSMNet with a student's parts (cnnlab.stereo.psmnet(spp=..., hourglass=...)): what
-    # they are; such a run is trained and resumed from Python, which passes the network
-    module: str | None = None
-
-    def __post_init__(self) -> None:
-        check_folder_options([self.dataset], vars(self))
-
-    def architecture(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ARCHITECTURE if getattr(self, k) is not None}
 
 
 def published_milestones(dataset: str) -> list[int]:
@@ -175,20 +134,30 @@ class StereoLab:
         section.pop("synthetic_max_disparity", None)
         return section
 
+    @staticmethod
+    def check(run: RunConfig) -> None:
+        """The architecture the options give (over the defaults; --init's card may fill the
+        rest) and the --init weights' name, without reading any weights."""
+        config = run.task
+        model_config(config.architecture())
+        name = config.init
+        if name and not any(c in name for c in "/\\.") and not Path(name).exists():
+            get_weights(name)  # a registered name (not a path): known, else a one-line error
+
+    @staticmethod
+    def check_sweep(run: RunConfig) -> None:
+        check_sweep_recipe(run.task)
+
     def resolve(self, run: RunConfig, resume: bool, log: Callable[[str], None]
                 ) -> tuple[RunConfig, tuple[dict, ModelCard] | None]:
         """Every architecture value set (from the options, --init's card, the defaults), and
         the --init weights to start from (none when resuming: the run has its own)."""
         config = run.task
+        self.check(run)
         if config.module and self.network is None:
             raise ConfigError(f"this run trains {config.module}, with parts defined in "
                               "Python; train or resume it from Python with "
                               "cnnlab.stereo.train(cnnlab.stereo.psmnet(...), ...)")
-        if any(c < 16 for c in config.crop):
-            raise ConfigError(f"{config.crop} is too small (at least 16x16)", parameter="crop")
-        if config.samples_per_epoch < 1 or config.val_count < 0:
-            raise ConfigError("must be at least 1 and `val_count` at least 0",
-                              parameter="samples_per_epoch")
         start = None
         if config.init and not resume:
             start = load_weights(config.init, config.weights_root, log=log)
@@ -196,8 +165,6 @@ class StereoLab:
         values = {k: tuple(v) if isinstance(v, list) else v
                   for k, v in architecture.to_dict().items()}
         workers = default_workers() if config.workers is None else config.workers
-        if workers < 0:
-            raise ConfigError(f"must be at least 0, got {workers}", parameter="workers")
         return replace(run, task=replace(config, workers=workers, **values)), start
 
     @staticmethod

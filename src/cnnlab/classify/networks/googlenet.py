@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.classify.models.registry import register_model
-from cnnlab.classify.models.simple import ConvReLU
+from cnnlab.classify.networks.registry import register_model
+from cnnlab.classify.networks.simple import ConvReLU
 
 
 class Inception(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.classify.models.registry import register_model
+from cnnlab.classify.networks.registry import register_model
 
 
 def conv_bn(n_in: int, n_out: int, kernel: int, stride: int = 1, padding: int = 0

@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from torch import nn
 
-from cnnlab.classify.models.registry import register_model
+from cnnlab.classify.networks.registry import register_model
 
 
 class ConvReLU(nn.Sequential):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from cnnlab.classify.models.registry import register_model
-from cnnlab.classify.models.simple import ConvReLU
+from cnnlab.classify.networks.registry import register_model
+from cnnlab.classify.networks.simple import ConvReLU
 
 VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
 VGG16 = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))

@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from torch import nn
 
-from cnnlab.classify.models.registry import register_model
+from cnnlab.classify.networks.registry import register_model
 
 
 def _mlp(sizes: list[int], activation: type[nn.Module], dropout: float) -> nn.Sequential:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cnnlab.classify.models.registry import register_model
+from cnnlab.classify.networks.registry import register_model
 
 
 @register_model(32, "LeNet-5 (LeCun 1998): tanh, avg-pool, convs 6-16-120, FC 84")

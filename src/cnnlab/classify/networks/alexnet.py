@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from cnnlab.classify.models.registry import register_model
-from cnnlab.classify.models.simple import ConvReLU
+from cnnlab.classify.networks.registry import register_model
+from cnnlab.classify.networks.simple import ConvReLU
 
 
 @register_model(224, "AlexNet (d2l, one tower), 96-256-384-384-256, FC 4096")

@@ -1,0 +1,293 @@
+"""Issue 20, class 1: one rule per setting, kept on every way in.
+
+Each row is a setting and a value its rule refuses; each way in (the flag, a ``--config``
+file, a saved run on ``--resume``, a sweep's space, the Python API) must refuse it in one line
+naming the setting, before any work starts and without writing anything. Add a row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnlab import classify, stereo
+from cnnlab.cli import build_parser, main
+from cnnlab.engine.config import OptimConfig
+from cnnlab.engine.rules import Rule, rule_of
+from cnnlab.errors import ConfigError
+
+# (lab, part, setting, bad value as JSON/Python, as a flag's text, as a sweep's --param or None)
+ROWS = [
+    ("classify", "optim", "grad_clip", -1, "-1", "grad_clip=float:-1:1"),
+    ("classify", "optim", "lr", 0, "0", "lr=float:0:0.1"),
+    ("classify", "optim", "lr", float("nan"), "nan", None),
+    ("classify", "optim", "momentum", 1.0, "1", "momentum=float:0.5:1"),
+    ("classify", "optim", "batch_size", 0, "0", "batch_size=int:0:4"),
+    ("classify", "optim", "weight_decay", -0.1, "-0.1", "weight_decay=float:-0.1:0.1"),
+    ("classify", "optim", "gamma", 0, "0", "gamma=choice:0,0.5"),
+    ("classify", "optim", "warmup_epochs", -1, "-1", "warmup_epochs=float:-1:1"),
+    ("classify", "optim", "milestones", [0], "0", None),
+    ("classify", "optim", "optimizer", "adamx", "adamx", "optimizer=choice:adam,adamx"),
+    ("classify", "optim", "schedule", "sometimes", "sometimes", "schedule=choice:step,sometimes"),
+    ("classify", "optim", "amp", "fp8", "fp8", "amp=choice:none,fp8"),
+    ("classify", "optim", "seed", -1, "-1", None),
+    ("classify", "task", "label_smoothing", 1.5, "1.5", "label_smoothing=float:0:1.5"),
+    ("classify", "task", "translate", -2, "-2", "translate=int:-2:2"),
+    ("classify", "task", "val_size", -1, "-1", None),
+    ("classify", "task", "image_size", 0, "0", "image_size=choice:0,28"),
+    ("classify", "task", "model", "nope", "nope", "model=choice:mlp,nope"),
+    ("classify", "task", "dataset", "imagenet", "imagenet", None),
+    ("stereo", "task", "max_disparity", 24, "24", "max_disparity=choice:24,32"),
+    ("stereo", "task", "crop", [8, 64], None, "crop=choice:8x64,256x512"),
+    ("stereo", "task", "workers", -1, "-1", None),
+    ("stereo", "task", "gt_scale", 0, "0", None),
+    ("stereo", "task", "samples_per_epoch", 0, "0", None),
+    ("stereo", "task", "val_count", -1, "-1", None),
+    ("stereo", "task", "variant", "tiny", "tiny", "variant=choice:basic,tiny"),
+]
+IDS = [f"{r[0]}-{r[2]}={r[3]}" for r in ROWS]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _refused(argv: list[str], name: str, capsys, out: Path, code: int = 1) -> str:
+    """Runs the command line; asserts one error line naming ``name`` and nothing written."""
+    try:
+        got = main(argv)
+    except SystemExit as exc:  # argparse: refused where parsed
+        got = exc.code
+    err = capsys.readouterr().err.strip()
+    assert got == code, err
+    assert err.startswith("cnnlab: error:") and len(err.splitlines()) == 1, err
+    assert name in err or _flag(name) in err, err
+    assert "Traceback" not in err and "unexpected" not in err, err
+    assert not out.exists(), f"{out} written by a refused command"
+    return err
+
+
+@pytest.mark.parametrize("row", ROWS, ids=IDS)
+def test_the_flag_refuses_it_where_it_is_parsed(row, tmp_path, capsys):
+    lab, _, name, _, text, _ = row
+    if text is None:
+        pytest.skip("no single-value flag")
+    out = tmp_path / "run"
+    err = _refused([lab, "train", f"{_flag(name)}={text}", "--out", str(out)], name, capsys,
+                   out, code=2)
+    assert f"argument {_flag(name)}" in err
+
+
+@pytest.mark.parametrize("row", ROWS, ids=IDS)
+def test_a_config_file_cannot_hold_it(row, tmp_path, capsys):
+    lab, part, name, value, _, _ = row
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"lab": lab, lab: {}, "optim": {},
+                                  **{(lab if part == "task" else "optim"): {name: value}}}))
+    out = tmp_path / "run"
+    err = _refused([lab, "train", "--config", str(config), "--out", str(out)], name, capsys,
+                   out)
+    assert str(config) in err
+
+
+@pytest.mark.parametrize("row", ROWS, ids=IDS)
+def test_a_saved_run_cannot_resume_with_it(row, tmp_path, capsys):
+    lab, part, name, value, _, _ = row
+    run = tmp_path / "saved"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"lab": lab, lab: {}, "optim": {},
+                                                 **{(lab if part == "task" else "optim"):
+                                                    {name: value}}}))
+    before = sorted(p.name for p in run.iterdir())
+    try:
+        code = main([lab, "train", "--resume", str(run)])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and name in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r[5]], ids=[i for r, i in zip(ROWS, IDS)
+                                                                if r[5]])
+def test_a_sweep_space_cannot_draw_it(row, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    lab, _, name, _, _, param = row
+    out = tmp_path / "sweep"
+    err = _refused([lab, "sweep", "--param", param, "--trials", "2", "--out", str(out)],
+                   name, capsys, out)
+    assert f"--param {param}" in err
+
+
+@pytest.mark.parametrize("row", ROWS, ids=IDS)
+def test_the_python_api_refuses_it_naming_the_argument(row, tmp_path):
+    lab, _, name, value, _, _ = row
+    value = tuple(value) if isinstance(value, list) else value
+    out = tmp_path / "run"
+    train = classify.train if lab == "classify" else stereo.train
+    model = "mlp" if lab == "classify" else "psmnet"
+    if name == "model":
+        model, settings = value, {}
+    else:
+        settings = {name: value}
+    with pytest.raises(ConfigError) as caught:
+        train(model, "mnist" if lab == "classify" and name != "dataset" else
+              settings.pop("dataset", "synthetic"), epochs=1, out=out, progress=False,
+              **settings)
+    message = str(caught.value)
+    assert name in message and "--" not in message and len(message.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_every_value_a_range_can_draw_is_checked(tmp_path, capsys):
+    """A range's ends are checked (the rules are intervals); a rule a range cannot keep (a
+    multiple of 16) needs a choice."""
+    out = tmp_path / "sweep"
+    err = _refused(["stereo", "sweep", "--param", "max_disparity=int:16:64", "--trials", "1",
+                    "--out", str(out)], "max_disparity", capsys, out)
+    assert "which a range would not keep; use max_disparity=choice:" in err
+    _refused(["classify", "sweep", "--dataset", "mnist", "--param", "hflip=choice:true,false",
+              "--trials", "1", "--out", str(out)], "hflip", capsys, out)
+    _refused(["stereo", "sweep", "--param", "init=choice:psmnet-kitti2015,nope", "--trials", "1",
+              "--out", str(out)], "nope", capsys, out)
+    _refused(["classify", "sweep", "--val-size", "0", "--trials", "1", "--out", str(out)],
+             "val-size", capsys, out)
+
+
+COMMANDS = [["classify", "train"], ["classify", "sweep"], ["stereo", "train"],
+            ["stereo", "sweep"]]
+PROBES = ("-1", "0", "0.5", "1", "2", "16", "24", "1.5", "nan", "inf", "1e9", "adam", "x")
+
+
+def _subparser(parser: argparse.ArgumentParser, path: list[str]) -> argparse.ArgumentParser:
+    for name in path:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    return parser
+
+
+def _accepts(check, text: str) -> bool:
+    try:
+        check(text)
+    except (argparse.ArgumentTypeError, ValueError, ConfigError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+def test_each_flag_takes_its_settings_rule(command):
+    """The flags of a recipe accept exactly what the settings' rules accept (one rule)."""
+    from cnnlab.classify.settings import ClassifyConfig
+    from cnnlab.stereo.training.settings import StereoConfig
+
+    parser = _subparser(build_parser(), command)
+    settings = (OptimConfig, ClassifyConfig if command[0] == "classify" else StereoConfig)
+    checked = 0
+    for action in parser._actions:
+        owner = next((s for s in settings if rule_of(s, action.dest) is not None), None)
+        if owner is None or not action.option_strings:
+            continue
+        rule = rule_of(owner, action.dest)
+        if rule.each and action.nargs is None:  # a tuple in one text (256x512): rows above
+            continue
+        rule = dataclasses.replace(rule, each=False)
+        for text in PROBES:
+            by_flag = (text in action.choices if action.choices is not None
+                       else _accepts(action.type, text))
+            by_rule = _accepts(lambda t, r=rule: r.check(t if r.choices else r.kind(t), "x"),
+                               text)
+            assert by_flag == by_rule, (action.dest, text, by_flag, by_rule)
+        checked += 1
+    assert checked >= (12 if command[0] == "classify" else 16)
+
+
+def test_the_torch_free_names_match_the_registries():
+    from cnnlab.classify import choices
+    from cnnlab.classify.networks import MODELS
+    from cnnlab.data.vision import DATASETS
+    from cnnlab.engine.device import AMP_DTYPES
+    from cnnlab.stereo.models import PSMNetConfig
+    from cnnlab.stereo.training.settings import ARCHITECTURE
+
+    assert choices.MODELS == tuple(MODELS)
+    assert choices.DATASETS == tuple(DATASETS)
+    assert choices.HFLIP_DATASETS == tuple(n for n, s in DATASETS.items() if s.hflip)
+    assert tuple(AMP_DTYPES) == ("none", "bf16", "fp16")
+    assert ARCHITECTURE == tuple(f.name for f in dataclasses.fields(PSMNetConfig))
+
+
+def test_a_rule_speaks_plainly():
+    assert Rule(int, 1).words() == "an integer >= 1"
+    assert Rule(float, 0, 1, high_open=True).words() == "a number in [0, 1)"
+    assert Rule(int, 16, multiple=16).words() == "an integer >= 16, a multiple of 16"
+    with pytest.raises(ConfigError, match=r"^lr must be a number > 0, got -1$"):
+        OptimConfig(lr=-1)
+    with pytest.raises(ConfigError, match=r"^milestones must be each an integer >= 1, "
+                                          r"got \(3, 0\)$"):
+        OptimConfig(milestones=(3, 0))
+    optim = OptimConfig()
+    optim.grad_clip = -1  # set by hand after the settings were made
+    with pytest.raises(ConfigError, match="grad_clip"):
+        optim.validate()
+
+
+# class 7: files that made cnnlab fail with a traceback
+def test_a_config_nested_too_deep_is_one_line(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"lab": "classify", "optim": {"lr": ' + "[" * 100_000 + "]" * 100_000
+                    + "}}")
+    out = tmp_path / "run"
+    err = _refused(["classify", "train", "--config", str(deep), "--out", str(out)], "deep.json",
+                   capsys, out)
+    assert "nested too deep" in err
+    space = tmp_path / "space.json"
+    space.write_text("[" * 100_000 + "]" * 100_000)
+    _refused(["classify", "sweep", "--space", str(space), "--trials", "1", "--out", str(out)],
+             "space.json", capsys, out)
+
+
+def test_a_damaged_sweep_journal_is_one_line(tmp_path, capsys):
+    pytest.importorskip("optuna")
+    from cnnlab.engine.sweep import STUDY_FILE, open_study
+
+    open_study(tmp_path, "maximize").set_user_attr("note", 1)
+    journal = tmp_path / STUDY_FILE
+    for damage in (journal.read_bytes()[:-30] + b"}{garbage\n", b"\xff\xfe\x00\x01 not json"):
+        journal.write_bytes(damage)
+        try:
+            main(["classify", "sweep", "--dataset", "mnist", "--trials", "1", "--out",
+                  str(tmp_path)])
+        except SystemExit:
+            pass
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"cnnlab: error: {journal}: the sweep's journal is damaged"), err
+        assert len(err.splitlines()) == 1 and "--out" in err
+
+
+# class 9: commands that start at once
+@pytest.mark.parametrize("argv", [["--help"], ["classify", "train", "--help"],
+                                  ["stereo", "predict", "--help"], ["stereo", "train", "--help"],
+                                  ["basics", "run", "--help"], ["classify", "train", "--lr", "-1"],
+                                  ["--version"]])
+def test_help_and_argument_errors_never_import_torch(argv):
+    code = ("import sys\nfrom cnnlab.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=60)
+    assert shown.stdout.strip().splitlines()[-1] == "False", shown.stdout + shown.stderr
+
+
+def test_version(capsys):
+    import cnnlab
+
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.strip() == f"cnnlab {cnnlab.__version__}"
