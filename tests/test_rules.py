@@ -291,3 +291,37 @@ def test_version(capsys):
         main(["--version"])
     assert caught.value.code == 0
     assert capsys.readouterr().out.strip() == f"cnnlab {cnnlab.__version__}"
+
+
+# arguments of library functions (not recipe settings): the flag and the function share the
+# Rule object, and the function checks each call (engine.rules.checked)
+def _classifier():
+    import numpy as np
+
+    return classify.load("mlp-mnist"), [np.zeros((28, 28), np.uint8)]
+
+
+ARGUMENT_ROWS = [
+    ("top_k 0", lambda: _classifier()[0].predict(_classifier()[1], top_k=0),
+     "top_k must be an integer >= 1, got 0"),
+    ("top_k negative", lambda: _classifier()[0].predict(_classifier()[1], top_k=-1),
+     "top_k must be an integer >= 1, got -1"),
+    ("top_k fractional", lambda: _classifier()[0].predict(_classifier()[1], top_k=2.5),
+     "top_k must be an integer >= 1, got 2.5"),
+]
+
+
+@pytest.mark.parametrize("call, message", [r[1:] for r in ARGUMENT_ROWS],
+                         ids=[r[0] for r in ARGUMENT_ROWS])
+def test_library_arguments_keep_the_flags_rules(call, message):
+    with pytest.raises(ConfigError) as caught:
+        call()
+    assert str(caught.value) == message
+
+
+def test_a_flag_and_its_function_share_the_rule():
+    from cnnlab.classify.predict import predict_images
+
+    parser = _subparser(build_parser(), ["classify", "predict"])
+    top_k = next(a for a in parser._actions if a.dest == "top_k")
+    assert top_k.type is predict_images.rules["top_k"]

@@ -9,10 +9,12 @@ import torch
 from torch import nn
 
 from cnnlab.classify.card import preprocess_of
+from cnnlab.classify.choices import TOP_K
 from cnnlab.classify.inputs import image_batch
 from cnnlab.classify.weights import load_model
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.device import select_device
+from cnnlab.engine.rules import checked
 from cnnlab.errors import ConfigError
 
 
@@ -54,6 +56,7 @@ class Predictions:
 
 
 @torch.no_grad()
+@checked(top_k=TOP_K)
 def predict_images(model: nn.Module, card: ModelCard, images: object, top_k: int = 3
                    ) -> Predictions:
     """Top-k classes with probabilities for each image (files, PIL images, uint8 arrays or

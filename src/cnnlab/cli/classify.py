@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnlab.classify.choices import DATASETS, MODELS, SWEEP_VAL_SIZE
+from cnnlab.classify.choices import DATASETS, MODELS, SWEEP_VAL_SIZE, TOP_K
 from cnnlab.cli.common import (
     POSITIVE_INT,
     absolute,
@@ -241,7 +241,7 @@ def add_parser(sub) -> None:
 
     evaluate = csub.add_parser("eval", help="test accuracy, per-class accuracy, confusion matrix")
     add_model_source(evaluate, "classify")
-    evaluate.add_argument("--which", choices=("best", "last"), default="best",
+    evaluate.add_argument("--which", choices=("best", "last"),
                           help="checkpoint of a run directory (default best)")
     evaluate.add_argument("--dataset", choices=list(DATASETS),
                           help="test set to use (default: the one the model card names)")
@@ -255,7 +255,7 @@ def add_parser(sub) -> None:
     predict = csub.add_parser("predict", help="top-k classes of image files")
     add_model_source(predict, "classify")
     predict.add_argument("images", nargs="+", help="PNG/JPEG files")
-    predict.add_argument("--top-k", type=POSITIVE_INT, default=3,
+    predict.add_argument("--top-k", type=TOP_K, default=3,
                          help="classes to show, at most the model's (default 3)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
     add_device(predict)

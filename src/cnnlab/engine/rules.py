@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import inspect
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cnnlab.errors import ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 RULE = "rule"  # the dataclass field metadata key that holds a setting's Rule
 
@@ -130,6 +135,31 @@ def check_settings(settings: Any) -> None:
         rule = item.metadata.get(RULE)
         if rule is not None:
             rule.check(getattr(settings, item.name), item.name)
+
+
+def checked(**rules: Rule) -> Callable[[F], F]:
+    """A library function whose arguments keep ``rules`` (parameter -> Rule), checked on every
+    call before any work, in one line naming the parameter; the command line's flag for the
+    same parameter takes the same Rule object as its type."""
+    def wrap(function: F) -> F:
+        signature = inspect.signature(function)
+        unknown = set(rules) - set(signature.parameters)
+        if unknown:
+            raise TypeError(f"{function.__qualname__} has no parameter {', '.join(unknown)}")
+
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                given = signature.bind(*args, **kwargs).arguments
+            except TypeError:
+                return function(*args, **kwargs)  # Python's own error for a wrong call
+            for name, rule in rules.items():
+                if name in given:
+                    rule.check(given[name], name)
+            return function(*args, **kwargs)
+        call.rules = rules  # type: ignore[attr-defined]
+        return call  # type: ignore[return-value]
+    return wrap
 
 
 # the rules most settings share
