@@ -54,6 +54,8 @@ def bad(places):  # noqa: F811
     np.save(root / "zero.npy", np.zeros((40, 64), np.float32))
     left = np.asarray(Image.open(pair / "left.png"))
     Image.fromarray(np.full_like(left, 128)).save(root / "grey.png")  # one value everywhere
+    Image.fromarray(np.full_like(left, 7)).save(root / "grey7.png")
+    Image.fromarray(left[:1, :1]).save(root / "one.png")  # a 1x1 image
     folder = root / "folder"
     for sub in ("L", "R", "G"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,9 @@ REFUSED = [  # exit 1, one line
      ["stereo", "predict", "{pair}/left.png", "{pair}/right.png", "--checkpoint",
       "{bad}/nan_stereo.safetensors", "--out", "{tmp}/rel_out"],
      "nan_stereo.safetensors: weight features.stem.0.conv.weight holds"),
+    ("a 1-pixel pair: one line, no numpy warnings",
+     ["stereo", "predict", "{bad}/one.png", "{bad}/one.png", *SGBM, "--out", "{tmp}/rel_out"],
+     "wider than the 1-pixel image"),
     ("classify checkpoint with NaN weights",
      ["classify", "predict", "--checkpoint", "{bad}/nan_classify.safetensors",
       "{bad}/digit.png"], "nan_classify.safetensors: weight"),
@@ -109,7 +114,9 @@ REFUSED = [  # exit 1, one line
 
 @pytest.mark.parametrize("argv, fragment", [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
 def test_refused_in_one_line(argv, fragment, bad, capsys):
-    code, err = _run(argv, bad, capsys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy's would be lines on stderr
+        code, err = _run(argv, bad, capsys)
     assert code == 1, err
     assert err.startswith("cnnlab: error:") and fragment in err and len(err.splitlines()) == 1
     assert "unexpected" not in err and "EPE" not in err
@@ -123,6 +130,9 @@ WARNED = [  # exit 0, a warning line on stderr (None: no warning at all)
     ("a constant view", ["stereo", "predict", "{pair}/left.png", "{bad}/grey.png", *SGBM,
                          "--out", "{tmp}/rel_out"], "same value in every pixel"),
     ("a right pair: no warning", [*PREDICT], None),
+    ("two constant views: no false rectification note",
+     ["stereo", "predict", "{bad}/grey.png", "{bad}/grey7.png", *SGBM, "--out",
+      "{tmp}/rel_out"], "same value in every pixel"),
 ]
 
 
@@ -131,6 +141,7 @@ def test_warned_on_one_line(argv, fragment, bad, capsys):
     code, err = _run(argv, bad, capsys)
     assert code == 0, err
     warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "rows look shifted" not in err and "RuntimeWarning" not in err, err
     if fragment is None:
         assert not warned, err
     else:

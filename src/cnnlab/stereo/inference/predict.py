@@ -51,7 +51,11 @@ def vertical_offset(left: np.ndarray, right: np.ndarray, search: int = 12) -> in
         edges = np.abs(np.diff(grey, axis=0)).mean(axis=1)
         return (edges - edges.mean()) / (edges.std() + 1e-9)
 
+    if left.shape[0] < 3:  # no row profile to compare
+        return 0
     a, b = profile(left), profile(right)
+    if not (a.any() and b.any()):  # a view without horizontal edges: nothing to align
+        return 0
     search = min(search, (len(a) - 1) // 2)  # keep at least half the rows in every comparison
     best, best_score = 0, -np.inf
     for shift in range(-search, search + 1):
