@@ -85,7 +85,8 @@ def fake_training(curves, interrupt_at=None):
     """A train_run stand-in: trial i reports curves[i % len] epoch by epoch."""
     calls = []
 
-    def train(run, lab, out, device="auto", log=print, progress=False, on_epoch=None):
+    def train(run, lab, out, device="auto", log=print, progress=False, on_epoch=None,
+              trial=False):
         calls.append(run)
         if interrupt_at is not None and len(calls) == interrupt_at:
             raise KeyboardInterrupt

@@ -325,3 +325,83 @@ def test_a_flag_and_its_function_share_the_rule():
     parser = _subparser(build_parser(), ["classify", "predict"])
     top_k = next(a for a in parser._actions if a.dest == "top_k")
     assert top_k.type is predict_images.rules["top_k"]
+
+
+# class 3 for recipes: a setting the run would not use is refused, not ignored (flags, config
+# files and Python alike: the engine's train_run asks the lab); a sweep refuses only what no
+# trial could use
+UNUSED_ROWS = [
+    ("classify", {"momentum": 0.5}, "momentum 0.5: only `optimizer` sgd uses it"),
+    ("classify", {"gamma": 0.5}, "gamma 0.5: only `schedule` step uses it"),
+    ("classify", {"milestones": (2,), "schedule": "cosine"}, "milestones: only `schedule` step"),
+    ("classify", {"warmup_epochs": 1.0}, "warmup_epochs 1: only `schedule` cosine warms up"),
+    ("stereo", {"dataset": "kitti2015", "synthetic_size": (64, 128)},
+     "synthetic_size: only `dataset` synthetic draws scenes"),
+    ("stereo", {"dataset": "kitti2015", "val_count": 3},
+     "val_count 3: only `dataset` synthetic draws scenes"),
+    ("stereo", {"gt_scale": 4.0}, "gt_scale 4: only `dataset` folder reads ground truth"),
+    ("stereo", {"weights_root": "/tmp"}, "weights_root /tmp: only `init` given by a registered"),
+]
+
+
+def _worded(message: str, flags: bool) -> str:
+    import re
+
+    return re.sub(r"`([a-z_]+)`", lambda m: ("--" + m.group(1).replace("_", "-")) if flags
+                  else m.group(1), message)
+
+
+@pytest.mark.parametrize("lab, settings, message", UNUSED_ROWS,
+                         ids=[f"{r[0]}-{'-'.join(r[1])}" for r in UNUSED_ROWS])
+def test_a_setting_the_run_would_not_use_is_refused(lab, settings, message, tmp_path, capsys):
+    settings = dict(settings)
+    dataset = settings.pop("dataset", "mnist" if lab == "classify" else "synthetic")
+    out = tmp_path / "run"
+    train = classify.train if lab == "classify" else stereo.train
+    with pytest.raises(ConfigError) as caught:
+        train("mlp" if lab == "classify" else "psmnet", dataset, epochs=1, out=out,
+              progress=False, data_root=str(tmp_path), **settings)
+    assert str(caught.value).startswith(_worded(message, flags=False)), caught.value
+    assert not out.exists()
+    argv = [lab, "train", "--dataset", dataset, "--data-root", str(tmp_path), "--out", str(out)]
+    for name, value in settings.items():
+        text = ("x".join(map(str, value)) if name == "synthetic_size" else
+                " ".join(map(str, value)) if isinstance(value, tuple) else str(value))
+        argv += [_flag(name), *text.split()]
+    err = _refused(argv, name, capsys, out)
+    parameter = message.split(":")[0].split()[0]
+    assert _flag(parameter) + _worded(message, flags=True)[len(parameter):] in err
+
+
+def test_a_sweep_may_leave_a_setting_unused_in_some_trials_only(tmp_path, capsys):
+    pytest.importorskip("optuna")
+    from cnnlab.classify.settings import ClassifyConfig
+    from cnnlab.classify.training import CLASSIFY
+    from cnnlab.engine.config import RunConfig
+    from cnnlab.engine.sweep import check_space, parse_param
+
+    base = RunConfig("classify", ClassifyConfig(val_size=64), OptimConfig(momentum=0.5))
+    check_space([parse_param("optimizer=choice:adam,sgd")], base, CLASSIFY)  # sgd trials use it
+    with pytest.raises(ConfigError, match=r"momentum 0.5: only optimizer sgd uses it .*"
+                                          r"\(in every trial of this sweep\)"):
+        check_space([parse_param("lr=log:1e-3:1e-2")], base, CLASSIFY)
+    with pytest.raises(ConfigError, match="param gamma=choice:0.1,0.5: gamma 0.5: only "
+                                          "schedule step"):
+        check_space([parse_param("gamma=choice:0.1,0.5")],
+                    RunConfig("classify", ClassifyConfig(val_size=64), OptimConfig()), CLASSIFY)
+
+
+def test_the_published_milestones_are_the_labs_default_for_the_step_schedule():
+    from cnnlab.engine.config import RunConfig
+    from cnnlab.stereo.training.lab import STEREO
+    from cnnlab.stereo.training.settings import StereoConfig
+
+    def resolved(dataset, **optim):
+        run = RunConfig("stereo", StereoConfig(dataset=dataset, data_root="/x"),
+                        OptimConfig(**optim))
+        return STEREO.resolve(run, True, print)[0].optim.milestones
+
+    assert resolved("kitti2015", schedule="step") == (200,)
+    assert resolved("kitti2015", schedule="step", milestones=(5,)) == (5,)
+    assert resolved("kitti2015", schedule="cosine") == ()
+    assert resolved("sceneflow", schedule="step") == ()

@@ -20,7 +20,7 @@ from cnnlab.classify.data import Augment, load_classify_data
 from cnnlab.classify.settings import ClassifyConfig
 from cnnlab.classify.task import ClassifyTask
 from cnnlab.engine.card import ModelCard
-from cnnlab.engine.config import OptimConfig, RunConfig
+from cnnlab.engine.config import OptimConfig, RunConfig, Unused
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.lab import recipe_of, train_run
 from cnnlab.engine.loop import FitResult, evaluate
@@ -48,6 +48,10 @@ class ClassifyLab:
     @staticmethod
     def check(run: RunConfig) -> None:
         run.task.validate()  # the settings' rules and combinations: all a classifier has
+
+    @staticmethod
+    def unused(run: RunConfig) -> list[Unused]:
+        return run.optim.unused()
 
     @staticmethod
     def check_sweep(run: RunConfig) -> None:

@@ -138,6 +138,47 @@ class OptimConfig:
         """Every setting within its rule (also after fields were assigned by hand)."""
         check_settings(self)
 
+    def unused(self) -> list[Unused]:
+        """The settings given (other than their defaults) that this recipe would not use."""
+        found = []
+        if self.optimizer != "sgd" and self.momentum != DEFAULT_OPTIM.momentum:
+            found.append(Unused("momentum", f"only `optimizer` sgd uses it ({self.optimizer} "
+                                            "has its own)", "optimizer"))
+        if self.schedule != "step":
+            for name in ("milestones", "gamma"):
+                if getattr(self, name) != getattr(DEFAULT_OPTIM, name):
+                    found.append(Unused(name, "only `schedule` step uses it", "schedule"))
+        if self.schedule != "cosine" and self.warmup_epochs != DEFAULT_OPTIM.warmup_epochs:
+            found.append(Unused("warmup_epochs", "only `schedule` cosine warms up", "schedule"))
+        return found
+
+
+@dataclass(frozen=True)
+class Unused:
+    """A setting a recipe would not use: its name, why, and the setting that decides it (a
+    sweep that searches that setting may use it after all)."""
+
+    name: str
+    why: str
+    decided_by: str
+
+    def refusal(self, value: Any) -> ConfigError:
+        shown = "" if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) \
+            else f"{value}"
+        return ConfigError(f"{shown}: {self.why}; here it would change nothing",
+                           parameter=self.name)
+
+
+def refuse_unused(run: Any, unused: list[Unused], searched: tuple[str, ...] = ()) -> None:
+    """The first setting of ``run`` (a RunConfig) that it would not use, refused in one line,
+    unless ``searched`` (a sweep's settings) holds what decides it."""
+    for item in unused:
+        if item.decided_by not in searched:
+            part = run.optim if hasattr(run.optim, item.name) else run.task
+            raise item.refusal(getattr(part, item.name))
+
+
+DEFAULT_OPTIM = OptimConfig()
 
 # keys of config.json that describe the session, not the recipe (read back, never compared)
 SESSION_KEYS = ("world_size", "title")

@@ -18,7 +18,7 @@ from torch import nn
 
 from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
 from cnnlab.engine.card import ModelCard
-from cnnlab.engine.config import RunConfig, read_config_file
+from cnnlab.engine.config import RunConfig, Unused, read_config_file, refuse_unused
 from cnnlab.engine.device import check_compile, prepare_model, seed_everything, select_device
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo, all_true
 from cnnlab.engine.loop import FitResult, Task, fit
@@ -43,6 +43,10 @@ class Lab(Protocol):
     def check(self, run: RunConfig) -> None:
         """Cheap checks of a run's settings beyond each value's rule (no data, no weights
         read): ``resolve`` calls it, and a sweep calls it on every value its space can draw."""
+        ...
+
+    def unused(self, run: RunConfig) -> list[Unused]:
+        """The settings a new run was given that it would not use (refused, not ignored)."""
         ...
 
     def check_sweep(self, run: RunConfig) -> None:
@@ -107,10 +111,12 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
               device: str = "auto", info: DistInfo = SINGLE_PROCESS,
               log: Callable[[str], None] = print, progress: bool = True,
               stop_after: int | None = None, download: bool = False,
-              on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
+              on_epoch: Callable[[dict], None] | None = None, trial: bool = False
+              ) -> dict[str, Any]:
     """Train ``run`` into the run directory ``out`` (continuing it exactly with ``resume``);
     returns the lab's results, also written to ``out/results.json``. ``on_epoch`` sees each
-    epoch's metrics (see ``fit``)."""
+    epoch's metrics (see ``fit``). A new run given settings it would not use is refused,
+    unless it is a sweep's ``trial`` (whose draws may leave a base setting unused)."""
     if run.lab != lab.name:
         raise ConfigError(f"a {run.lab} run cannot be trained by the {lab.name} lab")
     run.optim.validate()
@@ -126,6 +132,8 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
                 refused = exc
         if not all_true(refused is None, info, torch_device):
             raise refused or ConfigError(f"{option} {run_dir.path}: refused by rank 0")
+        if not (resume or trial):  # a resumed run keeps its recipe, checked when it started
+            refuse_unused(run, lab.unused(run))
         return _train_held(run, lab, run_dir, resume, torch_device, info, log, progress,
                            stop_after, download, on_epoch)
 

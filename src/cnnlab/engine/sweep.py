@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from cnnlab.engine.config import RunConfig, read_json
+from cnnlab.engine.config import RunConfig, read_json, refuse_unused
 from cnnlab.engine.rules import rule_of
 from cnnlab.errors import CnnlabError, ConfigError, DataError
 
@@ -156,7 +156,7 @@ def check_space(space: list[Param], run: RunConfig, lab: Any = None) -> None:
     rules and ``lab.check`` accept, so that no trial fails on its settings after others ran."""
     if not space:
         raise ConfigError("a sweep needs a search space: `param` NAME=KIND:... or `space` FILE")
-    seen = set()
+    seen, seen_all = set(), {param.name for param in space}
     for param in space:
         if param.name in FIXED:
             raise ConfigError(f"{param.name}: fixed for a sweep (trials must stay "
@@ -180,8 +180,16 @@ def check_space(space: list[Param], run: RunConfig, lab: Any = None) -> None:
                 drawn = apply_params(run, {param.name: value})
                 if lab is not None:
                     lab.check(drawn)
+                    for item in lab.unused(drawn):  # the drawn value itself changes nothing
+                        if item.name == param.name and item.decided_by not in seen_all:
+                            raise item.refusal(value)
             except (TypeError, ValueError, CnnlabError) as exc:  # the message shows the value
                 raise ConfigError(f"{param}: {exc}", parameter="param") from None
+    if lab is not None:  # the base recipe's own settings that no trial would use
+        try:
+            refuse_unused(run, lab.unused(run), tuple(seen_all))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in every trial of this sweep)") from None
 
 
 def apply_params(run: RunConfig, params: dict[str, Any]) -> RunConfig:
@@ -363,7 +371,7 @@ def run_sweep(base: RunConfig, lab: Any, space: list[Param], folder: Path,
         log(f"Trial {trial.number}: {shown}")
         try:
             results = train(run, lab, run_dir, device=device, log=lambda _m: None,
-                            progress=False, on_epoch=PruneOnEpoch(trial, key, log))
+                            progress=False, on_epoch=PruneOnEpoch(trial, key, log), trial=True)
         except KeyboardInterrupt:  # Optuna records it as failed: say why
             trial.set_user_attr("interrupted", True)
             raise

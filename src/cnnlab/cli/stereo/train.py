@@ -59,11 +59,7 @@ def blocks(text: str) -> tuple[int, ...]:
 def _train_settings(args: argparse.Namespace):
     """train's flags as the library's ``StereoConfig`` (made when a new run needs it), with its
     paths absolute, so that a saved run works from any folder."""
-    from cnnlab.stereo.training.lab import published_milestones
-
     check_preset(args.preset, args.init)
-    if args.milestones is None and not args.resume:
-        args.milestones = published_milestones(args.dataset)
 
     def settings() -> StereoConfig:
         init = args.init  # a file or run directory as an absolute path; a registered name as is

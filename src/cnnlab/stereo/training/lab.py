@@ -13,7 +13,7 @@ from torch import nn
 
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.checkpoint import load_model_weights
-from cnnlab.engine.config import OptimConfig, RunConfig
+from cnnlab.engine.config import OptimConfig, RunConfig, Unused
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo
 from cnnlab.engine.lab import recipe_of, train_run
 from cnnlab.engine.loop import FitResult, evaluate
@@ -35,7 +35,7 @@ from cnnlab.stereo.training.pipeline import (
 from cnnlab.stereo.training.settings import ARCHITECTURE, StereoConfig
 from cnnlab.stereo.training.task import StereoTask
 from cnnlab.stereo.weights.card import LEGACY_KWARGS, build_stereo_model, psmnet_card
-from cnnlab.stereo.weights.registry import get_weights, load_weights
+from cnnlab.stereo.weights.registry import STEREO_WEIGHTS, get_weights, load_weights
 
 # real datasets up to this many pairs stay decoded in memory when read in the training process
 # (KITTI 2015's 200 training pairs: ~1.1 GB)
@@ -48,6 +48,15 @@ def default_workers() -> int:
     takes a core from the network (bench/stereo_train_step.py), else half the cores, up to 4."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return 0 if (cores or 1) <= 2 else min(4, (cores or 1) // 2)
+
+
+def _looks_registered(init: str) -> bool:
+    """Whether ``init`` reads as a registered weights name rather than a file or folder."""
+    return not any(c in init for c in "/\\.") and not Path(init).exists()
+
+
+def _registered(init: str | None) -> bool:
+    return bool(init) and _looks_registered(init) and init in STEREO_WEIGHTS
 
 
 def published_milestones(dataset: str) -> list[int]:
@@ -140,13 +149,32 @@ class StereoLab:
         rest) and the --init weights' name, without reading any weights."""
         config = run.task
         model_config(config.architecture())
-        name = config.init
-        if name and not any(c in name for c in "/\\.") and not Path(name).exists():
-            get_weights(name)  # a registered name (not a path): known, else a one-line error
+        if config.init and _looks_registered(config.init):
+            get_weights(config.init)  # a registered name: known, else a one-line error
 
     @staticmethod
     def check_sweep(run: RunConfig) -> None:
         check_sweep_recipe(run.task)
+
+    @staticmethod
+    def unused(run: RunConfig) -> list[Unused]:
+        config, default = run.task, StereoConfig()
+        found = run.optim.unused()
+        if config.dataset != "synthetic":
+            for name in ("synthetic_size", "val_count"):
+                if getattr(config, name) != getattr(default, name):
+                    found.append(Unused(name, "only `dataset` synthetic draws scenes (KITTI "
+                                              "validates on its val split, a folder on "
+                                              "`val_list`)", "dataset"))
+        if config.dataset != "folder":
+            for name in ("gt_format", "gt_scale"):
+                if getattr(config, name) != getattr(default, name):
+                    found.append(Unused(name, "only `dataset` folder reads ground truth files "
+                                              "this way", "dataset"))
+        if config.weights_root and not _registered(config.init):
+            found.append(Unused("weights_root", "only `init` given by a registered name looks "
+                                                "weights up there", "init"))
+        return found
 
     def resolve(self, run: RunConfig, resume: bool, log: Callable[[str], None]
                 ) -> tuple[RunConfig, tuple[dict, ModelCard] | None]:
@@ -154,6 +182,9 @@ class StereoLab:
         the --init weights to start from (none when resuming: the run has its own)."""
         config = run.task
         self.check(run)
+        if run.optim.schedule == "step" and not run.optim.milestones:  # the published drops
+            run = replace(run, optim=replace(run.optim, milestones=tuple(
+                published_milestones(config.dataset))))
         if config.module and self.network is None:
             raise ConfigError(f"this run trains {config.module}, with parts defined in "
                               "Python; train or resume it from Python with "

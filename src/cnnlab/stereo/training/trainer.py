@@ -29,7 +29,6 @@ from cnnlab.stereo.training.lab import (
     ARCHITECTURE,
     StereoConfig,
     StereoLab,
-    published_milestones,
     stereo_run,
 )
 
@@ -106,8 +105,6 @@ def train(model: object = "psmnet", dataset: str = "synthetic", *, epochs: int =
                           **{k: tuple(v) if isinstance(v, list) else v
                              for k, v in architecture.items()}, **task_settings)
     defaults = {k: v for k, v in TRAIN_DEFAULTS.items() if k != "epochs"}
-    if "milestones" not in optim_settings and not resume:
-        defaults["milestones"] = tuple(published_milestones(dataset))
     optim = OptimConfig(epochs=epochs, **{**defaults, **optim_settings})
     out = run_folder(out, resume, f"psmnet-{dataset}")
     curves = live_curves(live, f"PSMNet on {dataset}", out, resume)
