@@ -244,7 +244,7 @@ def test_save_writes_the_command_lines_files_and_spares_the_inputs(tiny_checkpoi
     before = (tmp_path / "scene_disp.png").read_bytes()
     with pytest.raises(ConfigError) as caught:
         result.save(tmp_path)
-    assert one_line(caught.value).startswith(f"folder {tmp_path}: writing scene_disp.png there "
+    assert one_line(caught.value).startswith(f"folder: writing {tmp_path}/scene_disp.png "
                                              "would overwrite the input")
     assert (tmp_path / "scene_disp.png").read_bytes() == before
     written = result.save(tmp_path / "api", calibration=(700.0, 0.5))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from cnnlab.data.vision import get_spec, load_split
 from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.device import select_device
+from cnnlab.engine.options import effective_when, when
 from cnnlab.errors import ConfigError
 
 
@@ -169,13 +171,16 @@ def check_dataset(card: ModelCard, dataset: str | None, where: str) -> str:
     return dataset
 
 
+@effective_when(which=when(lambda v: Path(os.path.expanduser(v["checkpoint"])).is_dir(),
+                          "picks a run directory's checkpoint (best or last); `checkpoint` "
+                          "names registered weights or a file, so it changes nothing"))
 def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "auto",
-                        which: str = "best", out: Path | None = None,
+                        which: str | None = None, out: Path | None = None,
                         dataset: str | None = None) -> dict:
     """Test-set accuracy, per-class accuracy and confusion matrix of a checkpoint or registered
     weights; writes eval.json and confusion.png (next to a run's checkpoint by default)."""
     torch_device = select_device(device)
-    model, card = load_model(checkpoint, torch_device, which)
+    model, card = load_model(checkpoint, torch_device, which or "best")
     where = card.source["file"]
     dataset = check_dataset(card, dataset, where)
     if out is not None:

@@ -21,6 +21,7 @@ from cnnlab.classify.training import CLASSIFY, ClassifyConfig
 from cnnlab.classify.weights import RECIPES, get_weights
 from cnnlab.data.download import file_digest
 from cnnlab.data.vision import load_split
+from cnnlab.engine.atomic import check_writable_file, check_writable_folder
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.engine.config import RunConfig
 from cnnlab.engine.device import select_device
@@ -53,6 +54,10 @@ def build_weights(name: str, data_root: str | None, out_dir: Path, run_dir: Path
     run = Path(run_dir or Path("runs") / f"weights-{name}")
     resume = RunDir(run).checkpoint("last").is_file()
     card = CLASSIFY.card(recipe)
+    out_dir = check_writable_folder(Path(out_dir).expanduser(), "out")  # before any training
+    for written in (out_dir / f"{name}.safetensors", out_dir / "SHA256SUMS"):
+        check_writable_file(written, "out")
+    check_writable_folder(run, "run")
     if resume:  # only the recipe's own run may be finished; anything else would be mislabelled
         try:
             same = recipe_of(read_run_config(run, CLASSIFY), CLASSIFY) == recipe_of(recipe,

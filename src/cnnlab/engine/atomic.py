@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cnnlab.errors import ConfigError
@@ -71,9 +71,58 @@ def check_writable_folder(path: str | Path, parameter: str) -> Path:
         raise refuse("exists and is not a folder")
     existing = path
     while not existing.exists():
+        if existing.is_symlink():  # a link below which nothing can be made
+            raise refuse(f"{existing} is a broken or looping symbolic link")
         existing = existing.parent
     if not existing.is_dir():
         raise refuse(f"{existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise refuse(f"{existing} is not writable for this user")
     return path
+
+
+def check_writable_file(path: str | os.PathLike, parameter: str) -> Path:
+    """``path`` as a file cnnlab can write (atomically, beside it), or a one-line error naming
+    ``parameter``: not a folder, not a broken or looping link, its folder creatable and
+    writable. Called before any expensive work, as ``check_writable_folder`` is for folders."""
+    path = Path(path).expanduser()
+    name = parameter.lstrip("-").replace("-", "_")
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"{path}: a broken or looping symbolic link", parameter=name)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder; give the name of a file to write", parameter=name)
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a regular file", parameter=name)
+    check_writable_folder(path.parent, name)
+    return path
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
+
+
+def check_spares_inputs(outputs: Iterable[str | os.PathLike],
+                        inputs: Iterable[str | os.PathLike | None], parameter: str) -> None:
+    """Refuse, before anything is read or written, an output that is one of the ``inputs``
+    (the same file, also through a symbolic or hard link): one line naming ``parameter`` and
+    the colliding file. Every command computes the files it will write (or remove as stale)
+    and passes them here with every file it reads."""
+    existing = []
+    for source in inputs:
+        if source is not None and Path(source).expanduser().exists():
+            existing.append(Path(source).expanduser())
+    if not existing:
+        return
+    name = parameter.lstrip("-").replace("-", "_")
+    for target in outputs:
+        target = Path(target).expanduser()
+        if not target.exists():
+            continue
+        hit = next((source for source in existing if _same_file(target, source)), None)
+        if hit is not None:
+            linked = "" if target.absolute() == hit.absolute() else ", the same file by a link"
+            raise ConfigError(f": writing {target} would overwrite the input {hit}{linked}; "
+                              "choose another name or folder", parameter=name)

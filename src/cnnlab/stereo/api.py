@@ -20,8 +20,16 @@ from typing import Any
 
 import torch
 
-from cnnlab.engine.atomic import check_writable_folder
+from cnnlab.engine.atomic import check_spares_inputs, check_writable_file
 from cnnlab.engine.card import ModelCard
+from cnnlab.engine.options import (
+    Rule,
+    effective_when,
+    needs,
+    not_with,
+    refuse_ignored,
+    when,
+)
 from cnnlab.errors import MENTION, ConfigError
 from cnnlab.stereo.choices import (
     CONFIDENCE_RADIUS,
@@ -49,7 +57,7 @@ from cnnlab.stereo.inference.predict import saturation_warning as _saturation_wa
 from cnnlab.stereo.inference.runtime import runtime_precision
 from cnnlab.stereo.inference.sgbm import check_range
 from cnnlab.stereo.inference.views import a_kind, as_views
-from cnnlab.stereo.results import Disparity, Evaluation, FolderPrediction, Report, check_json_file
+from cnnlab.stereo.results import Disparity, Evaluation, FolderPrediction, Report
 
 SGBM = "sgbm"
 Tile = str | tuple[int, int]
@@ -120,6 +128,24 @@ def _plain(log: Log | None) -> Log | None:
     return None if log is None else (lambda line: log(MENTION.sub(r"\1", line)))
 
 
+def _registered(name_or_path: object) -> bool:
+    from cnnlab.stereo.weights.registry import STEREO_WEIGHTS
+
+    return isinstance(name_or_path, str) and name_or_path in STEREO_WEIGHTS
+
+
+_FOUND_BY_NAME = ("only for registered weights by name; `name_or_path` names a file or folder, "
+                  "so it changes nothing")
+# when ModelSpec's conditional settings change anything
+_SPEC_RULES: dict[str, Rule | list[Rule]] = {
+    "weights_root": when(lambda v: _registered(v["name_or_path"]), _FOUND_BY_NAME),
+    "download": when(lambda v: _registered(v["name_or_path"]), _FOUND_BY_NAME),
+    "max_memory": when(lambda v: not isinstance(v["tile"], (tuple, list)),
+                       "only for `tile` auto or off (the budget they decide by); fixed tiles "
+                       "are used whatever the memory"),
+}
+
+
 @dataclass
 class ModelSpec:
     """What ``load`` loads, and how: its arguments, every option rule checked when the spec is
@@ -156,6 +182,7 @@ class ModelSpec:
             raise ConfigError(f": {a_kind(self.name_or_path)}; give registered weights (e.g. "
                               "'psmnet-kitti2015'), a checkpoint or run directory, or 'sgbm'",
                               parameter="name_or_path")
+        refuse_ignored(vars(self), _SPEC_RULES)
         self.scale, self.tile = check_scale(self.scale), check_tile(self.tile)
         self.max_memory = check_max_memory(self.max_memory)
         self.max_disparity = check_max_disparity(self.max_disparity)
@@ -461,36 +488,57 @@ def _loaded(model: StereoModel | ModelSpec) -> StereoModel:
     return model if isinstance(model, StereoModel) else model.load()
 
 
-def _check_pair_options(model: StereoModel | ModelSpec, calibration: object,
-                        min_depth: float | None, gt: object, lr_check: bool, filter: bool,
-                        kitti_submission: object) -> None:
-    """The combinations ``predict_folder`` refuses, before any file is read."""
-    if min_depth is not None and calibration is None:
-        raise ConfigError("needs `calibration`: the focal length and baseline it turns into a "
-                          "disparity", parameter="min_depth")
-    if kitti_submission is not None:  # the submission is the disparity alone, dense
-        for name, given in (("filter", filter), ("lr_check", lr_check), ("gt", gt is not None),
-                            ("calibration", calibration is not None),
-                            ("min_depth", min_depth is not None)):
-            if given:
-                raise ConfigError(": not used with `kitti_submission`, which writes the "
-                                  "disparity alone (KITTI's server fills holes itself)",
-                                  parameter=name)
-    if model.is_sgbm:
-        _refuse_sgbm_pixel_checks(lr_check, filter)
-    elif filter and not lr_check and model.runtime != "torch":
-        raise ConfigError(": an exported graph gives no confidence map; add `lr_check`, or use "
-                          "`runtime` torch", parameter="filter")
+def _is_sgbm(model: object) -> bool:
+    return bool(getattr(model, "is_sgbm", isinstance(model, str) and model.lower() == SGBM))
 
 
+def _runtime(model: object) -> str:
+    """The runtime ``model`` (a StereoModel, a ModelSpec or what ``load`` takes) runs with."""
+    runtime = getattr(model, "runtime", None)
+    if runtime is None and isinstance(model, (str, os.PathLike)):
+        runtime = "onnxruntime" if Path(model).suffix.lower() == ".onnx" else "torch"
+    return runtime or "torch"
+
+
+_SUBMISSION = "which writes the disparity alone (KITTI's server fills holes itself)"
+_SGBM_PIXELS = ("SGBM already leaves out the pixels that fail its own left-right check (1 px), "
+                "and has no confidence map")
+# when each of predict_folder's conditional options changes anything (checked before any file
+# is read); the order is the order in which they are refused
+_PREDICT_RULES: dict[str, Rule | list[Rule]] = {
+    "filter": [not_with("kitti_submission", _SUBMISSION),
+               when(lambda v: not _is_sgbm(v["model"]), _SGBM_PIXELS),
+               when(lambda v: v["lr_check"] or _runtime(v["model"]) == "torch",
+                    "an exported graph gives no confidence map; add `lr_check`, or use "
+                    "`runtime` torch"),
+               needs("calibration", "gt", "pair_list",
+                     why="it leaves pixels out of the depth and point cloud, and out of the "
+                         "scored pixels beside the full score")],
+    "lr_check": [not_with("kitti_submission", _SUBMISSION),
+                 when(lambda v: not _is_sgbm(v["model"]), _SGBM_PIXELS)],
+    "gt": not_with("kitti_submission", _SUBMISSION),
+    "calibration": not_with("kitti_submission", _SUBMISSION),
+    "min_depth": [needs("calibration", why="the focal length and baseline it turns into a "
+                                           "disparity"),
+                  not_with("kitti_submission", _SUBMISSION)],
+    "min_confidence": needs("filter", why="the confidence below which `filter` leaves a pixel "
+                                          "out"),
+    "gt_format": needs("gt", "pair_list", why="how the ground truth is read"),
+    "gt_scale": needs("gt", "pair_list", why="how the ground truth is read"),
+    "out": not_with("kitti_submission", "the submission's maps go to that folder and its .zip"),
+}
+
+
+@effective_when(**_PREDICT_RULES)
 def predict_folder(model: StereoModel | ModelSpec | str | os.PathLike,
                    left: str | os.PathLike | Sequence[str | os.PathLike] | None,
                    right: str | os.PathLike | Sequence[str | os.PathLike] | None,
-                   out: str | os.PathLike = PREDICT_OUT, *,
+                   out: str | os.PathLike | None = None, *,
                    pair_list: str | os.PathLike | None = None, gt: Any = None,
-                   gt_format: str = "auto", gt_scale: float = 1.0, calibration: object = None,
-                   min_depth: float | None = None, lr_check: bool = False,
-                   filter: bool = False, min_confidence: float = MIN_CONFIDENCE,
+                   gt_format: str | None = None, gt_scale: float | None = None,
+                   calibration: object = None, min_depth: float | None = None,
+                   lr_check: bool = False, filter: bool = False,
+                   min_confidence: float | None = None,
                    kitti_submission: str | os.PathLike | None = None,
                    log: Log | None = print, note: Log | None = None) -> FolderPrediction:
     """``model`` on many pairs, their files written into ``out`` as ``cnnlab stereo predict``
@@ -501,25 +549,37 @@ def predict_folder(model: StereoModel | ModelSpec | str | os.PathLike,
     views) adds EPE/D1 and an error map, ``calibration`` depth and a point cloud, and
     ``min_depth`` (metres) a note on the range the nearest depth needs. Every input is checked
     before a model named by ``model`` is loaded; a pair that fails to read is reported and
-    skipped. Progress goes to ``log`` (None: quiet), notes and warnings to ``note`` (default:
+    skipped. ``out`` defaults to runs/predict, ``min_confidence`` (``filter``'s threshold) to
+    0.5, ``gt_format``/``gt_scale`` to "auto"/1; an option that would change nothing here
+    (``filter`` with neither ground truth nor calibration, ``out`` with ``kitti_submission``,
+    ...) is refused, as ``_PREDICT_RULES`` says, and no output may overwrite an input.
+    Progress goes to ``log`` (None: quiet), notes and warnings to ``note`` (default:
     ``log``)."""
     from cnnlab.stereo.inference.many_pairs import plan_pairs, run_pairs
     from cnnlab.stereo.inference.predict import range_advice
     from cnnlab.stereo.results import as_calibration
 
     source = _spec(model)
-    _check_pair_options(source, calibration, min_depth, gt, lr_check, filter, kitti_submission)
     calib = as_calibration(calibration) if calibration is not None else None
-    plan = plan_pairs(left, right, out, pair_list=pair_list, gt=gt, gt_format=gt_format,
-                      gt_scale=gt_scale, calibration=calib, kitti_submission=kitti_submission)
+    plan = plan_pairs(left, right, PREDICT_OUT if out is None else out, pair_list=pair_list,
+                      gt=gt, gt_format=gt_format or "auto",
+                      gt_scale=1.0 if gt_scale is None else gt_scale, calibration=calib,
+                      kitti_submission=kitti_submission,
+                      inputs=[source.name_or_path] if isinstance(source, ModelSpec) else [])
+    if pair_list is not None and not any(truth for *_, truth in plan.pairs):
+        # the list has no ground-truth column: what needs one is refused as if none were given
+        refuse_ignored({"model": source, "pair_list": None, "gt": gt, "calibration": calib,
+                        "filter": filter, "lr_check": lr_check, "gt_format": gt_format,
+                        "gt_scale": gt_scale}, _PREDICT_RULES)
     stereo = _loaded(source)
     tiles = stereo.tiles_for(plan.sizes)
     note = note or _plain(log)
     if calib is not None and min_depth is not None and note is not None:
         line, short = range_advice(calib, min_depth, stereo.max_disparity)
         note(f"{'warning' if short else 'note'}: {line}")
+    threshold = MIN_CONFIDENCE if min_confidence is None else min_confidence
     result = run_pairs(stereo, plan, lr_check=lr_check, filter_pixels=filter,
-                       min_confidence=min_confidence, tiles=tiles, log=log, note=note)
+                       min_confidence=threshold, tiles=tiles, log=log, note=note)
     if log is not None and result.archive is not None:
         log(f"KITTI submission: {plan.submission}/disp_0 ({len(result)} maps), {result.archive}")
     for line in result.archive_notes if note is not None else ():
@@ -527,19 +587,65 @@ def predict_folder(model: StereoModel | ModelSpec | str | os.PathLike,
     return result
 
 
+def _dataset_names(values: dict) -> set[str]:
+    """The datasets named in ``evaluate``'s or ``report``'s arguments (a protocol counts)."""
+    chosen = values.get("dataset", values.get("datasets"))
+    items = chosen if isinstance(chosen, (list, tuple)) else [chosen]
+    names = {item for item in items if isinstance(item, str)}
+    if values.get("protocol"):
+        names.add("protocol")
+    return names
+
+
+_SYNTHETIC_ONLY = "only for `dataset` synthetic (the scenes it renders)"
+# when evaluate's and report's conditional options change anything
+_SCORED_RULES: dict[str, Rule | list[Rule]] = {
+    "split": when(lambda v: bool(_dataset_names(v) - {"synthetic", "folder"}),
+                  "only for the official datasets (kitti2015, kitti2012, sceneflow, middlebury), "
+                  "which have published splits; synthetic scenes and a folder are scored whole"),
+    "count": when(lambda v: "synthetic" in _dataset_names(v), _SYNTHETIC_ONLY),
+    "synthetic_size": when(lambda v: "synthetic" in _dataset_names(v), _SYNTHETIC_ONLY),
+    "max_disparity": when(lambda v: (v["compare_sgbm"] or _is_sgbm(v["model"])
+                                     or "synthetic" in _dataset_names(v)),
+                          "the range SGBM searches and synthetic scenes span; PSMNet searches "
+                          "its model's own, so without SGBM or `dataset` synthetic it changes "
+                          "nothing"),
+    "format": needs("out", why="the format of the report file written"),
+}
+
+
+def _read_files(model: object, folder: dict | None) -> list[Path]:
+    """The files ``evaluate`` or ``report`` will read that a user names (the model's, the
+    folder dataset's), found before anything runs, so that no output overwrites one."""
+    import glob
+
+    files = []
+    name = getattr(model, "name_or_path", model)
+    if isinstance(name, (str, os.PathLike)) and not _registered(name):
+        files.append(Path(name).expanduser())
+    for key in ("left", "right", "gt"):
+        pattern = (folder or {}).get(key)
+        if isinstance(pattern, (str, os.PathLike)):
+            files += [Path(f) for f in glob.glob(os.path.expanduser(pattern), recursive=True)]
+    if (folder or {}).get("pair_list"):
+        files.append(Path(folder["pair_list"]).expanduser())  # type: ignore[index]
+    return files
+
+
 def _dataset_name(dataset: object) -> str:
     return getattr(dataset, "name", type(dataset).__name__)
 
 
 def _scored(model: StereoModel | ModelSpec | str | os.PathLike, datasets: Sequence[object],
-            protocol: Any, data_root: str | os.PathLike | None, split: str, count: int,
-            synthetic_size: tuple[int, int], compare_sgbm: bool, confidence: bool,
+            protocol: Any, data_root: str | os.PathLike | None, split: str,
+            count: int | None, synthetic_size: tuple[int, int] | None, compare_sgbm: bool,
+            confidence: bool,
             max_disparity: int | None, folder: dict | None
             ) -> tuple[dict[str, StereoDataset], dict[str, Method], StereoModel, int]:
     """The datasets (opened and checked before a model is loaded), the methods that score
     them (the model's, and SGBM beside it with ``compare_sgbm``), the model, and the range
     SGBM searches and synthetic scenes span: ``max_disparity``, else the model's."""
-    from cnnlab.stereo.data.folder import check_folder_options
+    from cnnlab.stereo.choices import check_folder_options
     from cnnlab.stereo.evaluation.evaluate import finish_sources, open_sources
 
     if not datasets:
@@ -555,6 +661,8 @@ def _scored(model: StereoModel | ModelSpec | str | os.PathLike, datasets: Sequen
     check_max_disparity(max_disparity, sgbm=True)
     check_folder_options(names, folder or {})
     root = None if data_root is None else str(Path(data_root).expanduser())
+    count = SYNTHETIC_COUNT if count is None else count
+    synthetic_size = SYNTHETIC_SIZE if synthetic_size is None else synthetic_size
     sources = open_sources(names, root, split, count, synthetic_size, folder, protocol)
     stereo = _loaded(source)
     searched = max_disparity or stereo.max_disparity
@@ -569,10 +677,11 @@ def _scored(model: StereoModel | ModelSpec | str | os.PathLike, datasets: Sequen
             stereo, searched)
 
 
+@effective_when(**{k: v for k, v in _SCORED_RULES.items() if k != "format"})
 def evaluate(model: StereoModel | ModelSpec | str | os.PathLike, dataset: object = None,
              protocol: str | None = None, *, data_root: str | os.PathLike | None = None,
-             split: str | None = None, count: int = SYNTHETIC_COUNT,
-             synthetic_size: tuple[int, int] = SYNTHETIC_SIZE, compare_sgbm: bool = False,
+             split: str | None = None, count: int | None = None,
+             synthetic_size: tuple[int, int] | None = None, compare_sgbm: bool = False,
              max_disparity: int | None = None, folder: dict | None = None,
              json: str | os.PathLike | None = None, log: Log | None = print,
              note: Log | None = None) -> Evaluation:
@@ -599,7 +708,8 @@ def evaluate(model: StereoModel | ModelSpec | str | os.PathLike, dataset: object
     elif dataset is None:
         raise ConfigError("or `protocol` is required", parameter="dataset")
     if json is not None:
-        check_writable_folder(check_json_file(json, "json").parent, "json")
+        check_spares_inputs([check_writable_file(json, "json")], _read_files(model, folder),
+                            "json")
     split = split or (chosen.split if chosen else "all")
     datasets = list(dataset) if isinstance(dataset, (list, tuple)) else [dataset]
     sources, methods, stereo, _ = _scored(model, datasets, chosen, data_root, split, count,
@@ -621,12 +731,13 @@ def evaluate(model: StereoModel | ModelSpec | str | os.PathLike, dataset: object
     return evaluation
 
 
+@effective_when(**_SCORED_RULES)
 def report(model: StereoModel | ModelSpec | str | os.PathLike, datasets: object, *,
-           data_root: str | os.PathLike | None = None, split: str = "all",
-           count: int = SYNTHETIC_COUNT, synthetic_size: tuple[int, int] = SYNTHETIC_SIZE,
+           data_root: str | os.PathLike | None = None, split: str | None = None,
+           count: int | None = None, synthetic_size: tuple[int, int] | None = None,
            compare_sgbm: bool = True, border: int = REPORT_BORDER,
            max_disparity: int | None = None, folder: dict | None = None,
-           out: str | os.PathLike | None = None, format: str = "html",
+           out: str | os.PathLike | None = None, format: str | None = None,
            log: Log | None = print) -> Report:
     """Where ``model`` fails, against SGBM (``compare_sgbm``, searching ``max_disparity`` px,
     default the model's range): errors by region (occluded, low texture, ``border`` px from
@@ -641,11 +752,12 @@ def report(model: StereoModel | ModelSpec | str | os.PathLike, datasets: object,
     if isinstance(border, bool) or not isinstance(border, int) or border < 0:
         raise ConfigError(f"{border!r}: expected a width in pixels, >= 0", parameter="border")
     if out is not None:
-        out = report_path(Path(out), format)
-        check_writable_folder(out.parent, "out")
+        format = format or "html"
+        out = check_writable_file(report_path(Path(out).expanduser(), format), "out")
+        check_spares_inputs([out, out.with_suffix(".json")], _read_files(model, folder), "out")
     chosen = list(datasets) if isinstance(datasets, (list, tuple)) else [datasets]
-    sources, methods, stereo, searched = _scored(model, chosen, None, data_root, split, count,
-                                                 synthetic_size, compare_sgbm, True,
+    sources, methods, stereo, searched = _scored(model, chosen, None, data_root, split or "all",
+                                                 count, synthetic_size, compare_sgbm, True,
                                                  max_disparity, folder)
     if log is not None:
         log(f"Analysing {', '.join(methods)} on {', '.join(sources)}"

@@ -55,7 +55,7 @@ def cmd_predict(args) -> int:
     if run.archive is None and run.total == 1 and len(run):
         _print_single(run[0])
     elif run.archive is None and len(run):
-        print(f"Outputs of {len(run)} pairs: {args.out}")
+        print(f"Outputs of {len(run)} pairs: {run.out}")
     if run.failures:
         print(f"cnnlab: error: {len(run.failures)} of {run.total} pairs failed (see above)",
               file=sys.stderr)
@@ -105,13 +105,13 @@ def add_predict_parser(ssub) -> None:
     add_max_disparity(predict, "the disparity range searched, in pixels: PSMNet's a multiple of "
                                "16, any number for SGBM (rounded up to 16) (default: the model "
                                f"card's, {SGBM_RANGE} for SGBM); see --min-depth", sgbm=True)
-    predict.add_argument("--out", default=PREDICT_OUT,
+    predict.add_argument("--out",
                          help=f"folder for the outputs (default {PREDICT_OUT})")
     _add_depth_options(predict)
     predict.add_argument("--gt", help="ground-truth disparity for an error map and EPE/D1: a "
                                       "file, or with folders of pairs a folder (same stem) or a "
                                       "glob pattern (default: none)")
-    add_gt_format(predict)
+    add_gt_format(predict, unset=True)
     _add_pixel_options(predict)
     _add_tile_options(predict)
     predict.add_argument("--kitti-submission", metavar="DIR",
@@ -148,7 +148,6 @@ def _add_pixel_options(predict: argparse.ArgumentParser) -> None:
                               "--min-confidence and, with --lr-check, the inconsistent ones "
                               "(PSMNet's disparity files stay dense) (default off)")
     predict.add_argument("--min-confidence", type=number(float, 0, 1),
-                         default=MIN_CONFIDENCE,
                          help="--filter's threshold on the confidence map, the network's "
                               f"probability mass within {CONFIDENCE_RADIUS:g} px of its "
                               f"estimate (default {MIN_CONFIDENCE:g})")

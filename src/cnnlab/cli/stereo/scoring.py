@@ -71,9 +71,9 @@ def _add_scored_data(parser: argparse.ArgumentParser, split_default: str | None,
                                             "dataset's own folder (required for every dataset "
                                             "but synthetic and folder; default: none)")
     parser.add_argument("--split", choices=SPLITS, default=split_default, help=split_help)
-    parser.add_argument("--count", type=POSITIVE_INT, default=SYNTHETIC_COUNT,
+    parser.add_argument("--count", type=POSITIVE_INT,
                         help=f"synthetic pairs (default {SYNTHETIC_COUNT})")
-    parser.add_argument("--synthetic-size", type=size, default=SYNTHETIC_SIZE,
+    parser.add_argument("--synthetic-size", type=size,
                         help=f"default {shown(SYNTHETIC_SIZE)}")
     add_max_disparity(parser, "SGBM range, rounded up to a multiple of 16, and the synthetic "
                               f"scenes' (default: the model's, else {SGBM_RANGE})", sgbm=True)
@@ -115,7 +115,7 @@ def add_report_parser(ssub) -> None:
                         help="the methods compared (default both)")
     report.add_argument("--dataset", choices=DATASETS, action="append", required=True,
                         help="dataset to analyse (repeatable; required)")
-    _add_scored_data(report, "all", "the split analysed (default all)")
+    _add_scored_data(report, None, "the split analysed (default all)")
     report.add_argument("--border", type=COUNT, default=REPORT_BORDER,
                         help=f"width in px of the image-border region (default {REPORT_BORDER})")
     report.add_argument("--format", choices=list(REPORT_FORMATS), default="html",

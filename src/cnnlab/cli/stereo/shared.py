@@ -135,12 +135,15 @@ def add_max_disparity(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                         type=disparity_range(sgbm), metavar="D", help=help_text)
 
 
-def add_gt_format(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--gt-format", choices=GT_FORMATS, default="auto",
+def add_gt_format(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                  unset: bool = False) -> None:
+    """--gt-format and --gt-scale; ``unset``: None when not given (the library applies the
+    default and refuses them where no ground truth is read)."""
+    parser.add_argument("--gt-format", choices=GT_FORMATS, default=None if unset else "auto",
                         help="ground-truth format: pfm, kitti (16-bit PNG / 256), npy, png8 "
                              "(Middlebury 8-bit); auto goes by suffix and bit depth (default "
                              "auto)")
-    parser.add_argument("--gt-scale", type=POSITIVE, default=1.0,
+    parser.add_argument("--gt-scale", type=POSITIVE, default=None if unset else 1.0,
                         help="the stored ground-truth value is disparity x this (after the "
                              "format's own decoding; Middlebury 2001: 8 or 16) (default 1)")
 

@@ -166,13 +166,13 @@ def export_model(model: Any, out: str | Path, min_size: tuple[int, int] = DEFAUL
     the size range checked before the model is loaded. With ``check``, ONNX Runtime against
     PyTorch on a synthetic scene at the smallest size and at the middle of the range, as
     ``onnx_parity`` measures it (the rows under "parity")."""
-    from cnnlab.engine.atomic import check_writable_folder
+    from cnnlab.engine.atomic import check_spares_inputs, check_writable_file
     from cnnlab.stereo.api import ModelSpec
 
-    out = Path(out)
     spec = model if isinstance(model, ModelSpec) else ModelSpec(model, device="cpu")
-    check_writable_folder(out.parent, "out")
-    check_export(out, min_size, max_size)
+    check_export(Path(out), min_size, max_size)
+    out = check_writable_file(out, "out")
+    check_spares_inputs([out], [spec.name_or_path], "out")
     loaded = spec.load()
     if loaded.is_sgbm or loaded.runtime != "torch":
         raise ConfigError(f"{spec.name_or_path}: only PSMNet weights export (not SGBM or an "

@@ -11,19 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnlab.engine.atomic import check_writable_folder
+from cnnlab.engine.atomic import check_spares_inputs, check_writable_folder
 from cnnlab.errors import CnnlabError, ConfigError, DataError
 from cnnlab.stereo.data.folder import Pair
 from cnnlab.stereo.data.io import Calibration
 from cnnlab.stereo.data.pairs import check_pair_headers, output_stems, resolve_pairs
 from cnnlab.stereo.data.submission import (
+    FOLDER,
     archive_path,
     check_submission_names,
     write_submission_png,
     zip_submission,
 )
 from cnnlab.stereo.inference import predict  # by module: what tests patch there applies here too
-from cnnlab.stereo.inference.predict import MIN_CONFIDENCE, PairInputs, check_spares_inputs
+from cnnlab.stereo.inference.predict import MIN_CONFIDENCE, OUTPUTS, PairInputs
 from cnnlab.stereo.results import FolderPrediction
 
 if TYPE_CHECKING:
@@ -79,11 +80,13 @@ def plan_pairs(left: Paths | None, right: Paths | None, out: str | os.PathLike, 
                pair_list: str | os.PathLike | None = None, gt: Paths | None = None,
                gt_format: str = "auto", gt_scale: float = 1.0,
                calibration: Calibration | None = None,
-               kitti_submission: str | os.PathLike | None = None) -> PairPlan:
+               kitti_submission: str | os.PathLike | None = None,
+               inputs: Sequence[str | os.PathLike] = ()) -> PairPlan:
     """Every pair ``left``/``right`` name (files, folders, glob patterns, or lists of files;
     or ``pair_list``, a text file of 'left right [ground truth]' lines), found and checked:
     readable headers, equal sizes, ground truth present, outputs that overwrite no input,
-    KITTI frame names for ``kitti_submission``. Nothing is predicted yet."""
+    KITTI frame names for ``kitti_submission``. ``inputs``: other files read (the model's),
+    which no output may overwrite either. Nothing is predicted yet."""
     out = Path(out).expanduser()
     submission = Path(kitti_submission).expanduser() if kitti_submission else None
     if submission is not None:
@@ -103,10 +106,14 @@ def plan_pairs(left: Paths | None, right: Paths | None, out: str | os.PathLike, 
                               None if gt is None else str(gt))  # type: ignore[arg-type]
     sizes = check_pair_headers(pairs)
     stems = output_stems(pairs)
+    read = [p for _, *files in pairs for p in files] + [pair_list, *inputs]
     if submission is not None:
         check_submission_names(stems)
+        check_spares_inputs([submission / FOLDER / f"{stem}.png" for stem in stems]
+                            + [archive_path(submission)], read, "kitti_submission")
     else:
-        check_spares_inputs(out, stems, [p for _, *files in pairs for p in files], "out")
+        check_spares_inputs([out / name.format(stem=stem) for stem in stems for name in OUTPUTS],
+                            read, "out")
     first = None
     if len(pairs) == 1:  # the whole pair read and checked now
         _, one, other, truth = pairs[0]

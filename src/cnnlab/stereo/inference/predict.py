@@ -16,7 +16,7 @@ from torch import nn
 
 from cnnlab.engine.atomic import check_writable_folder
 from cnnlab.engine.card import ModelCard
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.errors import DataError
 from cnnlab.stereo.choices import MIN_CONFIDENCE
 from cnnlab.stereo.data.folder import read_ground_truth
 from cnnlab.stereo.data.io import (
@@ -204,19 +204,14 @@ OUTPUTS = ("{stem}_disp.png", "{stem}_disp.pfm", "{stem}_disp_color.png", "{stem
 def check_spares_inputs(out_dir: Path, stems: list[str], inputs: list[Path | None],
                         parameter: str = "out") -> None:
     """Refuse, before anything is written, outputs in ``out_dir`` named ``stems`` that would
-    replace (or remove, as stale) one of the ``inputs`` (the pairs' images, ground truth)."""
-    existing = [Path(p) for p in inputs if p is not None and Path(p).exists()]
-    if not existing or not Path(out_dir).is_dir():
-        return
-    for stem in stems:
-        for name in OUTPUTS:
-            target = Path(out_dir) / name.format(stem=stem)
-            if not target.exists():
-                continue
-            hit = next((p for p in existing if target.samefile(p)), None)
-            if hit is not None:
-                raise ConfigError(f"{out_dir}: writing {target.name} there would overwrite the "
-                                  f"input {hit}; choose another folder", parameter=parameter)
+    replace (or remove, as stale) one of the ``inputs`` (the pairs' images, ground truth):
+    ``engine.atomic.check_spares_inputs`` on this command's file names."""
+    from cnnlab.engine.atomic import check_spares_inputs as refuse_overwrite
+
+    refuse_overwrite([Path(out_dir) / name.format(stem=stem) for stem in stems
+                      for name in OUTPUTS], inputs, parameter)
+
+
 SATURATION_LEVEL = 0.95  # of the searched range: a disparity above it sits at the top...
 SATURATION_SHARE = 0.01  # ...and a share of pixels above this is worth a warning
 

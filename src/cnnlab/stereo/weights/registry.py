@@ -28,6 +28,7 @@ from cnnlab.engine.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
+from cnnlab.engine.options import effective_when, when
 from cnnlab.engine.weights import Source, Weights, locate_weights, registered, sourced
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.stereo.models import PSMNetConfig
@@ -297,14 +298,29 @@ def _names(description: str) -> list[str]:
             for part in description.removeprefix("PSMNet(").removesuffix(")").split(", ")]
 
 
+def _by_name(values: dict) -> bool:
+    return isinstance(values["name_or_path"], str) and values["name_or_path"] in STEREO_WEIGHTS
+
+
+@effective_when(weights_root=when(_by_name, "only for registered weights by name; "
+                                            "`name_or_path` names a file, so it changes nothing"))
 def import_checkpoint(name_or_path: str | Path, out: Path,
                       weights_root: str | os.PathLike | None = None) -> tuple[Path, ModelCard]:
-    """Write registered weights or an official .tar as a cnnlab .safetensors with its card."""
+    """Write registered weights or an official .tar as a cnnlab .safetensors with its card
+    (and its .json copy); ``weights_root`` is where a registered name is found."""
+    from cnnlab.engine.atomic import check_spares_inputs, check_writable_file
+
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ConfigError(f"{out}: the converted checkpoint must be a .safetensors file",
                           parameter="out")
+    registered_name = _by_name({"name_or_path": name_or_path})
+    outputs = [check_writable_file(out, "out"), check_writable_file(out.with_suffix(".json"),
+                                                                     "out")]
+    if not registered_name:
+        check_spares_inputs(outputs, [name_or_path], "out")
     state, card = load_weights(name_or_path, weights_root)
+    check_spares_inputs(outputs, [card.source["file"]], "out")  # where a name was found
     source = {**card.source, "imported_from": card.source["file"]}
     card = card.with_changes(source=source)
     save_checkpoint(out, state, {"card": card.to_dict()})

@@ -1,0 +1,94 @@
+"""Options that only matter under a condition, refused when given where they would change
+nothing, by one rule declared beside the function that takes them.
+
+A function says, next to its signature, when each conditional option has any effect:
+
+    @effective_when(min_confidence=needs("filter", why="the threshold --filter applies"))
+    def predict_folder(..., filter=False, min_confidence=None): ...
+
+Its callers pass None (or False for a switch) for "not given", and the function applies the
+real default itself; the rule refuses a given option whose condition is false, in one line
+naming it and why. The Python API and the command line (which only parses and calls the API)
+pass through the same rule, so no command keeps its own list of what it would ignore."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+Values = Mapping[str, Any]
+
+
+def given(value: object) -> bool:
+    """An option a caller gave: anything but None (not given) and False (a switch left off)."""
+    return value is not None and value is not False
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``effective(values)``: whether the option changes anything given the other arguments;
+    ``why``: the rest of the one-line refusal, after the option's name ("needs ...",
+    ": not used with ...")."""
+
+    effective: Callable[[Values], bool]
+    why: str
+
+
+def needs(*names: str, why: str) -> Rule:
+    """Effective only with one of ``names`` given; ``why`` says what it does with them."""
+    quoted = " or ".join(f"`{name}`" for name in names)
+    return Rule(lambda values: any(given(values.get(name)) for name in names),
+                f"needs {quoted} ({why}); otherwise it changes nothing")
+
+
+def not_with(name: str, why: str) -> Rule:
+    """Not used when ``name`` is given; ``why`` says what ``name`` does instead."""
+    return Rule(lambda values: not given(values.get(name)), f": not used with `{name}` ({why})")
+
+
+def when(effective: Callable[[Values], bool], why: str) -> Rule:
+    """Effective when ``effective(values)``; ``why`` says when it is, or what it is for."""
+    return Rule(effective, f": {why}")
+
+
+Rules = Mapping[str, "Rule | Sequence[Rule]"]
+
+
+def refuse_ignored(values: Values, rules: Rules) -> None:
+    """Refuse the first given option (in ``rules``' order) one of whose rules says it would
+    change nothing, in one line naming it."""
+    for name, declared in rules.items():
+        if not given(values.get(name)):
+            continue
+        for rule in (declared,) if isinstance(declared, Rule) else declared:
+            if not rule.effective(values):
+                raise ConfigError(rule.why, parameter=name)
+
+
+def effective_when(**rules: Rule | Sequence[Rule]) -> Callable:
+    """A decorator: the function's arguments (defaults applied) go through ``refuse_ignored``
+    with ``rules`` before its body runs; the rules stay readable as ``function.option_rules``."""
+    def decorate(function: Callable) -> Callable:
+        signature = inspect.signature(function)
+        unknown = set(rules) - set(signature.parameters)
+        if unknown:
+            raise TypeError(f"{function.__name__} has no parameter {', '.join(sorted(unknown))}")
+
+        @functools.wraps(function)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:
+                return function(*args, **kwargs)  # Python's own error for a wrong call
+            bound.apply_defaults()
+            refuse_ignored(bound.arguments, rules)
+            return function(*args, **kwargs)
+
+        checked.option_rules = dict(rules)  # type: ignore[attr-defined]
+        return checked
+    return decorate
