@@ -405,3 +405,10 @@ def test_the_published_milestones_are_the_labs_default_for_the_step_schedule():
     assert resolved("kitti2015", schedule="step", milestones=(5,)) == (5,)
     assert resolved("kitti2015", schedule="cosine") == ()
     assert resolved("sceneflow", schedule="step") == ()
+
+
+def test_a_preset_sets_only_what_the_run_uses():
+    from cnnlab.stereo.training.presets import PRESETS, preset_defaults
+
+    assert preset_defaults("cpu-small", "synthetic") == PRESETS["cpu-small"]
+    assert "synthetic_size" not in preset_defaults("cpu-small", "kitti2015")

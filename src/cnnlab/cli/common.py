@@ -185,7 +185,7 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
         raise ConfigError("--config/--preset and --resume: use one (--resume continues a run; "
                           "the others start a new one)")
     if getattr(args, "preset", None):
-        args.command_parser.set_defaults(**args.presets[args.preset])
+        args.command_parser.set_defaults(**args.presets(args.preset, args.dataset))
     if getattr(args, "config", None):
         run = read_run_config(args.config, training_lab(args.lab))
         args.command_parser.set_defaults(**config_defaults(run))

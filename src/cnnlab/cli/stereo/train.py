@@ -36,7 +36,7 @@ from cnnlab.stereo.choices import (
     VAL_COUNT,
     VARIANTS,
 )
-from cnnlab.stereo.training.presets import PRESETS, check_preset
+from cnnlab.stereo.training.presets import PRESETS, check_preset, preset_defaults
 from cnnlab.stereo.training.settings import StereoConfig
 
 # stereo sweep's default search space: what the course's tuning question is about, in ranges
@@ -150,10 +150,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 def add_train_parsers(ssub) -> None:
     train = ssub.add_parser("train", help="train or fine-tune PSMNet")
     _add_train_options(train)
-    train.set_defaults(func=cmd_train, command_parser=train, presets=PRESETS)
+    train.set_defaults(func=cmd_train, command_parser=train, presets=preset_defaults)
     sweep = ssub.add_parser("sweep", help="search hyper-parameters with Optuna on validation "
                                           "EPE: every trial a run directory, a Markdown report "
                                           "(needs the 'sweep' extra)")
     _add_train_options(sweep)
     add_sweep_args(sweep, "lr, crop, max_disparity, init, jitter, schedule, batch_size")
-    sweep.set_defaults(func=cmd_sweep, command_parser=sweep, presets=PRESETS)
+    sweep.set_defaults(func=cmd_sweep, command_parser=sweep, presets=preset_defaults)

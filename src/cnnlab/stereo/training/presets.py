@@ -28,3 +28,12 @@ def check_preset(preset: str | None, init: str | None) -> dict[str, Any]:
                           "card decides it; give the options you want instead",
                           parameter="preset")
     return PRESETS[preset]
+
+
+def preset_defaults(preset: str, dataset: str) -> dict[str, Any]:
+    """The defaults ``preset`` sets for a run on ``dataset``: its scene size only where scenes
+    are drawn (elsewhere the run would not use it, and refuses settings it would not use)."""
+    values = dict(PRESETS[preset])
+    if dataset != "synthetic":
+        values.pop("synthetic_size", None)
+    return values
