@@ -47,6 +47,7 @@ ROWS = [
     ("stereo", "task", "crop", [8, 64], None, "crop=choice:8x64,256x512"),
     ("stereo", "task", "workers", -1, "-1", None),
     ("stereo", "task", "gt_scale", 0, "0", None),
+    ("stereo", "task", "gt_format", "tiff", "tiff", None),
     ("stereo", "task", "samples_per_epoch", 0, "0", None),
     ("stereo", "task", "val_count", -1, "-1", None),
     ("stereo", "task", "variant", "tiny", "tiny", "variant=choice:basic,tiny"),
@@ -311,6 +312,27 @@ ARGUMENT_ROWS = [
 ]
 
 
+ARGUMENT_ROWS += [
+    ("evaluate count 0", lambda: stereo.evaluate("sgbm", "synthetic", count=0, log=None),
+     "count must be an integer >= 1, got 0"),
+    ("evaluate count negative", lambda: stereo.evaluate("sgbm", "synthetic", count=-1, log=None),
+     "count must be an integer >= 1, got -1"),
+    ("evaluate size zero", lambda: stereo.evaluate("sgbm", "synthetic", synthetic_size=(0, 64),
+                                                   log=None),
+     "synthetic_size must be each an integer >= 1, got (0, 64)"),
+    ("report border negative", lambda: stereo.report("sgbm", "synthetic", border=-1, log=None),
+     "border must be an integer >= 0, got -1"),
+    ("predict_folder confidence above 1",
+     lambda: stereo.predict_folder("sgbm", "l.png", "r.png", filter=True, gt="g.pfm",
+                                   min_confidence=1.5),
+     "min_confidence must be a number in [0, 1], got 1.5"),
+    ("load scale zero", lambda: stereo.load("psmnet-kitti2015", scale=0),
+     "scale must be a number in (0, 1], got 0"),
+    ("load max_memory nan", lambda: stereo.load("psmnet-kitti2015", max_memory=float("nan")),
+     "max_memory must be a number > 0, got nan"),
+]
+
+
 @pytest.mark.parametrize("call, message", [r[1:] for r in ARGUMENT_ROWS],
                          ids=[r[0] for r in ARGUMENT_ROWS])
 def test_library_arguments_keep_the_flags_rules(call, message):
@@ -321,10 +343,17 @@ def test_library_arguments_keep_the_flags_rules(call, message):
 
 def test_a_flag_and_its_function_share_the_rule():
     from cnnlab.classify.predict import predict_images
+    from cnnlab.stereo import api
 
-    parser = _subparser(build_parser(), ["classify", "predict"])
-    top_k = next(a for a in parser._actions if a.dest == "top_k")
-    assert top_k.type is predict_images.rules["top_k"]
+    def flag(command, dest):
+        parser = _subparser(build_parser(), command)
+        return next(a for a in parser._actions if a.dest == dest).type
+
+    assert flag(["classify", "predict"], "top_k") is predict_images.rules["top_k"]
+    for dest in ("min_confidence", "min_depth", "gt_scale"):
+        assert flag(["stereo", "predict"], dest) is api.predict_folder.rules[dest]
+    assert flag(["stereo", "eval"], "count") is api.evaluate.rules["count"]
+    assert flag(["stereo", "report"], "border") is api.report.rules["border"]
 
 
 # class 3 for recipes: a setting the run would not use is refused, not ignored (flags, config
@@ -337,9 +366,6 @@ UNUSED_ROWS = [
     ("classify", {"warmup_epochs": 1.0}, "warmup_epochs 1: only `schedule` cosine warms up"),
     ("stereo", {"dataset": "kitti2015", "synthetic_size": (64, 128)},
      "synthetic_size: only `dataset` synthetic draws scenes"),
-    ("stereo", {"dataset": "kitti2015", "val_count": 3},
-     "val_count 3: only `dataset` synthetic draws scenes"),
-    ("stereo", {"gt_scale": 4.0}, "gt_scale 4: only `dataset` folder reads ground truth"),
     ("stereo", {"weights_root": "/tmp"}, "weights_root /tmp: only `init` given by a registered"),
 ]
 
@@ -412,3 +438,22 @@ def test_a_preset_sets_only_what_the_run_uses():
 
     assert preset_defaults("cpu-small", "synthetic") == PRESETS["cpu-small"]
     assert "synthetic_size" not in preset_defaults("cpu-small", "kitti2015")
+
+
+@pytest.mark.parametrize("argv", [
+    ["stereo", "eval", "--model", "sgbm", "--dataset", "synthetic", "--count", "1"],
+    ["stereo", "report", "--model", "sgbm", "--dataset", "synthetic", "--count", "1"],
+    ["stereo", "train"],
+])
+@pytest.mark.parametrize("option", [["--gt-scale", "4"], ["--gt-format", "pfm"]])
+def test_how_a_folder_is_read_is_refused_off_the_folder_dataset(argv, option, tmp_path,
+                                                                 capsys):
+    out = tmp_path / "out"
+    where = ["--json", str(out)] if argv[1] == "eval" else ["--out", str(out)]
+    err = _refused([*argv, *option, *where], option[0], capsys, out)
+    assert f"{option[0]}: for --dataset folder only" in err
+    with pytest.raises(ConfigError, match=f"^{option[0][2:].replace('-', '_')}: for dataset "
+                                          "folder only$"):
+        stereo.evaluate("sgbm", "synthetic", count=1, log=None,
+                        folder={option[0][2:].replace("-", "_"):
+                                float(option[1]) if option[0] == "--gt-scale" else option[1]})

@@ -49,7 +49,7 @@ def test_a_scaled_run_answers_in_full_size_and_full_resolution_pixels():
     assert disparity.shape == (90, 120) and np.allclose(disparity, 8.0)  # 4 px at half size
     disparity = disparity_of(model, _card(), pair, pair)  # back to full scale and range
     assert model.seen[-1] == ((1, 3, 90, 120), 192) and np.allclose(disparity, 4.0)
-    with pytest.raises(ConfigError, match="scale 1.5: expected a number in"):
+    with pytest.raises(ConfigError, match=r"scale must be a number in \(0, 1\], got 1.5"):
         disparity_of(model, _card(), pair, pair, scale=1.5)
 
 

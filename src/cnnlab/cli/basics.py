@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cnnlab.errors import ConfigError
 
 
@@ -17,13 +15,15 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from cnnlab.basics.lessons import LESSONS, plot_lesson
+    from cnnlab.engine.atomic import check_writable_folder
 
     if args.name not in LESSONS:  # checked here, not by argparse: --help loads no torch
         raise ConfigError(f"{args.name!r}: not a lesson; choose from {', '.join(LESSONS)}",
                           parameter="name")
+    folder = check_writable_folder(args.out, "out")  # before the lesson trains
     result = LESSONS[args.name][0](seed=args.seed)
     print("\n".join(result.lines()))
-    path = Path(args.out) / f"{args.name}.png"
+    path = folder / f"{args.name}.png"
     plot_lesson(result, path)
     print(f"Plot: {path}")
     return 0

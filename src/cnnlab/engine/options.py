@@ -1,5 +1,6 @@
 """Options that only matter under a condition, refused when given where they would change
-nothing, by one rule declared beside the function that takes them.
+nothing, by one condition declared beside the function that takes them (what values an option
+may take is ``engine.rules``'s; whether it has any effect is this module's).
 
 A function says, next to its signature, when each conditional option has any effect:
 
@@ -30,7 +31,7 @@ def given(value: object) -> bool:
 
 
 @dataclass(frozen=True)
-class Rule:
+class Condition:
     """``effective(values)``: whether the option changes anything given the other arguments;
     ``why``: the rest of the one-line refusal, after the option's name ("needs ...",
     ": not used with ...")."""
@@ -39,38 +40,39 @@ class Rule:
     why: str
 
 
-def needs(*names: str, why: str) -> Rule:
+def needs(*names: str, why: str) -> Condition:
     """Effective only with one of ``names`` given; ``why`` says what it does with them."""
     quoted = " or ".join(f"`{name}`" for name in names)
-    return Rule(lambda values: any(given(values.get(name)) for name in names),
+    return Condition(lambda values: any(given(values.get(name)) for name in names),
                 f"needs {quoted} ({why}); otherwise it changes nothing")
 
 
-def not_with(name: str, why: str) -> Rule:
+def not_with(name: str, why: str) -> Condition:
     """Not used when ``name`` is given; ``why`` says what ``name`` does instead."""
-    return Rule(lambda values: not given(values.get(name)), f": not used with `{name}` ({why})")
+    return Condition(lambda values: not given(values.get(name)),
+                     f": not used with `{name}` ({why})")
 
 
-def when(effective: Callable[[Values], bool], why: str) -> Rule:
+def when(effective: Callable[[Values], bool], why: str) -> Condition:
     """Effective when ``effective(values)``; ``why`` says when it is, or what it is for."""
-    return Rule(effective, f": {why}")
+    return Condition(effective, f": {why}")
 
 
-Rules = Mapping[str, "Rule | Sequence[Rule]"]
+Conditions = Mapping[str, "Condition | Sequence[Condition]"]
 
 
-def refuse_ignored(values: Values, rules: Rules) -> None:
+def refuse_ignored(values: Values, rules: Conditions) -> None:
     """Refuse the first given option (in ``rules``' order) one of whose rules says it would
     change nothing, in one line naming it."""
     for name, declared in rules.items():
         if not given(values.get(name)):
             continue
-        for rule in (declared,) if isinstance(declared, Rule) else declared:
+        for rule in (declared,) if isinstance(declared, Condition) else declared:
             if not rule.effective(values):
                 raise ConfigError(rule.why, parameter=name)
 
 
-def effective_when(**rules: Rule | Sequence[Rule]) -> Callable:
+def effective_when(**rules: Condition | Sequence[Condition]) -> Callable:
     """A decorator: the function's arguments (defaults applied) go through ``refuse_ignored``
     with ``rules`` before its body runs; the rules stay readable as ``function.option_rules``."""
     def decorate(function: Callable) -> Callable:

@@ -11,7 +11,6 @@ check its data, and only then load the model."""
 from __future__ import annotations
 
 import html
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -23,23 +22,32 @@ import torch
 from cnnlab.engine.atomic import check_spares_inputs, check_writable_file
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.options import (
-    Rule,
+    Condition,
     effective_when,
     needs,
     not_with,
     refuse_ignored,
     when,
 )
+from cnnlab.engine.rules import checked
 from cnnlab.errors import MENTION, ConfigError
 from cnnlab.stereo.choices import (
+    BORDER,
+    CONFIDENCE_LEVEL,
     CONFIDENCE_RADIUS,
     DATASETS,
+    GT_SCALE,
+    MAX_MEMORY,
     MIN_CONFIDENCE,
+    MIN_DEPTH,
+    PAIR_COUNT,
     PRECISIONS,
     PREDICT_OUT,
     REPORT_BORDER,
     RUNTIMES,
+    SCALE,
     SGBM_RANGE,
+    SIZE,
     SYNTHETIC_COUNT,
     SYNTHETIC_SIZE,
     check_max_disparity,
@@ -66,14 +74,8 @@ Log = Callable[[str], None]
 
 
 def check_scale(scale: object) -> float:
-    try:
-        value = float(scale)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        value = math.nan
-    if not 0 < value <= 1:
-        raise ConfigError(f"{scale!r}: expected a number in (0, 1] (the share of the pair's "
-                          "size the network sees)", parameter="scale")
-    return value
+    SCALE.check(scale, "scale")
+    return float(scale)  # type: ignore[arg-type]
 
 
 def check_tile(tile: object) -> Tile:
@@ -87,16 +89,8 @@ def check_tile(tile: object) -> Tile:
 
 
 def check_max_memory(max_memory: object) -> float | None:
-    if max_memory is None:
-        return None
-    try:
-        value = float(max_memory)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{max_memory!r}: expected a positive number of MB, or None (80% of "
-                          "the memory available)", parameter="max_memory")
-    return value
+    MAX_MEMORY.check(max_memory, "max_memory")
+    return None if max_memory is None else float(max_memory)  # type: ignore[arg-type]
 
 
 def _refuse_for_sgbm(**given: object) -> None:
@@ -137,7 +131,7 @@ def _registered(name_or_path: object) -> bool:
 _FOUND_BY_NAME = ("only for registered weights by name; `name_or_path` names a file or folder, "
                   "so it changes nothing")
 # when ModelSpec's conditional settings change anything
-_SPEC_RULES: dict[str, Rule | list[Rule]] = {
+_SPEC_RULES: dict[str, Condition | list[Condition]] = {
     "weights_root": when(lambda v: _registered(v["name_or_path"]), _FOUND_BY_NAME),
     "download": when(lambda v: _registered(v["name_or_path"]), _FOUND_BY_NAME),
     "max_memory": when(lambda v: not isinstance(v["tile"], (tuple, list)),
@@ -505,7 +499,7 @@ _SGBM_PIXELS = ("SGBM already leaves out the pixels that fail its own left-right
                 "and has no confidence map")
 # when each of predict_folder's conditional options changes anything (checked before any file
 # is read); the order is the order in which they are refused
-_PREDICT_RULES: dict[str, Rule | list[Rule]] = {
+_PREDICT_RULES: dict[str, Condition | list[Condition]] = {
     "filter": [not_with("kitti_submission", _SUBMISSION),
                when(lambda v: not _is_sgbm(v["model"]), _SGBM_PIXELS),
                when(lambda v: v["lr_check"] or _runtime(v["model"]) == "torch",
@@ -529,6 +523,7 @@ _PREDICT_RULES: dict[str, Rule | list[Rule]] = {
 }
 
 
+@checked(min_depth=MIN_DEPTH, min_confidence=CONFIDENCE_LEVEL, gt_scale=GT_SCALE)
 @effective_when(**_PREDICT_RULES)
 def predict_folder(model: StereoModel | ModelSpec | str | os.PathLike,
                    left: str | os.PathLike | Sequence[str | os.PathLike] | None,
@@ -599,7 +594,7 @@ def _dataset_names(values: dict) -> set[str]:
 
 _SYNTHETIC_ONLY = "only for `dataset` synthetic (the scenes it renders)"
 # when evaluate's and report's conditional options change anything
-_SCORED_RULES: dict[str, Rule | list[Rule]] = {
+_SCORED_RULES: dict[str, Condition | list[Condition]] = {
     "split": when(lambda v: bool(_dataset_names(v) - {"synthetic", "folder"}),
                   "only for the official datasets (kitti2015, kitti2012, sceneflow, middlebury), "
                   "which have published splits; synthetic scenes and a folder are scored whole"),
@@ -677,6 +672,7 @@ def _scored(model: StereoModel | ModelSpec | str | os.PathLike, datasets: Sequen
             stereo, searched)
 
 
+@checked(count=PAIR_COUNT, synthetic_size=SIZE)
 @effective_when(**{k: v for k, v in _SCORED_RULES.items() if k != "format"})
 def evaluate(model: StereoModel | ModelSpec | str | os.PathLike, dataset: object = None,
              protocol: str | None = None, *, data_root: str | os.PathLike | None = None,
@@ -731,6 +727,7 @@ def evaluate(model: StereoModel | ModelSpec | str | os.PathLike, dataset: object
     return evaluation
 
 
+@checked(count=PAIR_COUNT, synthetic_size=SIZE, border=BORDER)
 @effective_when(**_SCORED_RULES)
 def report(model: StereoModel | ModelSpec | str | os.PathLike, datasets: object, *,
            data_root: str | os.PathLike | None = None, split: str | None = None,
@@ -749,8 +746,6 @@ def report(model: StereoModel | ModelSpec | str | os.PathLike, datasets: object,
     from cnnlab.stereo.evaluation.evaluate import one_at_a_time
     from cnnlab.stereo.evaluation.report import analyse, report_path
 
-    if isinstance(border, bool) or not isinstance(border, int) or border < 0:
-        raise ConfigError(f"{border!r}: expected a width in pixels, >= 0", parameter="border")
     if out is not None:
         format = format or "html"
         out = check_writable_file(report_path(Path(out).expanduser(), format), "out")

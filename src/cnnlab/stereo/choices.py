@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from cnnlab.engine.rules import Rule
+from cnnlab.engine.rules import COUNT, POSITIVE, POSITIVE_INT, Rule
 from cnnlab.errors import ConfigError
 
 # the datasets training, evaluation and reports take by name (stereo.data.datasets opens the
@@ -55,6 +55,18 @@ EXPORT_MIN_SIZE = (256, 512)
 EXPORT_MAX_SIZE = (1008, 2048)
 
 
+# the values the stereo API's arguments take; the command line's flags take the same Rules
+SCALE = Rule(float, 0, 1, low_open=True)  # the share of the pair's size the network sees
+MAX_MEMORY = POSITIVE  # MB a pair may take before it is cut into tiles
+MIN_DEPTH = POSITIVE  # metres
+CONFIDENCE_LEVEL = Rule(float, 0, 1)  # ``min_confidence``
+GT_SCALE = POSITIVE  # stored value = disparity x scale
+FOCAL = POSITIVE  # px (with BASELINE in metres: a calibration from the command line)
+BASELINE = POSITIVE
+PAIR_COUNT = POSITIVE_INT  # synthetic pairs scored
+SIZE = POSITIVE_INT.each_item()  # (height, width) in pixels
+BORDER = COUNT  # px: a report's border region
+
 # a disparity range: PSMNet's a positive multiple of 16; SGBM's any positive number of pixels
 # (rounded up to 16 when it runs)
 PSMNET_RANGE = Rule(int, PSMNET_STRIDE, multiple=PSMNET_STRIDE)
@@ -88,10 +100,13 @@ FOLDER_OPTIONS = ("left", "right", "gt", "pair_list", "val_list")
 
 
 def check_folder_options(datasets: Iterable[str], options: dict[str, Any]) -> None:
-    """The folder dataset's options (``FOLDER_OPTIONS`` in ``options``), refused with other
-    datasets rather than ignored."""
+    """The folder dataset's options (``FOLDER_OPTIONS`` in ``options``, and how its ground
+    truth is read, where not the default), refused with other datasets rather than
+    ignored."""
     if "folder" in datasets:
         return
     given = [name for name in FOLDER_OPTIONS if options.get(name)]
+    given += [name for name, default in (("gt_format", "auto"), ("gt_scale", 1.0))
+              if options.get(name) not in (None, default)]  # how the folder's files are read
     if given:
         raise ConfigError(": for `dataset` folder only", parameter=given[0])

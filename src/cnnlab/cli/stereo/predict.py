@@ -7,9 +7,7 @@ import argparse
 import sys
 
 from cnnlab.cli.common import (
-    POSITIVE,
     add_device,
-    number,
     say,
     size,
 )
@@ -21,8 +19,13 @@ from cnnlab.cli.stereo.shared import (
 )
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.choices import (
+    BASELINE,
+    CONFIDENCE_LEVEL,
     CONFIDENCE_RADIUS,
+    FOCAL,
+    MAX_MEMORY,
     MIN_CONFIDENCE,
+    MIN_DEPTH,
     PREDICT_OUT,
     SGBM_RANGE,
 )
@@ -124,15 +127,15 @@ def add_predict_parser(ssub) -> None:
 
 def _add_depth_options(predict: argparse.ArgumentParser) -> None:
     """predict's calibration: depth and the point cloud, and the range the nearest depth needs."""
-    predict.add_argument("--focal", type=POSITIVE,
+    predict.add_argument("--focal", type=FOCAL,
                          help="focal length in pixels, > 0 (default: from --calib; with "
                               "neither, no depth or point cloud)")
-    predict.add_argument("--baseline", type=POSITIVE,
+    predict.add_argument("--baseline", type=BASELINE,
                          help="baseline in metres, > 0 (default: from --calib)")
     predict.add_argument("--calib", help="KITTI calib_cam_to_cam / calib or Middlebury "
                                          "calib.txt, for depth and the point cloud (default: "
                                          "none)")
-    predict.add_argument("--min-depth", type=POSITIVE, metavar="METRES",
+    predict.add_argument("--min-depth", type=MIN_DEPTH, metavar="METRES",
                          help="the nearest depth that matters: says which --max-disparity it "
                               "needs, from the calibration (default: none)")
 
@@ -147,7 +150,7 @@ def _add_pixel_options(predict: argparse.ArgumentParser) -> None:
                          help="leave out of depth and the point cloud the pixels below "
                               "--min-confidence and, with --lr-check, the inconsistent ones "
                               "(PSMNet's disparity files stay dense) (default off)")
-    predict.add_argument("--min-confidence", type=number(float, 0, 1),
+    predict.add_argument("--min-confidence", type=CONFIDENCE_LEVEL,
                          help="--filter's threshold on the confidence map, the network's "
                               f"probability mass within {CONFIDENCE_RADIUS:g} px of its "
                               f"estimate (default {MIN_CONFIDENCE:g})")
@@ -162,7 +165,7 @@ def _add_tile_options(predict: argparse.ArgumentParser) -> None:
                               "fit is refused), HxW tiles of at most that size, in the pixels "
                               "of the pair as the network sees it (after --scale) (default "
                               "auto)")
-    predict.add_argument("--max-memory", type=POSITIVE, metavar="MB",
+    predict.add_argument("--max-memory", type=MAX_MEMORY, metavar="MB",
                          help="memory the network may use, in MB, for --tile auto (default "
                               "80%% of what is available: the host's memory, or the GPU's "
                               "with --device cuda)")

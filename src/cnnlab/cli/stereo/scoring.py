@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.cli.common import (
-    COUNT,
-    POSITIVE_INT,
     add_device,
     say,
     size,
@@ -21,7 +19,9 @@ from cnnlab.cli.stereo.shared import (
     shown,
 )
 from cnnlab.stereo.choices import (
+    BORDER,
     DATASETS,
+    PAIR_COUNT,
     REPORT_BORDER,
     REPORT_FORMATS,
     SGBM_RANGE,
@@ -71,7 +71,7 @@ def _add_scored_data(parser: argparse.ArgumentParser, split_default: str | None,
                                             "dataset's own folder (required for every dataset "
                                             "but synthetic and folder; default: none)")
     parser.add_argument("--split", choices=SPLITS, default=split_default, help=split_help)
-    parser.add_argument("--count", type=POSITIVE_INT,
+    parser.add_argument("--count", type=PAIR_COUNT,
                         help=f"synthetic pairs (default {SYNTHETIC_COUNT})")
     parser.add_argument("--synthetic-size", type=size,
                         help=f"default {shown(SYNTHETIC_SIZE)}")
@@ -116,7 +116,7 @@ def add_report_parser(ssub) -> None:
     report.add_argument("--dataset", choices=DATASETS, action="append", required=True,
                         help="dataset to analyse (repeatable; required)")
     _add_scored_data(report, None, "the split analysed (default all)")
-    report.add_argument("--border", type=COUNT, default=REPORT_BORDER,
+    report.add_argument("--border", type=BORDER, default=REPORT_BORDER,
                         help=f"width in px of the image-border region (default {REPORT_BORDER})")
     report.add_argument("--format", choices=list(REPORT_FORMATS), default="html",
                         help="html: one self-contained file; markdown: a .md file with its PNGs "

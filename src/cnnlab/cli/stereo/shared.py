@@ -7,10 +7,8 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.cli.common import (
-    POSITIVE,
     add_model_source,
     boolean,
-    number,
     say,
     settings_from_args,
 )
@@ -18,8 +16,10 @@ from cnnlab.errors import ConfigError
 from cnnlab.stereo.choices import (
     FAST_SCALE,
     GT_FORMATS,
+    GT_SCALE,
     PRECISIONS,
     RUNTIMES,
+    SCALE,
     breaks_max_disparity,
     max_disparity_rule,
 )
@@ -102,7 +102,7 @@ def add_weights_options(parser: argparse.ArgumentParser) -> None:
 def add_inference_options(parser: argparse.ArgumentParser) -> None:
     """How the network runs on a pair: its scale and its precision."""
     scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--scale", type=number(float, 0, 1, low_open=True), default=1.0,
+    scale.add_argument("--scale", type=SCALE, default=1.0,
                        help="run the network on the pair downscaled by this factor, the "
                             "disparity brought back to full size: faster, coarser (default 1)")
     scale.add_argument("--fast", action="store_const", dest="scale", const=FAST_SCALE,
@@ -143,7 +143,7 @@ def add_gt_format(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                         help="ground-truth format: pfm, kitti (16-bit PNG / 256), npy, png8 "
                              "(Middlebury 8-bit); auto goes by suffix and bit depth (default "
                              "auto)")
-    parser.add_argument("--gt-scale", type=POSITIVE, default=None if unset else 1.0,
+    parser.add_argument("--gt-scale", type=GT_SCALE, default=None if unset else 1.0,
                         help="the stored ground-truth value is disparity x this (after the "
                              "format's own decoding; Middlebury 2001: 8 or 16) (default 1)")
 

@@ -15,7 +15,7 @@ from torch import nn
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.precision import LOW_PRECISION, inference_autocast
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.stereo.choices import CONFIDENCE_RADIUS, FAST_SCALE, PSMNET_STRIDE  # noqa: F401
+from cnnlab.stereo.choices import CONFIDENCE_RADIUS, FAST_SCALE, PSMNET_STRIDE, SCALE  # noqa: F401
 from cnnlab.stereo.data.preprocess import to_input
 from cnnlab.stereo.inference.sgbm import sgbm_disparity
 from cnnlab.stereo.inference.tiling import tiled_forward
@@ -37,8 +37,7 @@ def scaled_outputs(model: nn.Module, left: torch.Tensor, right: torch.Tensor, fu
     downscaled (antialiased), searching ``full_range`` scaled alike, and its outputs are
     brought back to full size (the disparity in full-resolution pixels). With ``tile`` the
     network runs on overlapping tiles of at most that size (see ``stereo.tiling``)."""
-    if not 0 < scale <= 1:
-        raise ConfigError(f"{scale}: expected a number in (0, 1]", parameter="scale")
+    SCALE.check(scale, "scale")
     if confidence is not None and not hasattr(model, "confidence_radius"):
         raise ConfigError("a confidence map needs the PyTorch model (`runtime` torch)")
     height, width = left.shape[-2:]

@@ -160,17 +160,9 @@ class StereoLab:
     def unused(run: RunConfig) -> list[Unused]:
         config, default = run.task, StereoConfig()
         found = run.optim.unused()
-        if config.dataset != "synthetic":
-            for name in ("synthetic_size", "val_count"):
-                if getattr(config, name) != getattr(default, name):
-                    found.append(Unused(name, "only `dataset` synthetic draws scenes (KITTI "
-                                              "validates on its val split, a folder on "
-                                              "`val_list`)", "dataset"))
-        if config.dataset != "folder":
-            for name in ("gt_format", "gt_scale"):
-                if getattr(config, name) != getattr(default, name):
-                    found.append(Unused(name, "only `dataset` folder reads ground truth files "
-                                              "this way", "dataset"))
+        if config.dataset != "synthetic" and config.synthetic_size != default.synthetic_size:
+            found.append(Unused("synthetic_size", "only `dataset` synthetic draws scenes",
+                                "dataset"))
         if config.weights_root and not _registered(config.init):
             found.append(Unused("weights_root", "only `init` given by a registered name looks "
                                                 "weights up there", "init"))
