@@ -96,5 +96,7 @@ def test_stereo_predict_runs_the_export(runtime, exported, tiny_checkpoint, tmp_
         Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(image)
         assert main(["stereo", "predict", str(image), str(image), "--checkpoint", str(out),
                      "--runtime", runtime, "--out", str(tmp_path / "outside")]) == 1
+        shown = capsys.readouterr()
         assert (f"exported for pairs of 256x512 to 320x1024 (HxW, after padding to multiples "
-                f"of 16), this one is {height}x{width}") in capsys.readouterr().err
+                f"of 16), this one is {height}x{width}") in shown.err
+        assert "Running" not in shown.out + shown.err  # refused before the pair runs

@@ -321,6 +321,9 @@ class StereoModel:
             for _, width in sizes:
                 check_range(self.sgbm_range, width)
             return [None] * len(sizes)
+        if hasattr(self.network, "padded_size"):  # an exported graph: its sizes, checked now
+            for height, width in sizes:
+                self.network.padded_size(height, width)
         return tiles_for(sizes, self.max_disparity, self.precision or "fp32", self.device,
                          self.scale, self.tile, self.max_memory, self.runtime == "torch")
 
