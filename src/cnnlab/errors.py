@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 
@@ -34,6 +35,15 @@ class CnnlabError(Exception):
 def _joined(name: str, detail: str) -> str:
     """"epochs must be ...", "hflip: flips change ..." (a detail may start with its colon)."""
     return f"{name}{detail}" if detail.startswith(":") else f"{name} {detail}"
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path in an error: as given and, when relative (or with ~), the absolute path it
+    resolved to from the working folder, e.g. "../data/training (/home/ana/data/training)";
+    every "missing"/"no such" message about a user's file or folder says it this way."""
+    given = os.fspath(path)
+    full = os.path.abspath(os.path.expanduser(given))
+    return given if full == given else f"{given} ({full})"
 
 
 class DataError(CnnlabError):

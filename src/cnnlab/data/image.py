@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cnnlab.errors import DataError
+from cnnlab.errors import DataError, shown_path
 
 MAX_PIXELS_ENV = "CNNLAB_MAX_PIXELS"
 # 120 megapixels: a 12000x10000 photograph (~360 MB as RGB uint8). Larger images are refused
@@ -59,7 +59,7 @@ def open_image(path: str | Path) -> Image.Image:
             image.load()
         return image
     except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+        raise DataError(f"{shown_path(path)}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: a folder, not an image file") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:

@@ -20,7 +20,7 @@ import torch
 
 from cnnlab.data.download import download_file
 from cnnlab.data.root import DEBIAN_ROOT, candidate_roots, download_root
-from cnnlab.errors import DataError
+from cnnlab.errors import DataError, shown_path
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _find_file(folders: list[Path], name: str) -> Path | None:
 
 
 def _missing_message(spec: VisionSpec, names: list[str], folders: list[Path]) -> str:
-    where = " or ".join(str(f) for f in folders)
+    where = " or ".join(shown_path(f) for f in folders)
     hint = (f"download the official files ({', '.join(names)}) into {folders[0]}, pass "
             f"`data_root` (the folder that holds {spec.folder}), set $CNNLAB_DATA, "
             f"or `download` when online")

@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from cnnlab.engine.atomic import atomic_write, atomic_write_json
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, shown_path
 
 META_KEY = "cnnlab"
 
@@ -91,7 +91,7 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
                 return candidate
         raise CheckpointError(f"{path}: no {which}.safetensors or last.safetensors in the run dir")
     if not path.exists():
-        raise CheckpointError(f"{path}: no such run directory or checkpoint")
+        raise CheckpointError(f"{shown_path(path)}: no such run directory or checkpoint")
     return path
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.errors import ConfigError, DataError, shown_path
 from cnnlab.exercises.limits import DEFAULT_TIME_LIMIT, time_limit_value
 
 # exercise -> (checker name, the names a student's file may give its answer, in order)
@@ -67,7 +67,7 @@ def _checked_files(files: Sequence[str | os.PathLike]) -> list[Path]:
     paths = []
     for file in files:
         path = Path(file)
-        shown = str(file) if path.is_absolute() else f"{file} ({path.absolute()})"
+        shown = shown_path(file)
         if not path.exists():
             raise DataError(f"{shown}: no such file")
         if path.is_dir():
@@ -106,7 +106,7 @@ def check_files(files: Sequence[str | os.PathLike], exercise: str | None = None,
     roots = {"weights_root": weights_root, "data_root": data_root}
     for name, root in roots.items():
         if root is not None and not Path(root).is_dir():
-            raise DataError(f"{name}: {root} ({Path(root).absolute()}) is not a folder")
+            raise DataError(f"{shown_path(root)}: not a folder", parameter=name)
     request = {"exercise": exercise, "time_limit": seconds, "memory_limit": memory_limit,
                "drop_in": drop_in,
                **{k: None if v is None else str(Path(v).resolve()) for k, v in roots.items()}}

@@ -12,9 +12,10 @@ How the call is stopped, by where it runs:
   the checking thread (CPython's ``PyThreadState_SetAsyncExc``), which stops Python-level
   loops; a call blocked inside C code stops when that returns.
 Both fire again every second until the call is left, so a loop that catches every exception
-(``except: pass``) is stopped as soon as it runs outside its ``try``. What cannot be stopped in
-the same process (a call stuck in C, memory exhausted) is what ``cnnlab exercises check``
-guards against by running each student file in a child process with a wall-clock limit.
+(``except: pass``) is stopped if it ever runs outside its ``try``. What cannot be stopped in
+the same process (a loop whose whole body catches every exception, a call stuck in C, memory
+exhausted) is what ``cnnlab exercises check`` guards against: each student file runs in a
+child process, killed at a wall-clock limit.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def time_limit_value(seconds: float | None) -> float | None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
             or not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"time_limit must be a number of seconds > 0 (or None for no limit), "
-                          f"got {seconds!r}", parameter="time_limit")
+        raise ConfigError(f"must be a number of seconds > 0 (None or 0: no limit), got "
+                          f"{seconds!r}", parameter="time_limit")
     return float(seconds)
 
 

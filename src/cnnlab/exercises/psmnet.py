@@ -200,14 +200,14 @@ def check_spp(module_class: type[nn.Module], weights_root: str | os.PathLike | N
         report = Report("check_spp")
         if not report.step(lambda: _check_spp_shapes(module_class)):
             return report.result()
-    report.run(lambda: _check_spp_values(module_class, True),
-               lambda: _check_spp_values(module_class, False))
-    if drop_in and _weights_fit(report):
-        labels = [f"branch {i} (pool {pool})" for i, pool in enumerate(SPP_POOLS)]
-        drop_in_step(report, {"features.spp": _spp_maker(module_class)},
-                     {"features.spp": labels}, weights_root, data_root,
-                     "drop-in as features.spp of the official PSMNet (KITTI 2015 weights)")
-    return report.result()
+        report.run(lambda: _check_spp_values(module_class, True),
+                   lambda: _check_spp_values(module_class, False))
+        if drop_in and _weights_fit(report):
+            labels = [f"branch {i} (pool {pool})" for i, pool in enumerate(SPP_POOLS)]
+            drop_in_step(report, {"features.spp": _spp_maker(module_class)},
+                         {"features.spp": labels}, weights_root, data_root,
+                         "drop-in as features.spp of the official PSMNet (KITTI 2015 weights)")
+        return report.result()
 
 
 # ----------------------------------------------------------------------------- Hourglass
@@ -351,11 +351,11 @@ def check_hourglass(module_class: type[nn.Module], weights_root: str | os.PathLi
         report = Report("check_hourglass")
         if not report.step(lambda: _check_hourglass_shapes(module_class)):
             return report.result()
-    report.step(lambda: _check_hourglass_values(module_class))
-    if drop_in and _weights_fit(report):
-        names = [f"hourglasses.{i}" for i in range(3)]
-        drop_in_step(report, dict.fromkeys(names, _hourglass_maker(module_class)),
-                     dict.fromkeys(names, HOURGLASS_OUTPUTS), weights_root, data_root,
-                     "drop-in as the three hourglasses of the official PSMNet (KITTI 2015 "
-                     "weights)")
-    return report.result()
+        report.step(lambda: _check_hourglass_values(module_class))
+        if drop_in and _weights_fit(report):
+            names = [f"hourglasses.{i}" for i in range(3)]
+            drop_in_step(report, dict.fromkeys(names, _hourglass_maker(module_class)),
+                         dict.fromkeys(names, HOURGLASS_OUTPUTS), weights_root, data_root,
+                         "drop-in as the three hourglasses of the official PSMNet (KITTI 2015 "
+                         "weights)")
+        return report.result()

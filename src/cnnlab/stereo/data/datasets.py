@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from cnnlab.data.image import open_image
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.errors import ConfigError, DataError, shown_path
 from cnnlab.stereo.data.io import (
     read_image,
     read_kitti_disparity,
@@ -70,7 +70,7 @@ class _Entry:
 
 def _require(folder: Path, what: str) -> Path:
     if not folder.is_dir():
-        raise DataError(f"{what}: missing folder {folder}")
+        raise DataError(f"{what}: missing folder {shown_path(folder)}")
     return folder
 
 
@@ -221,7 +221,7 @@ class SceneFlow(FileStereoDataset):
         root = Path(root)
         subsets = [root / s for s in SCENEFLOW_SUBSETS if (root / s).is_dir()]
         if not subsets:
-            raise DataError(f"SceneFlow: missing folder {root / 'FlyingThings3D'} "
+            raise DataError(f"SceneFlow: missing folder {shown_path(root / 'FlyingThings3D')} "
                             f"(or {', '.join(SCENEFLOW_SUBSETS[1:])})")
         if split not in ("train", "test", "all"):
             raise DataError(f"{split}: SceneFlow has train and test; use train, test or "
