@@ -20,7 +20,8 @@ def _commands(parser: argparse.ArgumentParser, name: str = "cnnlab"):
 
 
 COMMANDS = dict(_commands(build_parser()))
-FLAGS = (argparse._HelpAction, argparse._StoreTrueAction, argparse._SubParsersAction)
+FLAGS = (argparse._HelpAction, argparse._VersionAction, argparse._StoreTrueAction,
+         argparse._SubParsersAction)
 
 
 def test_the_audit_sees_every_command():
