@@ -26,7 +26,7 @@ from cnnlab.engine.rules import (
     choice,
     setting,
 )
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import CnnlabError, ConfigError, shown_path
 
 T = TypeVar("T")
 
@@ -227,7 +227,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: not a run directory (no config.json)")
         path = path / "config.json"
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
+        raise ConfigError(f"{shown_path(path)}: no such config file")
     return read_json(path, ConfigError)
 
 

@@ -30,7 +30,7 @@ from cnnlab.engine.options import (
     when,
 )
 from cnnlab.engine.rules import checked
-from cnnlab.errors import MENTION, ConfigError
+from cnnlab.errors import MENTION, ConfigError, shown_path
 from cnnlab.stereo.choices import (
     BORDER,
     CONFIDENCE_LEVEL,
@@ -234,7 +234,7 @@ class ModelSpec:
 
             path = Path(self.name_or_path).expanduser()
             if not path.is_file():
-                raise ConfigError(f"{path}: no such file", parameter="name_or_path")
+                raise ConfigError(f"{shown_path(path)}: no such file", parameter="name_or_path")
             network = ExportedStereoModel(path.resolve(), str(self.runtime))
             card, device = network.card, network.device
         else:

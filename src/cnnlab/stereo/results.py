@@ -18,7 +18,7 @@ import numpy as np
 
 from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
 from cnnlab.engine.card import ModelCard
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.errors import ConfigError, DataError, shown_path
 from cnnlab.stereo.data.folder import read_ground_truth
 from cnnlab.stereo.data.io import Calibration, read_calibration
 from cnnlab.stereo.evaluation.metrics import region_counts
@@ -60,7 +60,7 @@ def as_calibration(calibration: object) -> Calibration:
     if isinstance(calibration, (str, os.PathLike)):
         path = Path(calibration).expanduser()
         if not path.is_file():
-            raise DataError(f"{path}: no such file", parameter="calibration")
+            raise DataError(f"{shown_path(path)}: no such file", parameter="calibration")
         return read_calibration(path)
     try:
         if isinstance(calibration, dict):
@@ -81,7 +81,7 @@ def ground_truth(gt: object, shape: tuple[int, int], gt_format: str = "auto",
     if isinstance(gt, (str, os.PathLike)):
         path = Path(gt).expanduser()
         if not path.is_file():
-            raise DataError(f"{path}: no such file", parameter="gt")
+            raise DataError(f"{shown_path(path)}: no such file", parameter="gt")
         target, valid = read_ground_truth(path, gt_format, gt_scale)
     elif isinstance(gt, tuple) and len(gt) == 2:
         target = np.asarray(gt[0], dtype=np.float32)

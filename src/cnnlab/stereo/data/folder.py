@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from cnnlab.data.image import SIXTEEN_BIT_MODES
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.errors import ConfigError, DataError, shown_path
 from cnnlab.stereo.choices import FOLDER_OPTIONS as FOLDER_OPTIONS  # where they always were
 from cnnlab.stereo.choices import GT_FORMATS
 from cnnlab.stereo.choices import check_folder_options as check_folder_options
@@ -214,7 +214,8 @@ class _Pattern:
     def files(self) -> dict[tuple[str, ...], Path]:
         """Key -> file for every file the pattern matches; a DataError when none does."""
         if not self.base.is_dir():
-            raise DataError(f"no files match {self.text!r}: folder {self.base} does not exist")
+            raise DataError(f"no files match {self.text!r}: folder {shown_path(self.base)} "
+                            "does not exist")
         found: dict[tuple[str, ...], Path] = {}
         seen = set()
         for folder, dirs, files in os.walk(self.base, followlinks=True):

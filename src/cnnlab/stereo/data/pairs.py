@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.errors import ConfigError, DataError, shown_path
 from cnnlab.stereo.data.folder import Pair, folder_from_globs, folder_from_list
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
@@ -67,7 +67,7 @@ def resolve_pairs(left: str | None, right: str | None, list_file: str | None = N
         if path.is_symlink() and not path.exists():
             raise DataError(f"{path}: a broken or looping symbolic link, not a readable image")
         if not path.is_file():
-            raise DataError(f"{path}: no such file")
+            raise DataError(f"{shown_path(path)}: no such file")
     return [(left_path.stem, left_path, right_path, Path(gt) if gt else None)]
 
 

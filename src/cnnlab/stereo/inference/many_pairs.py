@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnlab.engine.atomic import check_spares_inputs, check_writable_folder
-from cnnlab.errors import CnnlabError, ConfigError, DataError
+from cnnlab.errors import CnnlabError, ConfigError, DataError, shown_path
 from cnnlab.stereo.data.folder import Pair
 from cnnlab.stereo.data.io import Calibration
 from cnnlab.stereo.data.pairs import check_pair_headers, output_stems, resolve_pairs
@@ -70,7 +70,7 @@ def _listed_pairs(left: Sequence, right: Sequence, gt: Sequence | None) -> list[
         one, other = Path(one).expanduser(), Path(other).expanduser()
         for path, name in ((one, "left"), (other, "right")):
             if not path.is_file():
-                raise DataError(f"[{index}] {path}: no such file", parameter=name)
+                raise DataError(f"[{index}] {shown_path(path)}: no such file", parameter=name)
         truth = Path(gt[index]).expanduser() if gt is not None and gt[index] else None
         pairs.append((one.stem, one, other, truth))
     return pairs

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.errors import ConfigError, DataError, shown_path
 from cnnlab.stereo.data.io import read_image
 
 ACCEPTED = "a file path, a PIL image or a (H, W, 3) uint8 array"
@@ -55,7 +55,7 @@ def check_value_range(value_range: object) -> tuple[float, float] | None:
 def _from_path(value: str | os.PathLike, name: str) -> View:
     path = Path(value).expanduser()
     if not path.exists():
-        raise DataError(f"{path}: no such file", parameter=name)
+        raise DataError(f"{shown_path(path)}: no such file", parameter=name)
     if path.is_dir():
         raise DataError(f"{path}: a folder; give an image file (many pairs: "
                         "cnnlab.stereo.predict_folder)", parameter=name)
