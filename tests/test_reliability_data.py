@@ -215,6 +215,10 @@ API_REFUSED = [
      "disparity is NaN or infinite on every pixel"),
     ("a classifier in memory with NaN weights", _nan_classifier_predicts,
      "model: its output for 1 of 1 image(s)"),
+    ("Disparity.score, a KITTI PNG's raw values", lambda p: _sgbm_prediction(p).score(
+        np.full((40, 64), 12.5 * 256)), "gt: values up to 3200 px, more than the image is wide"),
+    ("Disparity.score, a format for an array", lambda p: _sgbm_prediction(p).score(
+        np.full((40, 64), 2.0), gt_format="pfm"), "gt_format: only for a ground-truth file"),
     ("floats without value_range", lambda p: __import__("cnnlab.stereo", fromlist=["x"]).load(
         "sgbm").predict(np.zeros((40, 64, 3), np.float32), np.zeros((40, 64, 3), np.float32)),
      "value_range"),

@@ -229,9 +229,10 @@ def test_a_rule_speaks_plainly():
     assert Rule(int, 16, multiple=16).words() == "an integer >= 16, a multiple of 16"
     with pytest.raises(ConfigError, match=r"^lr must be a number > 0, got -1$"):
         OptimConfig(lr=-1)
-    with pytest.raises(ConfigError, match=r"^milestones must be each an integer >= 1, "
-                                          r"got \(3, 0\)$"):
+    with pytest.raises(ConfigError, match=r"^milestones must be integers >= 1, got \(3, 0\)$"):
         OptimConfig(milestones=(3, 0))
+    with pytest.raises(ConfigError, match=r"^milestones must be integers >= 1, got 5$"):
+        OptimConfig(milestones=5)
     optim = OptimConfig()
     optim.grad_clip = -1  # set by hand after the settings were made
     with pytest.raises(ConfigError, match="grad_clip"):
@@ -319,7 +320,18 @@ ARGUMENT_ROWS += [
      "count must be an integer >= 1, got -1"),
     ("evaluate size zero", lambda: stereo.evaluate("sgbm", "synthetic", synthetic_size=(0, 64),
                                                    log=None),
-     "synthetic_size must be each an integer >= 1, got (0, 64)"),
+     "synthetic_size must be 2 integers >= 1, got (0, 64)"),
+    ("evaluate size a number", lambda: stereo.evaluate("sgbm", "synthetic", synthetic_size=64,
+                                                       log=None),
+     "synthetic_size must be 2 integers >= 1, got 64"),
+    ("train crop of one side", lambda: stereo.train("psmnet", "synthetic", crop=(64,),
+                                                    out="/nonexistent/x", progress=False),
+     "crop must be 2 integers >= 16, got (64,)"),
+    ("psmnet of two block counts", lambda: stereo.psmnet(blocks=(1, 2)),
+     "blocks must be 4 integers >= 1, got (1, 2)"),
+    ("classify milestones a number", lambda: classify.train("mlp", "mnist", schedule="step",
+                                                            milestones=5, out="/nonexistent/x"),
+     "milestones must be integers >= 1, got 5"),
     ("report border negative", lambda: stereo.report("sgbm", "synthetic", border=-1, log=None),
      "border must be an integer >= 0, got -1"),
     ("predict_folder confidence above 1",
@@ -457,3 +469,11 @@ def test_how_a_folder_is_read_is_refused_off_the_folder_dataset(argv, option, tm
         stereo.evaluate("sgbm", "synthetic", count=1, log=None,
                         folder={option[0][2:].replace("-", "_"):
                                 float(option[1]) if option[0] == "--gt-scale" else option[1]})
+
+
+def test_a_config_file_saved_with_a_byte_order_mark_reads(tmp_path):
+    from cnnlab.engine.config import read_config_file
+
+    config = tmp_path / "config.json"
+    config.write_text('{"lab": "classify"}', encoding="utf-8-sig")  # Windows Notepad
+    assert read_config_file(config) == {"lab": "classify"}

@@ -236,7 +236,7 @@ def read_json(path: Path, error: type[CnnlabError] = ConfigError,
     """A user's JSON file as data, or a one-line ``error`` naming it: unreadable, not UTF-8,
     malformed, or nested too deep for Python to read (a hostile file)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM: Windows Notepad
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path}: not a readable JSON file ({exc})", parameter=parameter) from None
     except RecursionError:

@@ -38,12 +38,18 @@ class Rule:
     multiple: int | None = None
     choices: tuple[str, ...] = ()
     each: bool = False
+    length: int | None = None  # with ``each``: how many items (None: any number)
 
-    def words(self) -> str:
-        """The rule in words: "an integer >= 1", "a number in [0, 1)", "one of adam, sgd"."""
+    def words(self, one: bool = False) -> str:
+        """The rule in words: "an integer >= 1", "a number in [0, 1)", "one of adam, sgd",
+        "2 integers >= 16" (``one``: what each item must be)."""
         if self.choices:
             return "one of " + ", ".join(self.choices)
-        noun = "an integer" if self.kind is int else "a number"
+        many = self.each and not one
+        noun = ("integers" if many else "an integer") if self.kind is int else (
+            "numbers" if many else "a number")
+        if many and self.length:
+            noun = f"{self.length} {noun}"
         low, high = (None if v is None else f"{v:d}" if self.kind is int else f"{v:g}"
                      for v in (self.low, self.high))
         if low is not None and high is not None:
@@ -55,12 +61,13 @@ class Rule:
             bounds = f" {'<' if self.high_open else '<='} {high}"
         else:
             bounds = ""
-        multiple = f", a multiple of {self.multiple}" if self.multiple else ""
-        return ("each " if self.each else "") + noun + bounds + multiple
+        multiple = (f", {'multiples' if many else 'a multiple'} of {self.multiple}"
+                    if self.multiple else "")
+        return noun + bounds + multiple
 
-    def each_item(self) -> Rule:
-        """The rule for a tuple setting whose every item must keep it."""
-        return dataclasses.replace(self, each=True)
+    def each_item(self, length: int | None = None) -> Rule:
+        """The rule for a tuple setting whose every item must keep it (``length`` of them)."""
+        return dataclasses.replace(self, each=True, length=length)
 
     def breaks(self, value: Any) -> bool:
         """Whether one value (an item, for ``each``) breaks the rule."""
@@ -84,8 +91,13 @@ class Rule:
         where a setting allows it, means "not set" and passes)."""
         if value is None:
             return
-        items = value if self.each and isinstance(value, (list, tuple)) else (value,)
-        if any(self.breaks(item) for item in items):
+        if self.each:
+            wrong = (not isinstance(value, (list, tuple))
+                     or (self.length is not None and len(value) != self.length)
+                     or any(self.breaks(item) for item in value))
+        else:
+            wrong = self.breaks(value)
+        if wrong:
             raise ConfigError(f"must be {self.words()}, got {_shown(value)}", parameter=name)
 
     def parse(self, text: str) -> Any:
@@ -99,8 +111,7 @@ class Rule:
             except ValueError:
                 value = None
         if value is None or self.breaks(value):
-            raise argparse.ArgumentTypeError(f"expected {self.words().removeprefix('each ')}, "
-                                             f"got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {self.words(one=True)}, got {text!r}")
         return value
 
     __call__ = parse  # the command line's flags take the rule as their argparse ``type``
@@ -168,7 +179,7 @@ COUNT = Rule(int, 0)  # zero allowed
 POSITIVE = Rule(float, 0, low_open=True)
 NON_NEGATIVE = Rule(float, 0)
 FRACTION = Rule(float, 0, 1, high_open=True)  # [0, 1)
-SEED = Rule(int, 0, 2**32 - 1 - 1024)  # numpy's seeds, with room for one per process
+SEED = Rule(int, 0, 2**32 - 1)  # numpy's seeds (each process adds its rank, modulo 2**32)
 
 
 def choice(*names: str) -> Rule:

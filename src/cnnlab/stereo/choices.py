@@ -64,13 +64,18 @@ GT_SCALE = POSITIVE  # stored value = disparity x scale
 FOCAL = POSITIVE  # px (with BASELINE in metres: a calibration from the command line)
 BASELINE = POSITIVE
 PAIR_COUNT = POSITIVE_INT  # synthetic pairs scored
-SIZE = POSITIVE_INT.each_item()  # (height, width) in pixels
+SIZE = POSITIVE_INT.each_item(2)  # (height, width) in pixels
 BORDER = COUNT  # px: a report's border region
 
 # a disparity range: PSMNet's a positive multiple of 16; SGBM's any positive number of pixels
 # (rounded up to 16 when it runs)
 PSMNET_RANGE = Rule(int, PSMNET_STRIDE, multiple=PSMNET_STRIDE)
 SGBM_RANGE_RULE = Rule(int, 1)
+# PSMNet's architecture settings (its PSMNetConfig and a training run's StereoConfig alike)
+ARCHITECTURE_RULES = {"variant": Rule(str, choices=VARIANTS), "max_disparity": PSMNET_RANGE,
+                      "blocks": POSITIVE_INT.each_item(4),  # conv1_x .. conv4_x
+                      "dilations": POSITIVE_INT.each_item(2),  # conv3_x, conv4_x
+                      "spp_pools": POSITIVE_INT.each_item()}
 
 
 def max_disparity_rule(sgbm: bool = False) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.errors import ConfigError, DataError, shown_path
+from cnnlab.stereo.choices import CONFIDENCE_LEVEL
 from cnnlab.stereo.data.folder import read_ground_truth
 from cnnlab.stereo.data.io import Calibration, read_calibration
 from cnnlab.stereo.evaluation.metrics import region_counts
@@ -78,6 +79,12 @@ def ground_truth(gt: object, shape: tuple[int, int], gt_format: str = "auto",
     """(disparity, valid) from a ground-truth file (any format ``read_ground_truth`` reads), an
     (H, W) array (valid: finite and > 0; the stored value is disparity x ``gt_scale``) or a
     (disparity, valid) pair; its size must be ``shape``."""
+    if not isinstance(gt, (str, os.PathLike)) and gt_format != "auto":
+        raise ConfigError(": only for a ground-truth file; an array holds the values "
+                          "themselves", parameter="gt_format")
+    if isinstance(gt, tuple) and gt_scale != 1:
+        raise ConfigError(": not used with a (disparity, valid) pair, which holds disparities "
+                          "in pixels", parameter="gt_scale")
     if isinstance(gt, (str, os.PathLike)):
         path = Path(gt).expanduser()
         if not path.is_file():
@@ -102,6 +109,12 @@ def ground_truth(gt: object, shape: tuple[int, int], gt_format: str = "auto",
     if not valid.any():  # a score on no pixel would read as a perfect 0
         raise DataError(": no pixel with ground truth (all 0, negative or not finite); "
                         "nothing to score", parameter="gt")
+    largest = float(target[valid].max())
+    if not isinstance(gt, (str, os.PathLike)) and largest > shape[1]:  # files are decoded
+        raise DataError(f": values up to {largest:.0f} px, more than the image is wide "
+                        f"({shape[1]} px), so not disparities in pixels; a KITTI PNG read raw "
+                        "holds disparity x 256 (give `gt_scale` 256, or the file's path)",
+                        parameter="gt")
     return np.where(valid, target, 0).astype(np.float32), valid
 
 
@@ -218,9 +231,7 @@ class Disparity:
     def _kept(self, min_confidence: float | None) -> np.ndarray:
         if min_confidence is None:
             return self.valid
-        if not 0 <= min_confidence <= 1:
-            raise ConfigError(f"{min_confidence}: expected a number in [0, 1]",
-                              parameter="min_confidence")
+        CONFIDENCE_LEVEL.check(min_confidence, "min_confidence")
         if self.confidence is None and self.consistent is None:
             raise ConfigError(f"{min_confidence}: {self.method.title} gave no confidence map "
                               "(PSMNet does; or predict with lr_check=True)",

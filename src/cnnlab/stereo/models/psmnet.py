@@ -30,10 +30,8 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.choices import (
+    ARCHITECTURE_RULES,
     DEFAULT_MAX_DISPARITY,
-    VARIANTS,
-    breaks_max_disparity,
-    max_disparity_rule,
 )
 from cnnlab.stereo.data.preprocess import IMAGENET_PREPROCESS
 from cnnlab.stereo.models.blocks import (
@@ -63,11 +61,8 @@ class PSMNetConfig:
         self.blocks = tuple(self.blocks)
         self.dilations = tuple(self.dilations)
         self.spp_pools = tuple(self.spp_pools)
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}")
-        if breaks_max_disparity(self.max_disparity):
-            raise ValueError(f"max_disparity must be {max_disparity_rule()}, got "
-                             f"{self.max_disparity}")
+        for name, rule in ARCHITECTURE_RULES.items():  # the rules training's settings keep
+            rule.check(getattr(self, name), name)
 
     def to_dict(self) -> dict:
         data = asdict(self)

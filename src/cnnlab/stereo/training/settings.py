@@ -8,15 +8,14 @@ from typing import Any
 
 from cnnlab.engine.rules import COUNT, POSITIVE, POSITIVE_INT, Rule, check_settings, choice, setting
 from cnnlab.stereo.choices import (
+    ARCHITECTURE_RULES,
     CROP,
     DATASETS,
     GT_FORMATS,
-    PSMNET_RANGE,
     PSMNET_STRIDE,
     SAMPLES_PER_EPOCH,
     SYNTHETIC_SIZE,
     VAL_COUNT,
-    VARIANTS,
     check_folder_options,
 )
 
@@ -33,17 +32,17 @@ class StereoConfig:
     data_root: str | None = None
     # architecture: None takes --init's card, else PSMNetConfig's default; resolved runs save
     # every value
-    variant: str | None = setting(None, choice(*VARIANTS))
-    max_disparity: int | None = setting(None, PSMNET_RANGE)
-    blocks: tuple[int, ...] | None = setting(None, POSITIVE_INT.each_item())
-    dilations: tuple[int, ...] | None = setting(None, POSITIVE_INT.each_item())
-    spp_pools: tuple[int, ...] | None = setting(None, POSITIVE_INT.each_item())
+    variant: str | None = setting(None, ARCHITECTURE_RULES["variant"])
+    max_disparity: int | None = setting(None, ARCHITECTURE_RULES["max_disparity"])
+    blocks: tuple[int, ...] | None = setting(None, ARCHITECTURE_RULES["blocks"])
+    dilations: tuple[int, ...] | None = setting(None, ARCHITECTURE_RULES["dilations"])
+    spp_pools: tuple[int, ...] | None = setting(None, ARCHITECTURE_RULES["spp_pools"])
     align_corners: bool | None = None
-    crop: tuple[int, int] = setting(CROP, Rule(int, PSMNET_STRIDE).each_item())
+    crop: tuple[int, int] = setting(CROP, Rule(int, PSMNET_STRIDE).each_item(2))
     samples_per_epoch: int = setting(SAMPLES_PER_EPOCH, POSITIVE_INT)
     val_count: int = setting(VAL_COUNT, COUNT)
     jitter: bool = True
-    synthetic_size: tuple[int, int] = setting(SYNTHETIC_SIZE, POSITIVE_INT.each_item())
+    synthetic_size: tuple[int, int] = setting(SYNTHETIC_SIZE, POSITIVE_INT.each_item(2))
     init: str | None = None  # weights to fine-tune from: registered name, run, file
     weights_root: str | None = None  # where registered --init weights are looked up
     workers: int | None = setting(None, COUNT)  # data-loading processes (None: default_workers())
