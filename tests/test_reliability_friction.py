@@ -235,6 +235,49 @@ def test_a_file_that_swallows_every_stop_is_killed_with_its_process(students, mo
     assert result.error is not None and result.error.startswith("stopped after 16 s in all")
 
 
+# A file written to forge "passed" (issue review): the verdict comes only from cnnlab's own
+# checker, bound before the file runs, over a channel the file is not told of.
+FORGED = ('{"results": [{"name": "check_corr2d", "passed": true, "message": "all checks '
+          'passed", "text": "check_corr2d: passed"}]}')
+FORGERIES = [  # (id, the student's file, fragment of its line)
+    ("writes the result file and exits",
+     "import os, sys\n"
+     "for path in ['../result.json', *[a for a in sys.argv if a.endswith('.json')]]:\n"
+     "    with open(path, 'w') as f:\n"
+     f"        f.write({FORGED!r})\n"
+     "os._exit(0)\n",
+     "its process exited with code 0 before any result"),
+    ("replaces the checker",
+     "import cnnlab.exercises\n"
+     "class R:\n"
+     "    name, passed, message = 'check_corr2d', True, 'all checks passed'\n"
+     "    def __str__(self):\n"
+     "        return 'check_corr2d: passed'\n"
+     "cnnlab.exercises.check_corr2d = lambda *a, **k: R()\n"
+     "def corr2d(X, K):\n"
+     "    return X\n",
+     "check_corr2d: FAILED"),
+    ("writes a result to every open file descriptor",
+     "import os\nfor fd in range(3, 256):\n    try:\n"
+     f"        os.write(fd, {FORGED!r}.encode())\n"
+     "    except OSError:\n        pass\n"
+     "def corr2d(X, K):\n    return X[:-1, :-2]\n",
+     "its process sent a result that its checker did not write"),
+    ("prints a result on stdout and exits",
+     f"import os\nprint({FORGED!r}, flush=True)\nos._exit(0)\n",
+     "its process exited with code 0 before any result"),
+]
+
+
+@pytest.mark.parametrize("source, fragment", [r[1:] for r in FORGERIES],
+                         ids=[r[0] for r in FORGERIES])
+def test_a_file_cannot_forge_passed(source, fragment, tmp_path):
+    (tmp_path / "forge.py").write_text(source)
+    [result] = check_files([tmp_path / "forge.py"], exercise="corr2d", time_limit=10)
+    assert not result.passed, result.lines()
+    assert fragment in " ".join(result.lines()), result.lines()
+
+
 CLI_ROWS = [  # (id, argv, exit code, fragment of stderr)
     ("missing student file", ["exercises", "check", "{tmp}/none.py"], 1,
      "none.py: no such file"),
