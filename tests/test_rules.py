@@ -314,6 +314,11 @@ ARGUMENT_ROWS = [
 
 
 ARGUMENT_ROWS += [
+    ("load which for registered weights", lambda: classify.load("mlp-mnist", which="last"),
+     "which: picks a run folder's checkpoint; name_or_path names registered weights or a "
+     "file, so it changes nothing"),
+    ("load which unknown", lambda: classify.load("mlp-mnist", which="bogus"),
+     "which must be one of best, last, got 'bogus'"),
     ("evaluate count 0", lambda: stereo.evaluate("sgbm", "synthetic", count=0, log=None),
      "count must be an integer >= 1, got 0"),
     ("evaluate count negative", lambda: stereo.evaluate("sgbm", "synthetic", count=-1, log=None),
@@ -376,6 +381,9 @@ UNUSED_ROWS = [
     ("classify", {"gamma": 0.5}, "gamma 0.5: only `schedule` step uses it"),
     ("classify", {"milestones": (2,), "schedule": "cosine"}, "milestones: only `schedule` step"),
     ("classify", {"warmup_epochs": 1.0}, "warmup_epochs 1: only `schedule` cosine warms up"),
+    ("classify", {"schedule": "step", "gamma": 0.5},
+     "gamma 0.5: the step schedule multiplies the lr by it at each of `milestones`, and none"),
+    ("classify", {"amp": "fp16"}, "amp fp16: fp16 autocast runs on CUDA only"),
     ("stereo", {"dataset": "kitti2015", "synthetic_size": (64, 128)},
      "synthetic_size: only `dataset` synthetic draws scenes"),
     ("stereo", {"weights_root": "/tmp"}, "weights_root /tmp: only `init` given by a registered"),
@@ -477,3 +485,25 @@ def test_a_config_file_saved_with_a_byte_order_mark_reads(tmp_path):
     config = tmp_path / "config.json"
     config.write_text('{"lab": "classify"}', encoding="utf-8-sig")  # Windows Notepad
     assert read_config_file(config) == {"lab": "classify"}
+
+
+def test_a_config_files_unused_settings_are_left_out_with_a_note(tmp_path, capsys):
+    """--config reproduces a run and flags override it: a setting the file gave that the new
+    run would not use (milestones once the schedule is cosine) is left out, said in a note;
+    the same setting given as a flag is refused."""
+    config = tmp_path / "old.json"
+    config.write_text(json.dumps({"lab": "classify", "classify": {"dataset": "mnist"},
+                                  "optim": {"schedule": "step", "milestones": [200],
+                                            "momentum": 0.5, "optimizer": "sgd"}}))
+    out = tmp_path / "run"
+    argv = ["classify", "train", "--config", str(config), "--schedule", "cosine",
+            "--optimizer", "adam", "--data-root", str(tmp_path), "--out", str(out)]
+    assert main(argv) == 1  # the data is missing: the recipe itself was accepted
+    err = capsys.readouterr().err
+    assert f"note: --milestones 200 from --config {config} left out: only --schedule step" in err
+    assert f"note: --momentum 0.5 from --config {config} left out: only --optimizer sgd" in err
+    assert "missing" in err.splitlines()[-1]
+    assert main([*argv, "--momentum", "0.7"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "cnnlab: error: --momentum 0.7: only --optimizer sgd uses it (adam has its own); here "
+        "it would change nothing")

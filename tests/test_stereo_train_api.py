@@ -82,8 +82,8 @@ def test_a_network_built_under_the_seed_trains_reproducibly(tmp_path):
 @pytest.mark.parametrize("call, message", [
     (lambda: psmnet(spp=SpatialPyramidPooling(128, 32, (8,), True)),
      "spp expects your nn.Module class (not an instance), got SpatialPyramidPooling"),
-    (lambda: psmnet(max_disparity=20), "architecture max_disparity must be a positive "
-                                       "multiple of 16"),
+    (lambda: psmnet(max_disparity=20), "max_disparity must be an integer >= 16, a multiple "
+                                       "of 16, got 20"),
     (lambda: psmnet(blockz=(1, 1, 1, 1)), "architecture"),
     (lambda: psmnet(hourglass=Hourglass, variant="basic"),
      "hourglass the basic variant has no hourglass"),

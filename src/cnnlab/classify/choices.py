@@ -5,7 +5,7 @@ tests/test_rules.py compares them."""
 
 from __future__ import annotations
 
-from cnnlab.engine.rules import POSITIVE_INT
+from cnnlab.engine.rules import POSITIVE_INT, choice
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 # datasets whose labels survive a horizontal flip (not digits: a mirrored 3 is no digit)
@@ -14,3 +14,4 @@ MODELS = ("mlp", "mlp_sigmoid", "simple_cnn", "simple_vgg", "lenet5", "lenet", "
           "vgg11", "vgg16", "googlenet", "simple_resnet", "resnet18", "resnet50")
 SWEEP_VAL_SIZE = 5000  # training images a sweep holds out to choose its settings on
 TOP_K = POSITIVE_INT  # classes a prediction lists (at most the model's)
+WHICH = choice("best", "last")  # a run folder's checkpoint

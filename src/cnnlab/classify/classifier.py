@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from cnnlab.classify.card import build_classifier
-from cnnlab.classify.evaluate import Evaluation, check_dataset, evaluate_network
+from cnnlab.classify.choices import WHICH
+from cnnlab.classify.evaluate import (
+    Evaluation,
+    check_dataset,
+    evaluate_network,
+    picks_a_run_folder,
+)
 from cnnlab.classify.predict import Predictions, predict_images
 from cnnlab.classify.weights import CLASSIFY_WEIGHTS, card_from_metadata
 from cnnlab.data.vision import load_split
@@ -18,6 +24,8 @@ from cnnlab.engine.card import ModelCard
 from cnnlab.engine.checkpoint import load_checkpoint, load_model_weights
 from cnnlab.engine.device import select_device
 from cnnlab.engine.network import rebuilt_network
+from cnnlab.engine.options import effective_when, when
+from cnnlab.engine.rules import checked
 from cnnlab.engine.weights import locate_weights, sourced
 
 
@@ -68,6 +76,14 @@ class Classifier:
                 f"{self.device})")
 
 
+@checked(which=WHICH)
+@effective_when(
+    which=when(lambda v: v["which"] == "best" or picks_a_run_folder(v["name_or_path"]),
+               "picks a run folder's checkpoint; `name_or_path` names registered weights or a "
+               "file, so it changes nothing"),
+    weights_root=when(lambda v: v["name_or_path"] in CLASSIFY_WEIGHTS,
+                      "only for registered weights by name; `name_or_path` names a file or "
+                      "folder, so it changes nothing"))
 def load(name_or_path: str | os.PathLike, *, model: object = None, which: str = "best",
          device: str = "auto", weights_root: str | os.PathLike | None = None) -> Classifier:
     """A trained classifier from registered weights ("lenet5-mnist"), a run folder (its

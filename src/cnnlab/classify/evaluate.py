@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cnnlab.classify.card import preprocess_of
+from cnnlab.classify.choices import WHICH
 from cnnlab.classify.data import Preprocess, TensorSplit
 from cnnlab.classify.weights import load_model
 from cnnlab.data.vision import get_spec, load_split
@@ -17,6 +18,7 @@ from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.device import select_device
 from cnnlab.engine.options import effective_when, when
+from cnnlab.engine.rules import checked
 from cnnlab.errors import ConfigError
 
 
@@ -171,7 +173,18 @@ def check_dataset(card: ModelCard, dataset: str | None, where: str) -> str:
     return dataset
 
 
-@effective_when(which=when(lambda v: Path(os.path.expanduser(v["checkpoint"])).is_dir(),
+def picks_a_run_folder(name_or_path: object) -> bool:
+    """Whether ``name_or_path`` names a run folder, or nothing yet (its "no such run
+    directory" comes first): neither registered weights nor a file, where ``which`` and
+    ``weights_root`` decide nothing."""
+    from cnnlab.classify.weights import CLASSIFY_WEIGHTS
+
+    return not (name_or_path in CLASSIFY_WEIGHTS
+                or Path(os.path.expanduser(os.fspath(name_or_path))).is_file())
+
+
+@checked(which=WHICH)
+@effective_when(which=when(lambda v: picks_a_run_folder(v["checkpoint"]),
                           "picks a run directory's checkpoint (best or last); `checkpoint` "
                           "names registered weights or a file, so it changes nothing"))
 def evaluate_classifier(checkpoint: str | Path, data_root=None, device: str = "auto",

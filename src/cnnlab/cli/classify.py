@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnlab.classify.choices import DATASETS, MODELS, SWEEP_VAL_SIZE, TOP_K
+from cnnlab.classify.choices import DATASETS, MODELS, SWEEP_VAL_SIZE, TOP_K, WHICH
 from cnnlab.cli.common import (
     POSITIVE_INT,
     absolute,
@@ -241,7 +241,7 @@ def add_parser(sub) -> None:
 
     evaluate = csub.add_parser("eval", help="test accuracy, per-class accuracy, confusion matrix")
     add_model_source(evaluate, "classify")
-    evaluate.add_argument("--which", choices=("best", "last"),
+    evaluate.add_argument("--which", choices=WHICH.choices,
                           help="checkpoint of a run directory (default best)")
     evaluate.add_argument("--dataset", choices=list(DATASETS),
                           help="test set to use (default: the one the model card names)")

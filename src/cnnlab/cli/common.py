@@ -130,7 +130,7 @@ def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int
                             "clipping)")
     group.add_argument("--amp", choices=AMP, default="none",
                        help="mixed precision: bf16 or fp16 on CUDA, bf16 on a CPU with native "
-                            "bf16 (AVX-512 BF16 or AMX; elsewhere on the CPU it is ignored); "
+                            "bf16 (AVX-512 BF16 or AMX; elsewhere on the CPU it is refused); "
                             "default none")
     group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                        help="torch.compile the model (on the CPU it needs a C++ compiler and "
@@ -184,12 +184,46 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.resume:
         raise ConfigError("--config/--preset and --resume: use one (--resume continues a run; "
                           "the others start a new one)")
+    given: dict[str, tuple[Any, str]] = {}  # setting -> (value, the file or preset it is from)
     if getattr(args, "preset", None):
-        args.command_parser.set_defaults(**args.presets(args.preset, args.dataset))
+        values = args.presets(args.preset, args.dataset)
+        args.command_parser.set_defaults(**values)
+        given |= {k: (v, f"--preset {args.preset}") for k, v in values.items()}
     if getattr(args, "config", None):
-        run = read_run_config(args.config, training_lab(args.lab))
-        args.command_parser.set_defaults(**config_defaults(run))
-    return parser.parse_args(argv)
+        values = config_defaults(read_run_config(args.config, training_lab(args.lab)))
+        args.command_parser.set_defaults(**values)
+        given |= {k: (v, f"--config {args.config}") for k, v in values.items()}
+    args = parser.parse_args(argv)
+    args.from_files = given
+    return args
+
+
+def without_unused_from_files(run: Any, lab: Any, args: argparse.Namespace) -> Any:
+    """``run`` without the settings a --config file or --preset gave that this run would not
+    use (a cosine run from a step run's config keeps no milestones), each said in a note; a
+    flag given on the command line that the run would not use is still refused."""
+    from dataclasses import replace
+
+    from cnnlab.engine.config import RunConfig
+
+    from_files = getattr(args, "from_files", {})
+    for item in lab.unused(run):
+        part = "optim" if hasattr(run.optim, item.name) else "task"
+        value = getattr(getattr(run, part), item.name)
+        source = from_files.get(item.name)
+        if source is None or source[0] != value:
+            continue  # given on the command line: train_run refuses it
+        default = getattr(type(getattr(run, part))(), item.name)
+        shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
+        say(f"note: {_flag(item.name)} {shown} from {source[1]} left out: {item.why}")
+        changed = replace(getattr(run, part), **{item.name: default})
+        run = RunConfig(run.lab, changed if part == "task" else run.task,
+                        changed if part == "optim" else run.optim)
+    return run
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[], Any],
@@ -216,7 +250,8 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
         run = resumed_config(read_run_config(args.resume, lab), lab, args.epochs, machine)
         out = Path(args.resume)
     else:
-        run = RunConfig(lab.name, task_settings(), optim_from_args(args))
+        run = without_unused_from_files(
+            RunConfig(lab.name, task_settings(), optim_from_args(args)), lab, args)
         out = Path(args.out) if args.out else default_run_folder(default_out, say)
     info = init_from_env(select_device(args.device).type)
     try:
@@ -238,7 +273,7 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
 RESUME_OPTIONS = {"resume", "epochs", "stop_after", "device", "no_progress", "download"}
 # parser bookkeeping, not options
 INTERNAL = {"func", "command_parser", "lab", "action", "default_epochs", "model_kwargs", "debug",
-            "presets"}
+            "presets", "from_files"}
 
 
 def _ignored_on_resume(args: argparse.Namespace, lab: Any) -> list[str]:
@@ -323,7 +358,8 @@ def run_sweep_command(args: argparse.Namespace, lab: Any, task_settings: Callabl
     space = (read_space(Path(args.space)) if args.space else
              [parse_param(text) for text in (args.param or default_space)])
     out = Path(args.out or default_out)
-    base = RunConfig(lab.name, task_settings(), optim_from_args(args))
+    base = without_unused_from_files(
+        RunConfig(lab.name, task_settings(), optim_from_args(args)), lab, args)
     lab.check_sweep(base)
     check_space(space, base, lab)  # every value the space can draw, before anything starts
     print(f"Sweep into {out}: {lab.objective[1]} {lab.objective[0]} over "

@@ -148,6 +148,9 @@ class OptimConfig:
             for name in ("milestones", "gamma"):
                 if getattr(self, name) != getattr(DEFAULT_OPTIM, name):
                     found.append(Unused(name, "only `schedule` step uses it", "schedule"))
+        elif not self.milestones and self.gamma != DEFAULT_OPTIM.gamma:
+            found.append(Unused("gamma", "the step schedule multiplies the lr by it at each of "
+                                         "`milestones`, and none are given", "milestones"))
         if self.schedule != "cosine" and self.warmup_epochs != DEFAULT_OPTIM.warmup_epochs:
             found.append(Unused("warmup_epochs", "only `schedule` cosine warms up", "schedule"))
         return found

@@ -49,6 +49,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_amp(device: torch.device, amp: str) -> None:
+    """``amp`` refused where ``autocast`` would leave it out (fp16 off CUDA, bf16 on a CPU
+    without native bf16): a setting that changes nothing is refused, not ignored."""
+    if amp == "none" or device.type == "cuda":
+        return
+    if amp == "bf16" and device.type == "cpu" and "bf16" in native_precisions(device):
+        return
+    where = ("this CPU has no native bf16 (AVX-512 BF16 or AMX), and emulated bf16 would be "
+             "slower" if amp == "bf16" else f"fp16 autocast runs on CUDA only, not on {device}")
+    raise ConfigError(f"{amp}: {where}; here it would change nothing (use none)",
+                      parameter="amp")
+
+
 def autocast(device: torch.device, amp: str):
     """Autocast for ``--amp``: bf16 or fp16 on CUDA; bf16 on a CPU that computes it natively
     (AVX-512 BF16 or AMX, see ``engine.precision``); otherwise nothing, since emulated bf16

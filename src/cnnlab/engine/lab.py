@@ -19,7 +19,13 @@ from torch import nn
 from cnnlab.engine.atomic import atomic_write_json, check_writable_folder
 from cnnlab.engine.card import ModelCard
 from cnnlab.engine.config import RunConfig, Unused, read_config_file, refuse_unused
-from cnnlab.engine.device import check_compile, prepare_model, seed_everything, select_device
+from cnnlab.engine.device import (
+    check_amp,
+    check_compile,
+    prepare_model,
+    seed_everything,
+    select_device,
+)
 from cnnlab.engine.distributed import SINGLE_PROCESS, DistInfo, all_true
 from cnnlab.engine.loop import FitResult, Task, fit
 from cnnlab.engine.rundir import RunDir
@@ -133,7 +139,9 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
         if not all_true(refused is None, info, torch_device):
             raise refused or ConfigError(f"{option} {run_dir.path}: refused by rank 0")
         if not (resume or trial):  # a resumed run keeps its recipe, checked when it started
+            lab.check(run)  # a wrong name before "would change nothing" about its companions
             refuse_unused(run, lab.unused(run))
+            check_amp(torch_device, run.optim.amp)
         return _train_held(run, lab, run_dir, resume, torch_device, info, log, progress,
                            stop_after, download, on_epoch)
 

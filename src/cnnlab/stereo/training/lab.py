@@ -65,6 +65,15 @@ def published_milestones(dataset: str) -> list[int]:
     return [200] if dataset.startswith("kitti") else []
 
 
+def with_published_milestones(run: RunConfig) -> RunConfig:
+    """``run`` with the published drops as the step schedule's milestones where none are
+    given (the lab's default, for the command line and Python alike)."""
+    if run.optim.schedule != "step" or run.optim.milestones:
+        return run
+    return replace(run, optim=replace(run.optim, milestones=tuple(
+        published_milestones(run.task.dataset))))
+
+
 def check_sweep_recipe(config: StereoConfig) -> None:
     """A sweep chooses its settings on validation pairs: a recipe without them, or whose
     validation pairs are a test split (SceneFlow's), is refused."""
@@ -159,7 +168,7 @@ class StereoLab:
     @staticmethod
     def unused(run: RunConfig) -> list[Unused]:
         config, default = run.task, StereoConfig()
-        found = run.optim.unused()
+        found = with_published_milestones(run).optim.unused()
         if config.dataset != "synthetic" and config.synthetic_size != default.synthetic_size:
             found.append(Unused("synthetic_size", "only `dataset` synthetic draws scenes",
                                 "dataset"))
@@ -174,9 +183,7 @@ class StereoLab:
         the --init weights to start from (none when resuming: the run has its own)."""
         config = run.task
         self.check(run)
-        if run.optim.schedule == "step" and not run.optim.milestones:  # the published drops
-            run = replace(run, optim=replace(run.optim, milestones=tuple(
-                published_milestones(config.dataset))))
+        run = with_published_milestones(run)
         if config.module and self.network is None:
             raise ConfigError(f"this run trains {config.module}, with parts defined in "
                               "Python; train or resume it from Python with "

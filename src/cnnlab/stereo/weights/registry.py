@@ -299,7 +299,11 @@ def _names(description: str) -> list[str]:
 
 
 def _by_name(values: dict) -> bool:
-    return isinstance(values["name_or_path"], str) and values["name_or_path"] in STEREO_WEIGHTS
+    """Whether ``name_or_path`` reads as a registered name (a misspelt one is told so when it
+    is looked up), not a file or folder."""
+    name = values["name_or_path"]
+    return isinstance(name, str) and not Path(name).expanduser().exists() and not any(
+        c in name for c in "/\\.")
 
 
 @effective_when(weights_root=when(_by_name, "only for registered weights by name; "
