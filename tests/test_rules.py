@@ -216,11 +216,11 @@ def test_the_torch_free_names_match_the_registries():
     from cnnlab.stereo.models import PSMNetConfig
     from cnnlab.stereo.training.settings import ARCHITECTURE
 
-    assert choices.MODELS == tuple(MODELS)
-    assert choices.DATASETS == tuple(DATASETS)
-    assert choices.HFLIP_DATASETS == tuple(n for n, s in DATASETS.items() if s.hflip)
+    assert tuple(MODELS) == choices.MODELS
+    assert tuple(DATASETS) == choices.DATASETS
+    assert tuple(n for n, s in DATASETS.items() if s.hflip) == choices.HFLIP_DATASETS
     assert tuple(AMP_DTYPES) == ("none", "bf16", "fp16")
-    assert ARCHITECTURE == tuple(f.name for f in dataclasses.fields(PSMNetConfig))
+    assert tuple(f.name for f in dataclasses.fields(PSMNetConfig)) == ARCHITECTURE
 
 
 def test_a_rule_speaks_plainly():
@@ -262,11 +262,8 @@ def test_a_damaged_sweep_journal_is_one_line(tmp_path, capsys):
     journal = tmp_path / STUDY_FILE
     for damage in (journal.read_bytes()[:-30] + b"}{garbage\n", b"\xff\xfe\x00\x01 not json"):
         journal.write_bytes(damage)
-        try:
-            main(["classify", "sweep", "--dataset", "mnist", "--trials", "1", "--out",
-                  str(tmp_path)])
-        except SystemExit:
-            pass
+        assert main(["classify", "sweep", "--dataset", "mnist", "--trials", "1", "--out",
+                     str(tmp_path)]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"cnnlab: error: {journal}: the sweep's journal is damaged"), err
         assert len(err.splitlines()) == 1 and "--out" in err

@@ -149,9 +149,11 @@ BAD_INPUTS = [
     (lambda a, b, t: (a, b, {"value_range": (1, 0)}), ConfigError, "value_range"),
     (lambda a, b, t: (a, b, {"precision": "bf61"}), ConfigError,
      "precision bf61: choose from auto, fp32, bf16, fp16"),
-    (lambda a, b, t: (a, b, {"scale": 1.5}), ConfigError, "scale must be a number in (0, 1], got 1.5"),
+    (lambda a, b, t: (a, b, {"scale": 1.5}), ConfigError,
+     "scale must be a number in (0, 1], got 1.5"),
     (lambda a, b, t: (a, b, {"tile": "big"}), ConfigError, "tile 'big': expected"),
-    (lambda a, b, t: (a, b, {"max_memory": -1}), ConfigError, "max_memory must be a number > 0, got -1"),
+    (lambda a, b, t: (a, b, {"max_memory": -1}), ConfigError,
+     "max_memory must be a number > 0, got -1"),
     (lambda a, b, t: (a, b, {"tile": (40, 40)}), ConfigError, "tile 40x40: a height"),
 ]
 
