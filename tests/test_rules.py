@@ -504,3 +504,20 @@ def test_a_config_files_unused_settings_are_left_out_with_a_note(tmp_path, capsy
     assert capsys.readouterr().err.splitlines()[-1] == (
         "cnnlab: error: --momentum 0.7: only --optimizer sgd uses it (adam has its own); here "
         "it would change nothing")
+
+
+def test_fine_tuning_refuses_layers_its_weights_do_not_have(tiny_checkpoint, tmp_path, capsys):
+    """Architecture options that change the layers are refused against `init`'s card before
+    the data is read (they failed in load_state_dict); max_disparity may differ."""
+    from cnnlab.engine.config import RunConfig
+    from cnnlab.stereo.training.lab import STEREO
+    from cnnlab.stereo.training.settings import StereoConfig
+
+    run = RunConfig("stereo", StereoConfig(init=str(tiny_checkpoint), blocks=(2, 2, 2, 2)),
+                    OptimConfig())
+    with pytest.raises(ConfigError, match=r"^blocks 2,2,2,2: the init weights were trained "
+                                          r"with 1,1,1,1, and fine-tuning keeps their layers"):
+        STEREO.resolve(run, False, lambda line: None)
+    wider = RunConfig("stereo", StereoConfig(init=str(tiny_checkpoint), max_disparity=48),
+                      OptimConfig())
+    assert STEREO.resolve(wider, False, lambda line: None)[0].task.max_disparity == 48

@@ -94,12 +94,25 @@ def model_config(options: dict, init_card: ModelCard | None = None) -> PSMNetCon
     if init_card is not None and init_card.architecture != "psmnet":
         raise ConfigError(f": {init_card.architecture} weights cannot seed PSMNet",
                           parameter="init")
-    base.update({k: v for k, v in options.items() if v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    if init_card is not None:  # weights fit only the layers they were trained as
+        shaped = [k for k in ("variant", "blocks", "dilations", "spp_pools")
+                  if k in given and _plain(given[k]) != _plain(base.get(k, given[k]))]
+        if shaped:
+            raise ConfigError(f"{_plain(given[shaped[0]])}: the `init` weights were trained "
+                              f"with {_plain(base[shaped[0]])}, and fine-tuning keeps their "
+                              "layers; leave it out (only `max_disparity` and `align_corners` "
+                              "may differ from theirs)", parameter=shaped[0])
+    base.update(given)
     try:
         return PSMNetConfig(**base)
     except (TypeError, ValueError) as exc:
         source = " and `init`'s model card" if init_card is not None else ""
         raise ConfigError(f"architecture options{source}: {exc}") from None
+
+
+def _plain(value: Any) -> Any:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
 
 def _datasets(config: StereoConfig, max_disparity: int
