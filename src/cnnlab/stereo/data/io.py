@@ -12,6 +12,7 @@ from PIL import Image
 
 from cnnlab.data.image import SIXTEEN_BIT_MODES, open_image, read_rgb
 from cnnlab.engine.atomic import atomic_write
+from cnnlab.engine.plotting import PNG_COMPRESSION
 from cnnlab.errors import DataError
 
 
@@ -99,7 +100,8 @@ def write_kitti_disparity(path: str | Path, disparity: np.ndarray,
         mask &= valid
     values = np.where(mask, np.maximum(values, 1), 0).astype(np.uint16)
     image = Image.fromarray(values)  # uint16 -> mode I;16
-    return atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG"))
+    return atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG",
+                                                           compress_level=PNG_COMPRESSION))
 
 
 def read_scaled_disparity(path: str | Path, scale: float) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from cnnlab.engine.atomic import atomic_write
+from cnnlab.engine.plotting import PNG_COMPRESSION, figure_png
 
 # KITTI devkit's disparity colour map: (r, g, b, bin weight) control points
 _KITTI_DISP_MAP = np.array([[0, 0, 0, 114], [0, 0, 1, 185], [1, 0, 0, 114], [1, 0, 1, 174],
@@ -53,7 +54,8 @@ def colorize_error(prediction: np.ndarray, target: np.ndarray, valid: np.ndarray
 
 def save_png(path: Path, array: np.ndarray) -> Path:
     image = Image.fromarray(array)
-    return atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG"))
+    return atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG",
+                                                           compress_level=PNG_COMPRESSION))
 
 
 def point_cloud(depth: np.ndarray, colours: np.ndarray, focal: float,
@@ -147,5 +149,6 @@ def plot_overview(path: Path, left: np.ndarray, disparity: np.ndarray, scale_max
                   error_image: np.ndarray | None = None, title: str = "",
                   confidence: np.ndarray | None = None) -> Path:
     """``overview_figure`` written as a PNG at ``path`` (atomically)."""
-    fig = overview_figure(left, disparity, scale_max, error_image, title, confidence)
-    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    data = figure_png(overview_figure(left, disparity, scale_max, error_image, title,
+                                      confidence), dpi=110)
+    return atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
