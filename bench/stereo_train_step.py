@@ -43,6 +43,10 @@ SCENARIOS = {
     # the published network at the published crop: the data path is a small share of a step
     "synthetic-full": (1, ["--dataset", "synthetic", "--crop", "256x512", "--batch-size", "2",
                            "--samples-per-epoch", "4", "--val-count", "0"]),
+    # the same in bf16 autocast (--amp bf16), where this CPU computes bf16 natively
+    "synthetic-full-bf16": (1, ["--dataset", "synthetic", "--crop", "256x512", "--batch-size",
+                                "2", "--samples-per-epoch", "4", "--val-count", "0", "--amp",
+                                "bf16"]),
 }
 
 
