@@ -174,10 +174,10 @@ def test_load_refuses_in_one_line_naming_the_argument(tmp_path, isolated_roots):
          "no-such-weights: no such checkpoint, run directory or registered weights"),
         (lambda: stereo.load(42), ConfigError, "name_or_path: an int"),
         (lambda: stereo.load("x", precision="bf61"), ConfigError, "precision bf61: choose"),
-        (lambda: stereo.load("x", max_disparity=40), ConfigError, "max_disparity 40"),
+        (lambda: stereo.load("x", max_disparity=40), ConfigError, "max_disparity must be an integer >= 16, a multiple of 16, got 40"),
         (lambda: stereo.load("sgbm", precision="bf16"), ConfigError,
          "precision: not used by model sgbm"),
-        (lambda: stereo.load("sgbm", max_disparity=0), ConfigError, "max_disparity 0"),
+        (lambda: stereo.load("sgbm", max_disparity=0), ConfigError, "max_disparity must be an integer >= 1, got 0"),
         (lambda: stereo.load(tmp_path / "m.onnx"), ConfigError, "name_or_path"),
     ]
     for call, kind, start in cases:

@@ -30,17 +30,26 @@ def _pair(seed: int = 0):
 
 
 def interpolation_flags(model: torch.nn.Module, monkeypatch) -> list:
-    """The align_corners argument of every F.interpolate call of one training-mode forward."""
+    """The align_corners argument of every resize of one training-mode forward: each
+    F.interpolate call (the SPP branches) and each interpolation matrix (the regression's
+    axis-by-axis upsampling)."""
+    from cnnlab.stereo.models import psmnet
+
     seen = []
-    real = F.interpolate
+    real, real_matrix = F.interpolate, psmnet._linear_matrix
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get("align_corners"))
         return real(*args, **kwargs)
 
+    def matrix_spy(in_size, out_size, align_corners, like):
+        seen.append(align_corners)
+        return real_matrix(in_size, out_size, align_corners, like)
+
     was_training = model.training
     with monkeypatch.context() as patch:
         patch.setattr(torch.nn.functional, "interpolate", spy)
+        patch.setattr(psmnet, "_linear_matrix", matrix_spy)
         model.train()
         with torch.no_grad():
             model(*_pair())
@@ -89,8 +98,8 @@ def assert_uses(model: torch.nn.Module, align_corners: bool, monkeypatch,
                                atol=1e-3, rtol=0)
     assert (output.double() - regressed_by_hand(model, not align_corners)).abs().max() > 0.01
     flags = interpolation_flags(model, monkeypatch)
-    # 4 SPP branches per view (2 views) and one regression per hourglass output (3)
-    assert len(flags) >= 4 * 2 + 3, flags
+    # 4 SPP branches per view (2 views), and 3 axes per hourglass output's regression (3)
+    assert len(flags) >= 4 * 2 + 3 * 3, flags
     assert set(flags) == {align_corners}, flags
 
 

@@ -60,5 +60,5 @@ def test_the_range_is_a_run_time_setting_of_psmnet():
     with torch.no_grad():
         out = model(torch.randn(1, 3, 32, 48), torch.randn(1, 3, 32, 48))["disparity"]
     assert out.shape == (1, 32, 48) and float(out.max()) <= 15 + 1e-4  # levels 0..15
-    with pytest.raises(ValueError, match="multiple of 16"):
+    with pytest.raises(ConfigError, match="multiple of 16"):
         model.set_max_disparity(20)

@@ -55,21 +55,6 @@ def figure_png(figure, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
-def warm_up_plotting() -> None:
-    """Import matplotlib's drawing modules in a background thread, to overlap their import
-    (about 0.3 s) with work that releases the GIL, such as a network's forward pass."""
-    import threading
-
-    def load() -> None:
-        import matplotlib.backends.backend_agg
-        import matplotlib.cm
-        import matplotlib.figure
-        import matplotlib.patches  # noqa: F401
-        import mpl_toolkits.axes_grid1  # noqa: F401
-
-    threading.Thread(target=load, name="cnnlab-warm-up-plotting", daemon=True).start()
-
-
 class Picture:
     """A figure that displays itself in a notebook (``_repr_png_``) and saves itself; what
     cnnlab's result objects return instead of asking the user to draw."""

@@ -78,26 +78,21 @@ ARCHITECTURE_RULES = {"variant": Rule(str, choices=VARIANTS), "max_disparity": P
                       "spp_pools": POSITIVE_INT.each_item()}
 
 
-def max_disparity_rule(sgbm: bool = False) -> str:
-    """What a disparity range must be, in words."""
-    return ("a positive number of pixels" if sgbm
-            else f"a positive multiple of {PSMNET_STRIDE} for PSMNet")
+def disparity_range_rule(sgbm: bool = False) -> Rule:
+    """The rule of a disparity range: PSMNet's or SGBM's."""
+    return SGBM_RANGE_RULE if sgbm else PSMNET_RANGE
 
 
 def breaks_max_disparity(value: object, sgbm: bool = False) -> bool:
-    """Whether ``value`` breaks ``max_disparity_rule``."""
-    return (SGBM_RANGE_RULE if sgbm else PSMNET_RANGE).breaks(value)
+    """Whether ``value`` breaks the range rule."""
+    return disparity_range_rule(sgbm).breaks(value)
 
 
 def check_max_disparity(value: object, sgbm: bool = False) -> int | None:
     """``value`` as a disparity range in pixels (None: the default, kept), or a one-line error
     naming ``max_disparity``."""
-    if value is None:
-        return None
-    if breaks_max_disparity(value, sgbm):
-        raise ConfigError(f"{value!r}: expected {max_disparity_rule(sgbm)}",
-                          parameter="max_disparity")
-    return int(value)  # type: ignore[call-overload]
+    disparity_range_rule(sgbm).check(value, "max_disparity")
+    return None if value is None else int(value)  # type: ignore[call-overload]
 
 
 # the dataset "folder"'s own options (stereo.data.folder reads them)

@@ -12,6 +12,7 @@ from cnnlab.cli.common import (
     say,
     settings_from_args,
 )
+from cnnlab.engine.rules import Rule
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.choices import (
     FAST_SCALE,
@@ -20,8 +21,7 @@ from cnnlab.stereo.choices import (
     PRECISIONS,
     RUNTIMES,
     SCALE,
-    breaks_max_disparity,
-    max_disparity_rule,
+    disparity_range_rule,
 )
 
 OFFICIAL_FILES = "a .safetensors or official PSMNet .tar file"
@@ -37,17 +37,9 @@ def shown(value: object) -> str:
     return str(value)
 
 
-def disparity_range(sgbm: bool = False):
-    """An argparse type refusing, where it is parsed, a range the library's rule refuses."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if breaks_max_disparity(value, sgbm):
-            raise argparse.ArgumentTypeError(f"expected {max_disparity_rule(sgbm)}, got {text!r}")
-        return value  # type: ignore[return-value]
-    return parse
+def disparity_range(sgbm: bool = False) -> Rule:
+    """The argparse type of a range: the library's own rule, refused where it is parsed."""
+    return disparity_range_rule(sgbm)
 
 
 def source_of(args: argparse.Namespace, needed: str) -> str:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnlab.engine.atomic import check_spares_inputs, check_writable_folder
-from cnnlab.engine.plotting import warm_up_plotting
 from cnnlab.errors import CnnlabError, ConfigError, DataError, shown_path
 from cnnlab.stereo.data.folder import Pair
 from cnnlab.stereo.data.io import Calibration
@@ -134,8 +133,6 @@ def run_pairs(model: StereoModel, plan: PairPlan, *, lr_check: bool = False,
     pair's tile, as ``model.tiles_for(plan.sizes)`` decides by default."""
     note = note or log
     tiles = model.tiles_for(plan.sizes) if tiles is None else tiles
-    if plan.submission is None:  # the overview's drawing code loads while the network runs
-        warm_up_plotting()
     total = len(plan.pairs)
     rows, failures, written = [], [], []
     for index, ((name, left, right, truth), stem, tile) in enumerate(
