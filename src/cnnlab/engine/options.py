@@ -14,12 +14,11 @@ pass through the same rule, so no command keeps its own list of what it would ig
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cnnlab.engine.rules import checking_arguments
 from cnnlab.errors import ConfigError
 
 Values = Mapping[str, Any]
@@ -76,21 +75,8 @@ def effective_when(**rules: Condition | Sequence[Condition]) -> Callable:
     """A decorator: the function's arguments (defaults applied) go through ``refuse_ignored``
     with ``rules`` before its body runs; the rules stay readable as ``function.option_rules``."""
     def decorate(function: Callable) -> Callable:
-        signature = inspect.signature(function)
-        unknown = set(rules) - set(signature.parameters)
-        if unknown:
-            raise TypeError(f"{function.__name__} has no parameter {', '.join(sorted(unknown))}")
-
-        @functools.wraps(function)
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            try:
-                bound = signature.bind(*args, **kwargs)
-            except TypeError:
-                return function(*args, **kwargs)  # Python's own error for a wrong call
-            bound.apply_defaults()
-            refuse_ignored(bound.arguments, rules)
-            return function(*args, **kwargs)
-
+        checked = checking_arguments(rules, lambda given: refuse_ignored(given, rules),
+                                     with_defaults=True)(function)
         checked.option_rules = dict(rules)  # type: ignore[attr-defined]
         return checked
     return decorate

@@ -14,7 +14,7 @@ import functools
 import inspect
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -148,28 +148,45 @@ def check_settings(settings: Any) -> None:
             rule.check(getattr(settings, item.name), item.name)
 
 
-def checked(**rules: Rule) -> Callable[[F], F]:
-    """A library function whose arguments keep ``rules`` (parameter -> Rule), checked on every
-    call before any work, in one line naming the parameter; the command line's flag for the
-    same parameter takes the same Rule object as its type."""
+def checking_arguments(names: Iterable[str], check: Callable[[dict[str, Any]], None],
+                       with_defaults: bool = False) -> Callable[[F], F]:
+    """A decorator: ``check`` sees each call's arguments by name (``with_defaults``: the
+    defaults filled in) before the body runs; ``names`` must be parameters. A call Python
+    itself refuses (a wrong argument) gets Python's own error."""
     def wrap(function: F) -> F:
         signature = inspect.signature(function)
-        unknown = set(rules) - set(signature.parameters)
+        unknown = set(names) - set(signature.parameters)
         if unknown:
-            raise TypeError(f"{function.__qualname__} has no parameter {', '.join(unknown)}")
+            raise TypeError(f"{function.__qualname__} has no parameter "
+                            f"{', '.join(sorted(unknown))}")
 
         @functools.wraps(function)
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
-                given = signature.bind(*args, **kwargs).arguments
+                bound = signature.bind(*args, **kwargs)
             except TypeError:
-                return function(*args, **kwargs)  # Python's own error for a wrong call
-            for name, rule in rules.items():
-                if name in given:
-                    rule.check(given[name], name)
+                return function(*args, **kwargs)
+            if with_defaults:
+                bound.apply_defaults()
+            check(bound.arguments)
             return function(*args, **kwargs)
-        call.rules = rules  # type: ignore[attr-defined]
         return call  # type: ignore[return-value]
+    return wrap
+
+
+def checked(**rules: Rule) -> Callable[[F], F]:
+    """A library function whose arguments keep ``rules`` (parameter -> Rule), checked on every
+    call before any work, in one line naming the parameter; the command line's flag for the
+    same parameter takes the same Rule object as its type (``function.rules``)."""
+    def check(given: dict[str, Any]) -> None:
+        for name, rule in rules.items():
+            if name in given:
+                rule.check(given[name], name)
+
+    def wrap(function: F) -> F:
+        call = checking_arguments(rules, check)(function)
+        call.rules = rules  # type: ignore[attr-defined]
+        return call
     return wrap
 
 
