@@ -80,6 +80,48 @@ def baseline_tree(rev: str, folder: Path) -> Path:
     return folder / "src"
 
 
+def _step_flops(queue, size: tuple[int, int]) -> None:
+    """FLOPs (2 per multiply-add) of one training step on one pair at ``size``: the published
+    network's forward and backward in train mode, counted by torch."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cnnlab.stereo.models import PSMNet
+
+    model = PSMNet().train()
+    left, right = (torch.randn(1, 3, *size) for _ in range(2))
+    with FlopCounterMode(display=False) as counter:
+        out = model(left, right)["disparities"]
+        sum(o.mean() for o in out).backward()
+    queue.put(counter.get_total_flops())
+
+
+def _in_child(target, *args):
+    """``target(queue, *args)`` in a fresh process (no memory or threads left behind)."""
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(queue, *args))
+    process.start()
+    value = queue.get()
+    process.join()
+    return value
+
+
+def compute_rates(amp: bool) -> dict[str, float]:
+    """The GFLOP a published-network step costs per 256x512 pair, and the matrix-product rate
+    of this machine in the step's precision (bench/stereo_speed.py's measure)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import torch
+    from stereo_speed import _matmul_rate
+
+    rate = _in_child(_matmul_rate, "cpu", torch.get_num_threads(),
+                     "bfloat16" if amp else "float32")
+    return {"step_gflop_per_pair": _in_child(_step_flops, (256, 512)) / 1e9,
+            "matmul_gflop_per_s": rate}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-rev", default=BASELINE_REV,
@@ -111,9 +153,17 @@ def main() -> None:
                                         images_per_second(src, processes, command, out))
                 line = {"bench": "stereo_train_step", "scenario": name, "processes": processes,
                         "baseline_rev": args.baseline_rev, "repeats": args.repeats,
-                        "images_per_s": {k: round(v, 3) for k, v in best.items()},
+                        "images_per_s": {k: float(f"{v:.4g}") for k, v in best.items()},
                         "ratio_current_to_baseline": round(best["current"] / best["baseline"],
-                                                           3)}
+                                                           4)}
+                if name.startswith("synthetic-full"):  # the published network: its FLOP rate
+                    rates = compute_rates("--amp" in scenario)
+                    achieved = {k: v * rates["step_gflop_per_pair"] for k, v in best.items()}
+                    line |= {**{k: round(v, 1) for k, v in rates.items()},
+                             "gflop_per_s": {k: round(v, 1) for k, v in achieved.items()},
+                             "share_of_matmul_rate": {
+                                 k: round(v / rates["matmul_gflop_per_s"], 3)
+                                 for k, v in achieved.items()}}
                 for key in best:
                     if key.startswith("current_workers"):
                         line[f"ratio_{key}_to_baseline"] = round(best[key] / best["baseline"], 3)
