@@ -96,29 +96,16 @@ def _step_flops(queue, size: tuple[int, int]) -> None:
     queue.put(counter.get_total_flops())
 
 
-def _in_child(target, *args):
-    """``target(queue, *args)`` in a fresh process (no memory or threads left behind)."""
-    import multiprocessing as mp
-
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(queue, *args))
-    process.start()
-    value = queue.get()
-    process.join()
-    return value
-
-
 def compute_rates(amp: bool) -> dict[str, float]:
     """The GFLOP a published-network step costs per 256x512 pair, and the matrix-product rate
     of this machine in the step's precision (bench/stereo_speed.py's measure)."""
     sys.path.insert(0, str(Path(__file__).parent))
     import torch
-    from stereo_speed import _matmul_rate
+    from stereo_speed import _matmul_rate, in_child
 
-    rate = _in_child(_matmul_rate, "cpu", torch.get_num_threads(),
+    rate = in_child(_matmul_rate, "cpu", torch.get_num_threads(),
                      "bfloat16" if amp else "float32")
-    return {"step_gflop_per_pair": _in_child(_step_flops, (256, 512)) / 1e9,
+    return {"step_gflop_per_pair": in_child(_step_flops, (256, 512)) / 1e9,
             "matmul_gflop_per_s": rate}
 
 

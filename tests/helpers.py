@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +42,14 @@ def textured_pair(height: int = 48, width: int = 96, shift: int = 4, seed: int =
     rng = np.random.default_rng(seed)
     left = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
     return left, np.roll(left, -shift, axis=1)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fresh_python(code: str) -> str:
+    """``code``'s output when run in a fresh interpreter on this checkout's sources (what it
+    imports is then what a command or a student's cell imports, nothing already loaded)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env={"PYTHONPATH": str(REPO / "src")},
+                          timeout=120).stdout.strip()

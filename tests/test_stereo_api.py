@@ -3,8 +3,6 @@ evaluate and report; views of every kind, errors that name the argument, and the
 as the command line."""
 
 import json
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -15,6 +13,7 @@ import torch
 from helpers import textured_pair
 from PIL import Image
 from tests.conftest import shared_path, shared_weights
+from tests.helpers import fresh_python
 
 import cnnlab.stereo as stereo
 from cnnlab.cli import main
@@ -174,10 +173,12 @@ def test_load_refuses_in_one_line_naming_the_argument(tmp_path, isolated_roots):
          "no-such-weights: no such checkpoint, run directory or registered weights"),
         (lambda: stereo.load(42), ConfigError, "name_or_path: an int"),
         (lambda: stereo.load("x", precision="bf61"), ConfigError, "precision bf61: choose"),
-        (lambda: stereo.load("x", max_disparity=40), ConfigError, "max_disparity must be an integer >= 16, a multiple of 16, got 40"),
+        (lambda: stereo.load("x", max_disparity=40), ConfigError,
+         "max_disparity must be an integer >= 16, a multiple of 16, got 40"),
         (lambda: stereo.load("sgbm", precision="bf16"), ConfigError,
          "precision: not used by model sgbm"),
-        (lambda: stereo.load("sgbm", max_disparity=0), ConfigError, "max_disparity must be an integer >= 1, got 0"),
+        (lambda: stereo.load("sgbm", max_disparity=0), ConfigError,
+         "max_disparity must be an integer >= 1, got 0"),
         (lambda: stereo.load(tmp_path / "m.onnx"), ConfigError, "name_or_path"),
     ]
     for call, kind, start in cases:
@@ -369,9 +370,7 @@ def test_the_face_imports_no_training_code_and_keeps_its_names():
             "                             '.losses', '.pipeline', '.training', '.run'))))\n"
             "import cnnlab.stereo.training.lab\n"
             "assert callable(s.train) and callable(s.psmnet), s.train\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env={"PYTHONPATH": str(REPO / "src")}, timeout=120)
-    assert proc.stdout.strip() == "[]"
+    assert fresh_python(code) == "[]"
     assert {"load", "StereoModel", "Disparity", "predict_folder", "evaluate", "report",
             "Scores", "Evaluation", "Report", "FolderPrediction"} <= set(stereo.__all__)
     assert isinstance(ConfigError("x", parameter="left"), CnnlabError)
