@@ -35,7 +35,12 @@ from cnnlab.stereo.training.pipeline import (
 from cnnlab.stereo.training.settings import ARCHITECTURE, StereoConfig
 from cnnlab.stereo.training.task import StereoTask
 from cnnlab.stereo.weights.card import LEGACY_KWARGS, build_stereo_model, psmnet_card
-from cnnlab.stereo.weights.registry import STEREO_WEIGHTS, get_weights, load_weights
+from cnnlab.stereo.weights.registry import (
+    STEREO_WEIGHTS,
+    get_weights,
+    load_weights,
+    reads_as_a_name,
+)
 
 # real datasets up to this many pairs stay decoded in memory when read in the training process
 # (KITTI 2015's 200 training pairs: ~1.1 GB)
@@ -50,13 +55,8 @@ def default_workers() -> int:
     return 0 if (cores or 1) <= 2 else min(4, (cores or 1) // 2)
 
 
-def _looks_registered(init: str) -> bool:
-    """Whether ``init`` reads as a registered weights name rather than a file or folder."""
-    return not any(c in init for c in "/\\.") and not Path(init).exists()
-
-
 def _registered(init: str | None) -> bool:
-    return bool(init) and _looks_registered(init) and init in STEREO_WEIGHTS
+    return reads_as_a_name(init) and init in STEREO_WEIGHTS
 
 
 def published_milestones(dataset: str) -> list[int]:
@@ -171,7 +171,7 @@ class StereoLab:
         rest) and the --init weights' name, without reading any weights."""
         config = run.task
         model_config(config.architecture())
-        if config.init and _looks_registered(config.init):
+        if reads_as_a_name(config.init):
             get_weights(config.init)  # a registered name: known, else a one-line error
 
     @staticmethod

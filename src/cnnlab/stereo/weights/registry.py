@@ -298,12 +298,15 @@ def _names(description: str) -> list[str]:
             for part in description.removeprefix("PSMNet(").removesuffix(")").split(", ")]
 
 
+def reads_as_a_name(name: object) -> bool:
+    """Whether ``name`` reads as a registered weights name (a misspelt one is told so when it
+    is looked up) rather than a file or folder."""
+    return isinstance(name, str) and not any(c in name for c in "/\\.") and not Path(
+        name).expanduser().exists()
+
+
 def _by_name(values: dict) -> bool:
-    """Whether ``name_or_path`` reads as a registered name (a misspelt one is told so when it
-    is looked up), not a file or folder."""
-    name = values["name_or_path"]
-    return isinstance(name, str) and not Path(name).expanduser().exists() and not any(
-        c in name for c in "/\\.")
+    return reads_as_a_name(values["name_or_path"])
 
 
 @effective_when(weights_root=when(_by_name, "only for registered weights by name; "
