@@ -7,7 +7,9 @@ torch's import. With the official KITTI 2015 weights (``--weights-root``) and a 
 (``--data-root``), ``stereo predict`` on one pair is timed as a whole process, against the
 network's forward pass on the same pair timed inside a process of its own (its first call, as
 the command makes it, and a second, warm one): the difference is what the command adds
-(imports, loading, checks, writing). Prints one JSON line.
+(imports, loading, checks, writing). On a folder of pairs (the KITTI 2015 pairs there), the
+throughput of ``stereo.predict_folder`` with the model loaded once, outputs written, against
+the warm forward passes on the same pairs in the same process. Prints one JSON line.
 
     python bench/cli_startup.py --weights-root ../shared/weights --data-root ../shared/data
 
@@ -40,6 +42,24 @@ second = model.predict(sys.argv[2], sys.argv[3])
 t3 = time.perf_counter()
 print(json.dumps({"import_and_load_s": t1 - t0, "first_predict_s": t2 - t1,
                   "warm_predict_s": t3 - t2}))
+"""
+
+FOLDER = """
+import json, sys, tempfile, time
+from pathlib import Path
+from cnnlab import stereo
+model = stereo.load("psmnet-kitti2015", weights_root=sys.argv[1])
+lefts = sorted(Path(sys.argv[2]).glob("*_10.png"))
+pairs = [(left, Path(sys.argv[3]) / left.name) for left in lefts]
+model.predict(*pairs[0])  # warm-up
+t0 = time.perf_counter()
+for left, right in pairs:
+    model.predict(left, right)
+t1 = time.perf_counter()
+with tempfile.TemporaryDirectory() as out:
+    stereo.predict_folder(model, sys.argv[2], sys.argv[3], out, log=None)
+t2 = time.perf_counter()
+print(json.dumps({"pairs": len(pairs), "forward_s": t1 - t0, "folder_s": t2 - t1}))
 """
 
 
@@ -93,6 +113,15 @@ def main() -> None:
                                                            for r in inside),
                     "predict_overhead_s": whole - first,
                     "predict_whole_over_first_call": whole / first}
+        folder = [json.loads(subprocess.run(
+            [python, "-c", FOLDER, args.weights_root, str(left.parent), str(right.parent)],
+            check=True, capture_output=True, text=True, cwd=REPO).stdout.strip().splitlines()[-1])
+            for _ in range(max(2, args.repeats // 2))]
+        forward = statistics.median(r["forward_s"] for r in folder)
+        folder_s = statistics.median(r["folder_s"] for r in folder)
+        figures |= {"folder_pairs": folder[0]["pairs"], "folder_forward_s": forward,
+                    "folder_predict_s": folder_s,
+                    "folder_throughput_over_forward_rate": forward / folder_s}
     print(json.dumps({"bench": "cli_startup", **figures}))
 
 

@@ -1,11 +1,14 @@
-"""Stereo training throughput before and after the data-pipeline redesign, in one run.
+"""Stereo training throughput of this tree against an earlier commit, in one run.
 
 The baseline is cnnlab at ``--baseline-rev`` (default: the last commit before stereo data went
 through a DataLoader), checked out into a temporary git worktree; "current" is this tree. Both
 run the same ``cnnlab stereo train`` command, alternately, ``--repeats`` times; the figure is
 the training images per second of the second epoch (the first pays start-up), best of the
-repeats, as the loop writes it to metrics.csv. Prints one JSON line per scenario with the ratio
-current / baseline, and per worker count for the current tree.
+repeats, as the loop writes it to metrics.csv, and the command's peak resident memory (the
+lowest of the repeats). Prints one JSON line per scenario with the ratio current / baseline,
+and per worker count for the current tree. For the compute-bound scenarios it adds a step's
+FLOPs per pair (torch's counter), the matrix-product rate in the step's precision measured in
+the same run, and the share of it each tree's step reaches.
 
     python bench/stereo_train_step.py [--repeats 2] [--scenarios synthetic-small,...]
 
@@ -31,29 +34,45 @@ BASELINE_REV = "69cb5e4"  # issue 7's last commit: data read and augmented in th
 # share of a step; "--maxdisp" is spelled as both trees accept it
 SMALL = ["--maxdisp", "48", "--blocks", "1,2,1,1", "--crop", "64x128", "--batch-size", "4",
          "--samples-per-epoch", "32", "--val-count", "0"]
+FULL = ["--dataset", "synthetic", "--crop", "256x512", "--batch-size", "2",
+        "--samples-per-epoch", "4", "--val-count", "0"]
+FP32 = ["--amp", "none"]  # explicit: the default ("auto") is bf16 on this CPU since issue 21
 SCENARIOS = {
     # synthetic scenes rendered per pair
     "synthetic-cpu-small": (1, ["--dataset", "synthetic", "--synthetic-size", "128x256",
-                                *SMALL]),
+                                *SMALL, *FP32]),
     # real KITTI 2015 PNGs decoded per pair (the baseline cached decoded pairs in memory)
-    "kitti2015-cpu-small": (1, ["--dataset", "kitti2015", "--data-root", str(DATA), *SMALL]),
+    "kitti2015-cpu-small": (1, ["--dataset", "kitti2015", "--data-root", str(DATA), *SMALL,
+                                *FP32]),
     # torchrun, 2 CPU processes: the baseline made every rank read the whole global batch
     "ddp2-synthetic-cpu-small": (2, ["--dataset", "synthetic", "--synthetic-size", "128x256",
-                                     *SMALL]),
+                                     *SMALL, *FP32]),
+    # the same small recipe with more pairs per epoch, in bf16: the step's compute rate
+    "synthetic-cpu-small-bf16": (1, ["--dataset", "synthetic", "--synthetic-size", "128x256",
+                                     *SMALL[:-4], "--samples-per-epoch", "64", "--val-count",
+                                     "0", "--amp", "bf16"]),
     # the published network at the published crop: the data path is a small share of a step
-    "synthetic-full": (1, ["--dataset", "synthetic", "--crop", "256x512", "--batch-size", "2",
-                           "--samples-per-epoch", "4", "--val-count", "0"]),
+    "synthetic-full": (1, [*FULL, *FP32]),
     # the same in bf16 autocast (--amp bf16), where this CPU computes bf16 natively
-    "synthetic-full-bf16": (1, ["--dataset", "synthetic", "--crop", "256x512", "--batch-size",
-                                "2", "--samples-per-epoch", "4", "--val-count", "0", "--amp",
-                                "bf16"]),
+    "synthetic-full-bf16": (1, [*FULL, "--amp", "bf16"]),
+    # the basic variant (no hourglasses) at the published crop, fp32 and bf16
+    "synthetic-basic": (1, [*FULL, "--variant", "basic", *FP32]),
+    "synthetic-basic-bf16": (1, [*FULL, "--variant", "basic", "--amp", "bf16"]),
 }
+# compute-bound scenarios: the architecture and crop whose step FLOPs are counted
+FLOP_COUNTED = {"synthetic-full": ({}, (256, 512)),
+                "synthetic-full-bf16": ({}, (256, 512)),
+                "synthetic-basic": ({"variant": "basic"}, (256, 512)),
+                "synthetic-basic-bf16": ({"variant": "basic"}, (256, 512)),
+                "synthetic-cpu-small-bf16": ({"max_disparity": 48, "blocks": (1, 2, 1, 1)},
+                                             (64, 128))}
 
 
-def images_per_second(src: Path, processes: int, args: list[str], out: Path) -> float:
-    """Train 2 epochs with the cnnlab in ``src``; epoch 2's images per second, from the
-    epoch's seconds in metrics.csv (ms resolution; its images_per_s column is rounded to 0.1)
-    and the images trained: whole global batches of the epoch's samples."""
+def images_per_second(src: Path, processes: int, args: list[str], out: Path
+                      ) -> tuple[float, float]:
+    """Train 2 epochs with the cnnlab in ``src``: epoch 2's images per second, from the
+    epoch's seconds in metrics.csv and the images trained (whole global batches of the
+    epoch's samples), and the command's peak resident memory in GB (its largest process)."""
     env = dict(os.environ, PYTHONPATH=str(src))
     cli = ["-m", "cnnlab.cli", "stereo", "train", "--epochs", "2", "--no-progress",
            "--out", str(out), *args]
@@ -63,15 +82,20 @@ def images_per_second(src: Path, processes: int, args: list[str], out: Path) -> 
                    str(processes), "--master_port", "29531", *cli]
     else:
         command = [sys.executable, *cli]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            stderr.seek(0)
+            raise SystemExit(f"{' '.join(command)} failed:\n"
+                             f"{stderr.read().decode(errors='replace')[-2000:]}")
     with open(out / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     option = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
     global_batch = int(option["--batch-size"]) * processes
     images = int(option["--samples-per-epoch"]) // global_batch * global_batch
-    return images / float(rows[-1]["seconds"])
+    return images / float(rows[-1]["seconds"]), usage.ru_maxrss / 1e6  # KB -> GB
 
 
 def baseline_tree(rev: str, folder: Path) -> Path:
@@ -80,15 +104,15 @@ def baseline_tree(rev: str, folder: Path) -> Path:
     return folder / "src"
 
 
-def _step_flops(queue, size: tuple[int, int]) -> None:
-    """FLOPs (2 per multiply-add) of one training step on one pair at ``size``: the published
-    network's forward and backward in train mode, counted by torch."""
+def _step_flops(queue, architecture: dict, size: tuple[int, int]) -> None:
+    """FLOPs (2 per multiply-add) of one training step on one pair at ``size``: the network's
+    forward and backward in train mode, counted by torch."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from cnnlab.stereo.models import PSMNet
 
-    model = PSMNet().train()
+    model = PSMNet(**architecture).train()
     left, right = (torch.randn(1, 3, *size) for _ in range(2))
     with FlopCounterMode(display=False) as counter:
         out = model(left, right)["disparities"]
@@ -96,16 +120,16 @@ def _step_flops(queue, size: tuple[int, int]) -> None:
     queue.put(counter.get_total_flops())
 
 
-def compute_rates(amp: bool) -> dict[str, float]:
-    """The GFLOP a published-network step costs per 256x512 pair, and the matrix-product rate
-    of this machine in the step's precision (bench/stereo_speed.py's measure)."""
+def compute_rates(amp: bool, architecture: dict, size: tuple[int, int]) -> dict[str, float]:
+    """The GFLOP a step costs per pair of ``size``, and the matrix-product rate of this
+    machine in the step's precision (bench/stereo_speed.py's measure)."""
     sys.path.insert(0, str(Path(__file__).parent))
     import torch
     from stereo_speed import _matmul_rate, in_child
 
     rate = in_child(_matmul_rate, "cpu", torch.get_num_threads(),
                      "bfloat16" if amp else "float32")
-    return {"step_gflop_per_pair": in_child(_step_flops, (256, 512)) / 1e9,
+    return {"step_gflop_per_pair": in_child(_step_flops, architecture, size) / 1e9,
             "matmul_gflop_per_s": rate}
 
 
@@ -128,23 +152,26 @@ def main() -> None:
                 processes, scenario = SCENARIOS[name]
                 settings = {"baseline": (old_src, scenario),
                             "current": (REPO / "src", scenario)}
-                if processes == 1 and name != "synthetic-full":  # full: compute-bound
+                if processes == 1 and name not in FLOP_COUNTED:  # those: compute-bound
                     for workers in extra_workers:
                         settings[f"current_workers{workers}"] = (
                             REPO / "src", [*scenario, "--workers", str(workers)])
                 best = dict.fromkeys(settings, 0.0)
+                peak = dict.fromkeys(settings, float("inf"))
                 for repeat in range(args.repeats):
                     for key, (src, command) in settings.items():
                         out = scratch / f"{name}-{key}-{repeat}"
-                        best[key] = max(best[key],
-                                        images_per_second(src, processes, command, out))
+                        rate, rss = images_per_second(src, processes, command, out)
+                        best[key], peak[key] = max(best[key], rate), min(peak[key], rss)
                 line = {"bench": "stereo_train_step", "scenario": name, "processes": processes,
                         "baseline_rev": args.baseline_rev, "repeats": args.repeats,
                         "images_per_s": {k: float(f"{v:.4g}") for k, v in best.items()},
+                        "s_per_image": {k: float(f"{1 / v:.4g}") for k, v in best.items()},
                         "ratio_current_to_baseline": round(best["current"] / best["baseline"],
-                                                           4)}
-                if name.startswith("synthetic-full"):  # the published network: its FLOP rate
-                    rates = compute_rates("--amp" in scenario)
+                                                           4),
+                        "peak_rss_gb": {k: round(v, 3) for k, v in peak.items()}}
+                if name in FLOP_COUNTED:  # compute-bound: the step's FLOP rate
+                    rates = compute_rates("--amp" in scenario, *FLOP_COUNTED[name])
                     achieved = {k: v * rates["step_gflop_per_pair"] for k, v in best.items()}
                     line |= {**{k: round(v, 1) for k, v in rates.items()},
                              "gflop_per_s": {k: round(v, 1) for k, v in achieved.items()},

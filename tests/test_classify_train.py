@@ -51,6 +51,7 @@ def test_tiny_training_writes_a_complete_run_dir(tiny_mnist_root, tmp_path, caps
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     config = json.loads((out / "config.json").read_text())
     assert config["classify"]["model"] == "simple_cnn" and config["optim"]["epochs"] == 3
+    assert config["optim"]["amp"] == "none"  # "auto" chose fp32: bf16 not checked here
     # a second train into the same folder is refused rather than overwriting
     assert run_cli(*train_args(tiny_mnist_root, out)) == 1
     assert "already holds a run" in capsys.readouterr().err

@@ -168,6 +168,39 @@ def test_the_training_regression_is_the_published_trilinear_one(align_corners):
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
+def test_the_training_regression_in_chunks_on_odd_sizes(align_corners):
+    """Any chunk of rows, odd sizes (every row and column its own weights), batch 2: the
+    trilinear form's disparities and gradients, in fp64."""
+    torch.manual_seed(2)
+    cost = (5 * torch.randn(2, 1, 5, 7, 9, dtype=torch.float64)).requires_grad_()
+    size = (29, 35)
+    theirs = _trilinear_regression(cost, 20, size, align_corners)
+    weights = torch.randn_like(theirs)  # a loss that weighs every pixel differently
+    expected = torch.autograd.grad((theirs * weights).sum(), cost)[0]
+    for chunk in (1, 3, 8, 29, 64):
+        ours = disparity_regression(cost, 20, size, align_corners, row_chunk=chunk)
+        torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=0)
+        torch.testing.assert_close(torch.autograd.grad((ours * weights).sum(), cost)[0],
+                                   expected, atol=1e-5, rtol=0)
+
+
+def test_the_training_regression_keeps_no_full_resolution_volume():
+    """What autograd keeps for the backward pass is at most the (B, H/4, W, D) volume: the
+    (B, H, W, D) softmax (200 MB per output at 256x512, batch 2) is remade in backward."""
+    cost = torch.randn(2, 1, 12, 16, 32, requires_grad=True)
+    sizes = []
+
+    def pack(tensor):
+        sizes.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = disparity_regression(cost, 48, (64, 128), False)
+    assert out.shape == (2, 64, 128) and sizes
+    assert max(sizes) <= 2 * 16 * 128 * 48 < 2 * 64 * 128 * 48
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
 def test_precise_regression_matches_trilinear_closer_to_exact(align_corners):
     """Separable with exact (integer-fraction) coordinates, chunked or not: the published
     trilinear form's answer, nearer to an fp64 computation than fp32 trilinear is."""

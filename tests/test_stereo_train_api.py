@@ -3,6 +3,8 @@ classes stand in) trains through cnnlab.stereo.train and writes a checkpoint tha
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -77,6 +79,25 @@ def test_a_network_built_under_the_seed_trains_reproducibly(tmp_path):
             == [{k: v for k, v in r.items() if k not in timing} for r in second.history])
     for a, b in zip(first.model.parameters(), second.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_training_keeps_freed_memory_for_its_large_activations(tmp_path, monkeypatch):
+    """Stereo training asks glibc to keep freed memory (each 3-D activation would otherwise
+    be mapped and page-faulted afresh at every step: 2x the step time measured), before the
+    network is built."""
+    from cnnlab.stereo.training import lab
+
+    calls = []
+    monkeypatch.setattr(lab, "keep_freed_memory", lambda: calls.append("kept") or True)
+    run = train(psmnet(**SMALL), "synthetic", epochs=1, out=tmp_path / "run", **QUICK)
+    assert calls == ["kept"]
+    # amp "auto" (the default) is recorded as what it chose: bf16 where this CPU computes it
+    from cnnlab.engine.precision import native_precisions
+
+    chosen = "bf16" if "bf16" in native_precisions(torch.device("cpu")) else "none"
+    saved = json.loads((run.path / "config.json").read_text())
+    assert saved["optim"]["amp"] == chosen
+    assert lab.StereoLab.auto_amp(torch.device("meta")) == "none"  # not checked elsewhere
 
 
 @pytest.mark.parametrize("call, message", [

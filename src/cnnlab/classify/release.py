@@ -25,7 +25,7 @@ from cnnlab.engine.atomic import check_writable_file, check_writable_folder
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.engine.config import RunConfig
 from cnnlab.engine.device import select_device
-from cnnlab.engine.lab import read_run_config, recipe_of, train_run
+from cnnlab.engine.lab import read_run_config, recipe_of, settled_amp, train_run
 from cnnlab.engine.rundir import RunDir
 from cnnlab.engine.weights import update_sha256sums
 from cnnlab.errors import ConfigError
@@ -60,8 +60,8 @@ def build_weights(name: str, data_root: str | None, out_dir: Path, run_dir: Path
     check_writable_folder(run, "run")
     if resume:  # only the recipe's own run may be finished; anything else would be mislabelled
         try:
-            same = recipe_of(read_run_config(run, CLASSIFY), CLASSIFY) == recipe_of(recipe,
-                                                                                  CLASSIFY)
+            saved = read_run_config(run, CLASSIFY)
+            same = recipe_of(saved, CLASSIFY) == recipe_of(settled_amp(recipe, saved), CLASSIFY)
         except ConfigError:
             same = False
         if not same:

@@ -46,6 +46,11 @@ class ClassifyLab:
         return section  # the settings' names have not changed since the first release
 
     @staticmethod
+    def auto_amp(device: torch.device) -> str:
+        """fp32: bf16 training of the classifiers has not been checked against fp32."""
+        return "none"
+
+    @staticmethod
     def check(run: RunConfig) -> None:
         run.task.validate()  # the settings' rules and combinations: all a classifier has
 

@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cnnlab.engine.config import AMP, OPTIMIZERS, SCHEDULES, OptimConfig
+from cnnlab.engine.config import AMP_CHOICES, OPTIMIZERS, SCHEDULES, OptimConfig
 from cnnlab.engine.rules import COUNT as COUNT  # the flags' common rules, re-exported
 from cnnlab.engine.rules import NON_NEGATIVE as NON_NEGATIVE
 from cnnlab.engine.rules import POSITIVE as POSITIVE
@@ -128,10 +128,12 @@ def add_optim_args(parser: argparse.ArgumentParser, epochs: int, batch_size: int
     group.add_argument("--grad-clip", type=kind("grad_clip"), default=None,
                        help="clip the gradient norm to this positive value (default: no "
                             "clipping)")
-    group.add_argument("--amp", choices=AMP, default="none",
+    group.add_argument("--amp", choices=AMP_CHOICES, default="auto",
                        help="mixed precision: bf16 or fp16 on CUDA, bf16 on a CPU with native "
-                            "bf16 (AVX-512 BF16 or AMX; elsewhere on the CPU it is refused); "
-                            "default none")
+                            "bf16 (AVX-512 BF16 or AMX; elsewhere on the CPU it is refused), "
+                            "or none (fp32). auto: bf16 for stereo training on a CPU with "
+                            "native bf16 (checked to train as well as fp32), else none; the "
+                            "run records what auto chose (default auto)")
     group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                        help="torch.compile the model (on the CPU it needs a C++ compiler and "
                             "takes about 20 s to start; default off)")

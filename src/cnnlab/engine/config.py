@@ -109,6 +109,8 @@ def _typed(hint: Any, value: Any, where: str) -> Any:
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 AMP = ("none", "bf16", "fp16")
+# "auto": what the lab has checked for the device (Lab.auto_amp), written down resolved
+AMP_CHOICES = ("auto", *AMP)
 
 
 @dataclass
@@ -127,7 +129,7 @@ class OptimConfig:
     gamma: float = setting(0.1, POSITIVE)
     warmup_epochs: float = setting(0.0, NON_NEGATIVE)
     grad_clip: float | None = setting(None, POSITIVE)
-    amp: str = setting("none", choice(*AMP))
+    amp: str = setting("auto", choice(*AMP_CHOICES))
     compile: bool = False
     seed: int = setting(0, SEED)
 

@@ -55,6 +55,11 @@ class Lab(Protocol):
         """The settings a new run was given that it would not use (refused, not ignored)."""
         ...
 
+    def auto_amp(self, device: torch.device) -> str:
+        """What ``amp`` "auto" means for this lab on ``device``: a precision the lab has
+        checked trains as well as fp32 there, else "none"."""
+        ...
+
     def check_sweep(self, run: RunConfig) -> None:
         """A sweep's base recipe: refused when trials would be chosen on the test set."""
         ...
@@ -100,6 +105,14 @@ def recipe_of(run: RunConfig, lab: Lab) -> dict[str, Any]:
     return recipe
 
 
+def settled_amp(run: RunConfig, saved: RunConfig) -> RunConfig:
+    """``run`` with amp "auto" read as ``saved``'s: a saved run records what "auto" chose, so
+    a recipe given with the default is the same recipe as the run it would continue."""
+    if run.optim.amp != "auto":
+        return run
+    return replace(run, optim=replace(run.optim, amp=saved.optim.amp))
+
+
 def resumed_config(saved: RunConfig, lab: Lab, epochs: int | None = None,
                    machine: dict[str, Any] | None = None) -> RunConfig:
     """A saved run's recipe for ``--resume``: ``epochs`` may change (to extend a run) and so
@@ -129,6 +142,8 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
     option = "resume" if resume else "out"  # the parameter that names the folder
     run_dir = RunDir(check_writable_folder(out, option))
     torch_device = select_device(device)
+    if run.optim.amp == "auto":  # resolved before anything reads it: config.json keeps it
+        run = replace(run, optim=replace(run.optim, amp=lab.auto_amp(torch_device)))
     with contextlib.ExitStack() as held:
         refused: Exception | None = None
         if info.is_main:  # rank 0 writes the run, so it holds it; every rank stops if refused

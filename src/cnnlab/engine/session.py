@@ -80,10 +80,12 @@ def check_resumable(run: Any, lab: Any, out: Path) -> None:
     """A run resumed from Python must be the one in ``out``: its recipe (all but the number
     of epochs and the machine's folders) as saved there, else a one-line error naming what
     differs (resuming with other settings would not continue that run exactly)."""
-    from cnnlab.engine.lab import read_run_config, recipe_of
+    from cnnlab.engine.lab import read_run_config, recipe_of, settled_amp
 
-    saved = recipe_of(read_run_config(out, lab), lab)
-    given = recipe_of(lab.resolve(run, True, lambda line: None)[0], lab)  # defaults filled
+    saved_run = read_run_config(out, lab)
+    saved = recipe_of(saved_run, lab)
+    given = recipe_of(settled_amp(lab.resolve(run, True, lambda line: None)[0], saved_run),
+                      lab)  # defaults filled
     for recipe in (saved, given):
         recipe["optim"].pop("epochs")
     differ = sorted(f"{key}" for part in ("optim", lab.name)

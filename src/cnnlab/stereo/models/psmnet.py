@@ -160,14 +160,17 @@ def _residual_3d() -> nn.Sequential:
 
 
 def disparity_regression(cost: torch.Tensor, max_disparity: int, size: tuple[int, int],
-                         align_corners: bool) -> torch.Tensor:
+                         align_corners: bool, row_chunk: int = 8) -> torch.Tensor:
     """(B, 1, D/4, H/4, W/4) cost -> (B, H, W): trilinear upsampling to (D, H, W), softmax over
-    D, soft-argmin, as the published code does (the training path). The upsampling is done
-    one axis at a time as products with interpolation matrices (the same weights as
-    ``F.interpolate``'s trilinear mode): their gradients are matrix products too, where
-    ``upsample_trilinear3d_backward`` took a third of a CPU training step (2.0 of 6.2 s at
-    256x512, batch 2, bf16). In fp32 even under ``--amp``: the sharp softmax and the
-    disparity itself need it (bf16 rounds it to 0.5 px between 64 and 128)."""
+    D, soft-argmin, as the published code does (the training path), with gradients.
+
+    The upsampling is done one axis at a time as products with interpolation matrices (the
+    same weights as ``F.interpolate``'s trilinear mode), and the full-resolution volume is
+    never held: ``SoftArgminRows`` makes it ``row_chunk`` rows at a time in the forward pass
+    and again in the backward pass. At 256x512, batch 2, bf16 this took the regression from
+    about half of a CPU training step (trilinear backward, then softmax over a 200 MB volume
+    per output and its saved copies) to a few percent. In fp32 even under ``--amp``: the sharp
+    softmax and the disparity itself need it (bf16 rounds it to 0.5 px between 64 and 128)."""
     height, width = size
     dtype = torch.promote_types(cost.dtype, torch.float32)  # fp64 stays (tests' reference)
     with torch.autocast(cost.device.type, enabled=False):
@@ -175,11 +178,75 @@ def disparity_regression(cost: torch.Tensor, max_disparity: int, size: tuple[int
         volume = low @ _linear_matrix(low.shape[-1], width, align_corners, low).T
         volume = volume.permute(0, 2, 3, 1) @ _linear_matrix(low.shape[1], max_disparity,
                                                              align_corners, low).T
-        b, low_h = volume.shape[:2]  # (B, H/4, W, D)
-        rows = _linear_matrix(low_h, height, align_corners, volume) @ volume.reshape(b, low_h, -1)
-        probabilities = torch.softmax(rows.view(b, height, width, max_disparity), dim=-1)
-        disparities = torch.arange(max_disparity, device=cost.device, dtype=dtype)
-        return probabilities @ disparities
+        rows = _linear_matrix(volume.shape[1], height, align_corners, volume)
+        return SoftArgminRows.apply(volume, rows, align_corners, row_chunk)
+
+
+class SoftArgminRows(torch.autograd.Function):
+    """(B, H/4, W, D) volume upsampled along W and D, (H, H/4) row-interpolation matrix ->
+    (B, H, W): upsample the rows, softmax over D, soft-argmin; a chunk of rows at a time.
+
+    The gradient needs only the probabilities and the estimate: d(sum_d p_d d)/dv_d =
+    p_d (d - estimate). The backward pass recomputes each chunk's probabilities from the
+    (B, H/4, W, D) volume instead of keeping the (B, H, W, D) softmax and its inputs.
+    """
+
+    @staticmethod
+    def forward(ctx, volume: torch.Tensor, matrix: torch.Tensor, align_corners: bool,
+                row_chunk: int) -> torch.Tensor:
+        out = _regress_rows(volume, matrix, align_corners, row_chunk)
+        ctx.save_for_backward(volume, matrix, out)
+        ctx.align_corners, ctx.row_chunk = align_corners, row_chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        volume, matrix, out = ctx.saved_tensors
+        b, low_h, width, levels = volume.shape
+        height = matrix.shape[0]
+        disparities = torch.arange(levels, device=volume.device, dtype=volume.dtype)
+        grad_volume = torch.zeros_like(volume)
+        for start, stop, first, end in _row_chunks(low_h, height, ctx.align_corners,
+                                                   ctx.row_chunk):
+            weights = matrix[start:stop, first:end]
+            rows = weights @ volume[:, first:end].reshape(b, end - first, -1)
+            probabilities = torch.softmax(rows.view(b, stop - start, width, levels), dim=-1)
+            offset = disparities - out[:, start:stop, :, None]
+            grad_rows = probabilities.mul_(offset).mul_(grad[:, start:stop, :, None])
+            grad_volume[:, first:end] += (weights.T @ grad_rows.view(b, stop - start, -1)
+                                          ).view(b, end - first, width, levels)
+        return grad_volume, None, None, None
+
+
+def _row_chunks(low_h: int, height: int, align_corners: bool, row_chunk: int | None):
+    """(start, stop, first, end) for each chunk of ``row_chunk`` output rows [start, stop) and
+    the source rows [first, end) it reads."""
+    row_chunk = row_chunk or height
+    for start in range(0, height, row_chunk):
+        stop = min(start + row_chunk, height)
+        yield (start, stop, *_source_span(low_h, height, align_corners, start, stop))
+
+
+def _regress_rows(volume: torch.Tensor, matrix: torch.Tensor, align_corners: bool,
+                  row_chunk: int | None, confidence_radius: float | None = None
+                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """(B, H/4, W, D), (H, H/4) -> (B, H, W) disparities (and confidences with
+    ``confidence_radius``), a chunk of rows at a time: each chunk reads the few source rows
+    it needs and stays in cache, its softmax runs over contiguous memory and the soft-argmin
+    is a matrix-vector product."""
+    b, low_h, width, levels = volume.shape
+    height = matrix.shape[0]
+    disparities = torch.arange(levels, device=volume.device, dtype=volume.dtype)
+    out = volume.new_empty(b, height, width)
+    confidence = volume.new_empty(b, height, width) if confidence_radius is not None else None
+    for start, stop, first, end in _row_chunks(low_h, height, align_corners, row_chunk):
+        rows = matrix[start:stop, first:end] @ volume[:, first:end].reshape(b, end - first, -1)
+        probabilities = torch.softmax(rows.view(b, stop - start, width, levels), dim=-1)
+        out[:, start:stop] = probabilities @ disparities
+        if confidence is not None:
+            near = (disparities - out[:, start:stop, :, None]).abs() <= confidence_radius
+            confidence[:, start:stop] = (probabilities * near).sum(-1)
+    return out if confidence is None else (out, confidence)
 
 
 def precise_disparity_regression(cost: torch.Tensor, max_disparity: int, size: tuple[int, int],
@@ -195,10 +262,9 @@ def precise_disparity_regression(cost: torch.Tensor, max_disparity: int, size: t
     KITTI crop); exact ones leave 3e-5 px, so an exported graph and PyTorch agree as closely
     as their convolutions do. Each axis is a product with an interpolation matrix (two
     weights per row). Chunks: W and D are upsampled once into a (B, H/4, W, D) volume,
-    disparities innermost; each chunk of rows reads the few source rows it needs and stays in
-    cache, its softmax runs over contiguous memory and the soft-argmin is a matrix-vector
-    product, and the full-resolution volume is never held (0.13 s instead of 0.56 s for the
-    published form at 384x1248, 2 cores).
+    disparities innermost, and the rows are regressed by ``_regress_rows``; the
+    full-resolution volume is never held (0.13 s instead of 0.56 s for the published form at
+    384x1248, 2 cores).
 
     With ``confidence_radius`` r it also returns each pixel's confidence: the probability mass
     within r disparities of its estimate (1: one sharp peak; low: flat or several peaks).
@@ -208,25 +274,13 @@ def precise_disparity_regression(cost: torch.Tensor, max_disparity: int, size: t
     volume = cost.squeeze(1) @ _linear_matrix(cost.shape[-1], width, align_corners, cost).T
     volume = volume.permute(0, 2, 3, 1) @ _linear_matrix(cost.shape[2], max_disparity,
                                                          align_corners, cost).T
-    disparities = torch.arange(max_disparity, device=cost.device, dtype=cost.dtype)
     b, low_h, _, levels = volume.shape
     matrix = _linear_matrix(low_h, height, align_corners, volume)  # H as a product too
     if row_chunk is None and confidence_radius is None:
         rows = matrix @ volume.reshape(b, low_h, -1)
+        disparities = torch.arange(max_disparity, device=cost.device, dtype=cost.dtype)
         return torch.softmax(rows.view(b, height, width, levels), dim=-1) @ disparities
-    row_chunk = row_chunk or height
-    out = cost.new_empty(b, height, width)
-    confidence = cost.new_empty(b, height, width) if confidence_radius is not None else None
-    for start in range(0, height, row_chunk):
-        stop = min(start + row_chunk, height)
-        first, end = _source_span(low_h, height, align_corners, start, stop)
-        rows = matrix[start:stop, first:end] @ volume[:, first:end].reshape(b, end - first, -1)
-        probabilities = torch.softmax(rows.view(b, stop - start, width, levels), dim=-1)
-        out[:, start:stop] = probabilities @ disparities
-        if confidence is not None:
-            near = (disparities - out[:, start:stop, :, None]).abs() <= confidence_radius
-            confidence[:, start:stop] = (probabilities * near).sum(-1)
-    return out if confidence is None else (out, confidence)
+    return _regress_rows(volume, matrix, align_corners, row_chunk, confidence_radius)
 
 
 def _source_span(in_size: int, out_size: int, align_corners: bool, start: int, stop: int

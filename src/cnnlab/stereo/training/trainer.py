@@ -87,7 +87,8 @@ def train(model: object = "psmnet", dataset: str = "synthetic", *, epochs: int =
     one, e.g. ``lambda: psmnet(spp=MySPP)``, is called under ``seed``). ``settings``: lr,
     batch_size, crop, samples_per_epoch, val_count, amp, seed, data_root, ...; by default
     those of ``cnnlab stereo train`` (batch 4, lr 1e-3, the step schedule at the dataset's
-    published milestones). ``data_root`` defaults to the folder ``cnnlab.setup()`` found."""
+    published milestones, amp "auto": bf16 on a CPU that computes it natively).
+    ``data_root`` defaults to the folder ``cnnlab.setup()`` found."""
     task_settings, optim_settings = split_settings(settings, TASK_SETTINGS, OPTIM_SETTINGS)
     for key in ("data_root", "weights_root"):
         if key in task_settings:
