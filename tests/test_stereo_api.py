@@ -112,7 +112,7 @@ def test_disparity_of_refuses_what_is_not_uint8(tiny):
         disparity_of(tiny.network, tiny.card, left / 255.0, right / 255.0)
     with pytest.raises(ConfigError, match="^right: shape"):
         disparity_of(tiny.network, tiny.card, left, right[:40])
-    with pytest.raises(ConfigError, match="^precision 'bf61': expected fp32, bf16 or fp16"):
+    with pytest.raises(ConfigError, match="^precision 'bf61': expected fp32, bf16, fp16 or int8"):
         disparity_of(tiny.network, tiny.card, left, right, precision="bf61")
 
 
@@ -299,6 +299,23 @@ def test_predict_folder_scores_each_pair_and_goes_past_a_bad_one(pair_folders, t
     assert "FolderPrediction(2 of 3 pairs" in repr(run) and "failed: 000001_10" in repr(run)
     assert "<table>" in run._repr_html_()
     json.dumps(run.to_dict())
+
+
+def test_predict_folder_without_overviews(pair_folders):
+    """``overview=False`` leaves the figures out (and removes an earlier run's, which would
+    no longer match); it changes nothing for a KITTI submission, so it is refused there."""
+    sgbm = stereo.load("sgbm", max_disparity=32)
+    out = pair_folders / "out"
+    stereo.predict_folder(sgbm, pair_folders / "left", pair_folders / "right", out, log=None)
+    assert len(list(out.glob("*_overview.png"))) == 3
+    run = stereo.predict_folder(sgbm, pair_folders / "left", pair_folders / "right", out,
+                                overview=False, log=None)
+    assert run.ok and not list(out.glob("*_overview.png"))
+    assert all("overview_png" not in row["outputs"] for row in run)
+    assert len(list(out.glob("*_disp_color.png"))) == 3
+    with pytest.raises(ConfigError, match="^overview: not used with kitti_submission"):
+        stereo.predict_folder(sgbm, pair_folders / "left", pair_folders / "right",
+                              overview=False, kitti_submission=pair_folders / "s", log=None)
 
 
 def test_predict_folder_with_sgbm_lists_and_a_kitti_submission(pair_folders):

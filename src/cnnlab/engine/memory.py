@@ -22,8 +22,8 @@ def keep_freed_memory() -> bool:
     exits. It governs glibc's main heap: blocks allocated by other threads' arenas may still be
     mapped. Training gains more: bf16 PSMNet at 256x512, batch 2 went from 6.6 s to 3.0 s a
     step, peak RSS 3.3 -> 4.1 GB. A permanent process setting, so loading a stereo model and
-    starting stereo training call it (CLI or library) and a library import does not. Returns whether it
-    applied: glibc on Linux only; elsewhere it does nothing.
+    starting stereo training call it (CLI or library) and a library import does not. Returns
+    whether it applied: glibc on Linux only; elsewhere it does nothing.
     """
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False

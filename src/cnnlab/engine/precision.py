@@ -10,8 +10,18 @@ import torch
 
 from cnnlab.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# int8: a lab's quantized stage (stereo.inference.int8), on CPUs with int8 dot products
+
+
+def int8_native() -> bool:
+    """Whether this CPU has VNNI int8 dot products (AVX-512 VNNI or AVX-VNNI), which
+    PyTorch's x86 quantized engine (oneDNN) needs to be faster than bf16."""
+    if torch.cpu._is_vnni_supported():  # AVX-512 VNNI
+        return True
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    return bool(capabilities is not None and capabilities().get("avx_vnni", False))
 
 
 def native_precisions(device: torch.device) -> tuple[str, ...]:
@@ -37,12 +47,19 @@ def inference_precision(name: str, device: torch.device) -> str:
     """``name`` for ``device``: 'auto' is bf16 where the device runs it natively (on an
     AVX-512 BF16 CPU, 2 cores: PSMNet at 384x1248 2.1x faster than fp32, 3.36 vs 7.15 s, EPE
     on the KITTI 2015 pairs 0.34942 vs 0.34967 px), else fp32; a precision the device would
-    only emulate is refused."""
+    only emulate is refused. int8 (a lab's quantized stage) needs a CPU with VNNI."""
     if name not in PRECISIONS:
         raise ConfigError(f"{name}: choose from {', '.join(PRECISIONS)}", parameter="precision")
     native = native_precisions(device)
-    if name == "auto":
+    if name == "auto":  # never int8: it is a choice (calibrated, deprecated modules)
         return "bf16" if "bf16" in native else "fp32"
+    if name == "int8":
+        if device.type != "cpu" or not int8_native():
+            where = ("this CPU has no VNNI int8 dot products" if device.type == "cpu"
+                     else f"runs on a CPU with VNNI, not {device.type}")
+            raise ConfigError(f"int8: {where}; use {', '.join(('fp32', *native))}",
+                              parameter="precision")
+        return name
     if name != "fp32" and name not in native:
         offered = ", ".join(("fp32", *native))
         raise ConfigError(f"{name}: {device.type} on this machine has no native "
@@ -52,7 +69,10 @@ def inference_precision(name: str, device: torch.device) -> str:
 
 
 def inference_autocast(device: torch.device, precision: str) -> ContextManager[object]:
-    """Autocast for a resolved inference precision (fp32: nothing)."""
+    """Autocast for a resolved inference precision (fp32: nothing; int8: the float parts'
+    precision, bf16 where native, else fp32)."""
+    if precision == "int8":
+        precision = "bf16" if "bf16" in native_precisions(device) else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=LOW_PRECISION[precision])

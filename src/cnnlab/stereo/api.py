@@ -115,6 +115,13 @@ def _refuse_preview_of_exported(scale: float) -> None:
                           "previews need `runtime` torch", parameter="scale")
 
 
+def _with_int8_stage(network: Any, card: ModelCard, log: Log | None = None) -> None:
+    """Attach PSMNet's int8 stage to ``network`` (calibrated once per model and cached)."""
+    from cnnlab.stereo.inference.int8 import attach_int8_stage
+
+    attach_int8_stage(network, card.preprocess, log)
+
+
 def _plain(log: Log | None) -> Log | None:
     """``log`` for notes, which name parameters in backticks as errors do: a ``note`` function
     a caller gives gets them so (the command line words them as its flags), ``log`` the plain
@@ -248,6 +255,8 @@ class ModelSpec:
                                        overrides={"max_disparity": self.max_disparity,
                                                   "align_corners": self.align_corners})
         precision = runtime_precision(self.precision, str(self.runtime), device)
+        if precision == "int8":
+            _with_int8_stage(network, card, self.log)
         loaded = StereoModel(network, card, precision, device, self.scale, self.tile,
                              self.max_memory, str(self.runtime))
         for line in loaded.summary() if self.log else ():
@@ -337,6 +346,8 @@ class StereoModel:
             return self
         if precision is not None:
             changes["precision"] = runtime_precision(precision, self.runtime, self.device)
+            if changes["precision"] == "int8":
+                _with_int8_stage(self.network, self.card)
         if scale is not None:
             changes["scale"] = check_scale(scale)
             if self.runtime != "torch":
@@ -457,7 +468,8 @@ def load(name_or_path: str | os.PathLike, *, weights_root: str | os.PathLike | N
     or "sgbm" (OpenCV's classical matcher).
 
     PSMNet runs on ``device`` in ``precision`` ("auto": bf16 where the device computes it
-    natively, else fp32), on the pair scaled by ``scale`` (<= 1: faster, coarser), and on
+    natively, else fp32; "int8": the 3-D stage quantized, on a CPU with VNNI, calibrated
+    once per model and cached), on the pair scaled by ``scale`` (<= 1: faster, coarser), and on
     tiles when a pair would need more than ``max_memory`` MB (default 80% of what is
     available; ``tile`` "off" refuses such a pair, (H, W) always tiles so). ``max_disparity``
     and ``align_corners`` override the card's. Weights trained with your SPP or hourglass
@@ -538,6 +550,7 @@ def predict_folder(model: StereoModel | ModelSpec | str | os.PathLike,
                    lr_check: bool = False, filter: bool = False,
                    min_confidence: float | None = None,
                    kitti_submission: str | os.PathLike | None = None,
+                   overview: bool | None = None,
                    log: Log | None = print, note: Log | None = None) -> FolderPrediction:
     """``model`` on many pairs, their files written into ``out`` as ``cnnlab stereo predict``
     writes them (or, with ``kitti_submission`` DIR, DIR/disp_0/NNNNNN_10.png and DIR.zip as
@@ -545,9 +558,11 @@ def predict_folder(model: StereoModel | ModelSpec | str | os.PathLike,
     patterns (quoted wildcards pair the files), two lists of files, or ``pair_list``, a text
     file of 'left right [ground truth]' lines. ``gt`` (a folder, pattern or list like the
     views) adds EPE/D1 and an error map, ``calibration`` depth and a point cloud, and
-    ``min_depth`` (metres) a note on the range the nearest depth needs. Every input is checked
-    before a model named by ``model`` is loaded; a pair that fails to read is reported and
-    skipped. ``out`` defaults to runs/predict, ``min_confidence`` (``filter``'s threshold) to
+    ``min_depth`` (metres) a note on the range the nearest depth needs; ``overview`` False
+    leaves out each pair's overview figure (most of the writing time: a folder then runs at
+    the forward pass's rate). Every input is checked before a model named by ``model`` is
+    loaded; a pair that fails to read is reported and skipped. ``out`` defaults to
+    runs/predict, ``min_confidence`` (``filter``'s threshold) to
     0.5, ``gt_format``/``gt_scale`` to "auto"/1; an option that would change nothing here
     (``filter`` with neither ground truth nor calibration, ``out`` with ``kitti_submission``,
     ...) is refused, as ``_PREDICT_RULES`` says, and no output may overwrite an input.
@@ -557,6 +572,10 @@ def predict_folder(model: StereoModel | ModelSpec | str | os.PathLike,
     from cnnlab.stereo.inference.predict import range_advice
     from cnnlab.stereo.results import as_calibration
 
+    if overview is False and kitti_submission is not None:  # False is the change asked for,
+        # so the declared rules (where False means "a switch left off") do not see it
+        raise ConfigError(f": not used with `kitti_submission` ({_SUBMISSION})",
+                          parameter="overview")
     source = _spec(model)
     calib = as_calibration(calibration) if calibration is not None else None
     plan = plan_pairs(left, right, PREDICT_OUT if out is None else out, pair_list=pair_list,
@@ -577,7 +596,8 @@ def predict_folder(model: StereoModel | ModelSpec | str | os.PathLike,
         note(f"{'warning' if short else 'note'}: {line}")
     threshold = MIN_CONFIDENCE if min_confidence is None else min_confidence
     result = run_pairs(stereo, plan, lr_check=lr_check, filter_pixels=filter,
-                       min_confidence=threshold, tiles=tiles, log=log, note=note)
+                       min_confidence=threshold, tiles=tiles, log=log, note=note,
+                       overview=overview is not False)
     if log is not None and result.archive is not None:
         log(f"KITTI submission: {plan.submission}/disp_0 ({len(result)} maps), {result.archive}")
     for line in result.archive_notes if note is not None else ():

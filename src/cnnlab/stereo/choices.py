@@ -20,8 +20,9 @@ VARIANTS = ("stackhourglass", "basic")  # PSMNet's
 # what runs the network: PyTorch, or an exported graph (stereo.inference.runtime)
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 # inference precisions, resolved per device by engine.precision, which holds the same list (the
-# engine imports no lab; tests/test_engine_precision.py compares them)
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# engine imports no lab; tests/test_engine_precision.py compares them); int8 is PyTorch's on a
+# CPU with VNNI (stereo.inference.int8), never what "auto" picks
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 REPORT_FORMATS = {"html": ".html", "markdown": ".md"}  # stereo.evaluation.report: format -> suffix
 
 CONFIDENCE_RADIUS = 2.0  # px: the probability mass within this of the estimate (see README)

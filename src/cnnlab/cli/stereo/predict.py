@@ -54,7 +54,8 @@ def cmd_predict(args) -> int:
                          calibration=calibration, min_depth=args.min_depth,
                          lr_check=args.lr_check, filter=args.filter,
                          min_confidence=args.min_confidence,
-                         kitti_submission=args.kitti_submission, log=print, note=say)
+                         kitti_submission=args.kitti_submission,
+                         overview=args.overview, log=print, note=say)
     if run.archive is None and run.total == 1 and len(run):
         _print_single(run[0])
     elif run.archive is None and len(run):
@@ -110,6 +111,10 @@ def add_predict_parser(ssub) -> None:
                                f"card's, {SGBM_RANGE} for SGBM); see --min-depth", sgbm=True)
     predict.add_argument("--out",
                          help=f"folder for the outputs (default {PREDICT_OUT})")
+    predict.add_argument("--no-overview", dest="overview", action="store_false", default=None,
+                         help="leave out each pair's overview figure (NAME_overview.png), most "
+                              "of the writing time: on a folder of pairs the run then goes at "
+                              "the network's rate (default: written)")
     _add_depth_options(predict)
     predict.add_argument("--gt", help="ground-truth disparity for an error map and EPE/D1: a "
                                       "file, or with folders of pairs a folder (same stem) or a "

@@ -170,6 +170,10 @@ def export_model(model: Any, out: str | Path, min_size: tuple[int, int] = DEFAUL
     from cnnlab.stereo.api import ModelSpec
 
     spec = model if isinstance(model, ModelSpec) else ModelSpec(model, device="cpu")
+    if spec.precision == "int8":  # the graph is fp32; its runtimes choose their precision
+        raise ConfigError("int8: an exported graph holds the fp32 network; export without "
+                          "`precision` int8 (int8 runs in PyTorch: stereo.load(..., "
+                          "precision=\"int8\"))", parameter="precision")
     check_export(Path(out), min_size, max_size)
     out = check_writable_file(out, "out")
     check_spares_inputs([out], [spec.name_or_path], "out")

@@ -126,11 +126,12 @@ def plan_pairs(left: Paths | None, right: Paths | None, out: str | os.PathLike, 
 def run_pairs(model: StereoModel, plan: PairPlan, *, lr_check: bool = False,
               filter_pixels: bool = False, min_confidence: float = MIN_CONFIDENCE,
               tiles: list[tuple[int, int] | None] | None = None, log: Log | None = None,
-              note: Log | None = None) -> FolderPrediction:
+              note: Log | None = None, overview: bool = True) -> FolderPrediction:
     """``model`` on every pair of ``plan``, one at a time: a pair that fails to read is reported
     (``note``) and skipped, the others go on. Progress goes to ``log`` (a line per pair when
     there are several), notes and warnings to ``note`` (default: ``log``). ``tiles``: each
-    pair's tile, as ``model.tiles_for(plan.sizes)`` decides by default."""
+    pair's tile, as ``model.tiles_for(plan.sizes)`` decides by default; ``overview`` False
+    leaves each pair's overview figure out."""
     note = note or log
     tiles = model.tiles_for(plan.sizes) if tiles is None else tiles
     total = len(plan.pairs)
@@ -163,7 +164,7 @@ def run_pairs(model: StereoModel, plan: PairPlan, *, lr_check: bool = False,
                       "size": [height, width]}
         else:
             result = predict.write_prediction(method, prediction, inputs, plan.out,
-                                              filter_pixels, min_confidence)
+                                              filter_pixels, min_confidence, overview)
         valid = prediction.valid
         result |= {"name": name, "stem": stem, "tile": list(tile) if tile else None,
                    "disparity_range": ([float(prediction.disparity[valid].min()),

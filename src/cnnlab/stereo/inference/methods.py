@@ -33,7 +33,9 @@ def scaled_outputs(model: nn.Module, left: torch.Tensor, right: torch.Tensor, fu
                    tile: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
     """(B, H, W) float32 "disparity" of normalised (B, 3, H, W) views, computed in ``precision``
     (fp32, or bf16/fp16 autocast with the soft-argmin kept in fp32), and with ``confidence``
-    (a radius in px) the "confidence" map too. With ``scale`` < 1 the network sees the pair
+    (a radius in px) the "confidence" map too. int8 runs the int8 stage attached to the
+    PSMNet (``stereo.inference.int8.attach_int8_stage``), features in bf16 where native;
+    other precisions never use it. With ``scale`` < 1 the network sees the pair
     downscaled (antialiased), searching ``full_range`` scaled alike, and its outputs are
     brought back to full size (the disparity in full-resolution pixels). With ``tile`` the
     network runs on overlapping tiles of at most that size (see ``stereo.tiling``)."""
@@ -46,9 +48,15 @@ def scaled_outputs(model: nn.Module, left: torch.Tensor, right: torch.Tensor, fu
         left, right = (F.interpolate(x, small, mode="bilinear", align_corners=False,
                                      antialias=True) for x in (left, right))
     searched, radius = model.max_disparity, getattr(model, "confidence_radius", None)
+    stage = getattr(model, "int8_stage", None)
+    if precision == "int8" and stage is None:
+        raise ConfigError("int8: the model has no int8 stage; load it with `precision` int8",
+                          parameter="precision")
     model.set_max_disparity(scaled_max_disparity(full_range, scale))
     if confidence is not None:
         model.confidence_radius = confidence * scale  # a radius in the scaled pair's pixels
+    if stage is not None and precision != "int8":
+        _set_int8_stage(model, None)  # one network serves several precisions
     try:
         with torch.no_grad(), inference_autocast(left.device, precision):
             if tile is None:
@@ -59,6 +67,8 @@ def scaled_outputs(model: nn.Module, left: torch.Tensor, right: torch.Tensor, fu
         model.set_max_disparity(searched)
         if confidence is not None:
             model.confidence_radius = radius
+        if stage is not None and precision != "int8":
+            _set_int8_stage(model, stage)
     outputs = {key: outputs[key].float() for key in ("disparity", "confidence")
                if key in outputs}
     if scale != 1:
@@ -67,6 +77,12 @@ def scaled_outputs(model: nn.Module, left: torch.Tensor, right: torch.Tensor, fu
                    for key, value in outputs.items()}
         outputs["disparity"] *= width / small[1]
     return outputs
+
+
+def _set_int8_stage(model: nn.Module, stage: nn.Module | None) -> None:
+    from cnnlab.stereo.inference.int8 import use_int8_stage
+
+    use_int8_stage(model, stage)
 
 
 def scaled_disparity(model: nn.Module, left: torch.Tensor, right: torch.Tensor,
@@ -101,9 +117,9 @@ def pair_outputs(model: nn.Module, card: ModelCard, left: np.ndarray, right: np.
     pixels, is what is covered. ``model`` is a PSMNet or an ``ExportedStereoModel`` (which has
     a ``device``). Views other than (H, W, 3) uint8 are refused (``check_uint8_views``)."""
     check_uint8_views(left, right)
-    if precision != "fp32" and precision not in LOW_PRECISION:
-        raise ConfigError(f"{precision!r}: expected fp32, bf16 or fp16 (resolve 'auto' with "
-                          "engine.precision.inference_precision)", parameter="precision")
+    if precision not in ("fp32", "int8") and precision not in LOW_PRECISION:
+        raise ConfigError(f"{precision!r}: expected fp32, bf16, fp16 or int8 (resolve 'auto' "
+                          "with engine.precision.inference_precision)", parameter="precision")
     device = getattr(model, "device", None) or next(model.parameters()).device
     mean, std = card.preprocess["mean"], card.preprocess["std"]
     pair = (to_input(image, device, mean, std) for image in (left, right))

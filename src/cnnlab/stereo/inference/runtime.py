@@ -27,12 +27,16 @@ from cnnlab.stereo.choices import RUNTIMES
 
 def runtime_precision(name: str, runtime: str, device: torch.device) -> str:
     """``--precision`` resolved for ``runtime``: PyTorch follows ``inference_precision``; the
-    exported graph runs in fp32 ('auto' is fp32 there). ONNX Runtime's CPU kernels have no
-    bf16 convolution, and OpenVINO's bf16 mode puts the soft-argmin in bf16 too (official
-    KITTI 2015 weights, the 3 shared pairs: EPE 0.376 instead of 0.350 px), while PyTorch's
-    bf16 keeps it in fp32 and is faster (3.5 s vs 4.0 s at 384x1248 on 2 cores)."""
+    exported graph runs in fp32 ('auto' is fp32 there; int8 is PyTorch's quantized stage).
+    ONNX Runtime's CPU kernels have no bf16 convolution, and OpenVINO's bf16 mode puts the
+    soft-argmin in bf16 too (official KITTI 2015 weights, the 3 shared pairs: EPE 0.376
+    instead of 0.350 px), while PyTorch's bf16 keeps it in fp32 and is faster (3.5 s vs
+    4.0 s at 384x1248 on 2 cores)."""
     if runtime == "torch":
         return inference_precision(name, device)
+    if name == "int8":  # PyTorch's quantized 3-D stage (stereo.inference.int8)
+        raise ConfigError(f"int8: `runtime` {runtime} runs the exported graph in fp32 only; "
+                          "use `runtime` torch for int8", parameter="precision")
     if name not in ("auto", "fp32"):
         raise ConfigError(f"{name}: `runtime` {runtime} runs the exported graph in "
                           "fp32 only (its bf16 would put the soft-argmin in bf16 too); use "

@@ -393,6 +393,8 @@ class PSMNet(nn.Module):
         self.row_chunk: int | None = 8  # inference-time regression chunking (None: one go)
         # inference also returns "confidence" (see precise_disparity_regression) when set
         self.confidence_radius: float | None = None
+        # the 3-D stage in int8 (stereo.inference.int8), run in eval mode when attached
+        self.int8_stage: nn.Module | None = None
         self._init_weights()
         self._use_channels_last()
         self.register_load_state_dict_pre_hook(_upgrade_hook)
@@ -428,6 +430,11 @@ class PSMNet(nn.Module):
         self.max_disparity = max_disparity
         return self
 
+    def train(self, mode: bool = True) -> PSMNet:
+        if mode:
+            self.int8_stage = None  # built from weights that training changes
+        return super().train(mode)
+
     def fuse_for_inference(self) -> PSMNet:
         """Fold every BN into its convolution (eval mode only; training undoes it)."""
         self.eval()
@@ -447,8 +454,11 @@ class PSMNet(nn.Module):
         The volume is built here so that nothing holds it once the stem has read it, and each
         hourglass output is scored as soon as it exists: at 384x1248 in bf16 the 3-D stage
         then holds ~0.4 GB less. Residual sums go in place into the fresh outputs (as in
-        ``Hourglass.forward``).
+        ``Hourglass.forward``). In eval mode an attached ``int8_stage`` computes the final
+        cost alone (inference uses no other).
         """
+        if self.int8_stage is not None and not self.training:
+            return [self.int8_stage(left, right, self.max_disparity // 4)]
         cost0 = self.cost_stem(self.build_cost_volume(left, right))
         cost0 = self.cost_residual(cost0).add_(cost0)
         if self.config.variant == "basic":
