@@ -15,8 +15,8 @@ difference). Prints one JSON line per protocol and draws the curves (``--plot``)
 
     python bench/stereo_amp_convergence.py [--protocols finetune,scratch] [--plot FILE]
 
-Runs take ~1 h on 2 cores; two run side by side, one thread each. Nothing else should time
-anything meanwhile.
+Runs take about half an hour on 2 cores; two run side by side, one thread each. Nothing
+else should time anything meanwhile.
 """
 
 from __future__ import annotations

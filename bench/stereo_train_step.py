@@ -120,6 +120,28 @@ def _step_flops(queue, architecture: dict, size: tuple[int, int]) -> None:
     queue.put(counter.get_total_flops())
 
 
+def _saved_gb(queue, architecture: dict, size: tuple[int, int], amp: bool) -> None:
+    """GB that autograd keeps for the backward pass of one training step at batch 2 (every
+    tensor saved, each storage counted once): the activations a step must hold at its peak."""
+    import torch
+
+    from cnnlab.stereo.models import PSMNet
+
+    model = PSMNet(**architecture).train()
+    left, right = (torch.randn(2, 3, *size) for _ in range(2))
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        model(left, right)
+    queue.put(sum(storages.values()) / 1e9)
+
+
 def compute_rates(amp: bool, architecture: dict, size: tuple[int, int]) -> dict[str, float]:
     """The GFLOP a step costs per pair of ``size``, and the matrix-product rate of this
     machine in the step's precision (bench/stereo_speed.py's measure)."""
@@ -130,6 +152,8 @@ def compute_rates(amp: bool, architecture: dict, size: tuple[int, int]) -> dict[
     rate = in_child(_matmul_rate, "cpu", torch.get_num_threads(),
                      "bfloat16" if amp else "float32")
     return {"step_gflop_per_pair": in_child(_step_flops, architecture, size) / 1e9,
+            "current_saved_for_backward_gb_at_batch_2": in_child(_saved_gb, architecture,
+                                                                 size, amp),
             "matmul_gflop_per_s": rate}
 
 
@@ -171,9 +195,10 @@ def main() -> None:
                                                            4),
                         "peak_rss_gb": {k: round(v, 3) for k, v in peak.items()}}
                 if name in FLOP_COUNTED:  # compute-bound: the step's FLOP rate
-                    rates = compute_rates("--amp" in scenario, *FLOP_COUNTED[name])
+                    amp = scenario[scenario.index("--amp") + 1]
+                    rates = compute_rates(amp == "bf16", *FLOP_COUNTED[name])
                     achieved = {k: v * rates["step_gflop_per_pair"] for k, v in best.items()}
-                    line |= {**{k: round(v, 1) for k, v in rates.items()},
+                    line |= {**{k: round(v, 3) for k, v in rates.items()},
                              "gflop_per_s": {k: round(v, 1) for k, v in achieved.items()},
                              "share_of_matmul_rate": {
                                  k: round(v / rates["matmul_gflop_per_s"], 3)

@@ -112,6 +112,8 @@ def test_poor_trials_are_pruned_and_the_report_says_what_helped(tmp_path):
     assert states.count("PRUNED") >= 2 and len(study.trials) == 8
     assert study.trials[0].user_attrs.get(BASELINE) and study.trials[0].params["lr"] == 1e-3
     assert (tmp_path / "study.journal").is_file()
+    # amp "auto" is resolved once, into the definition every trial and process shares
+    assert study.user_attrs["definition"]["recipe"]["optim"]["amp"] == "none"
     written = write_sweep_report(study, SPACE, tmp_path, "val_acc")
     text = (tmp_path / "report.md").read_text()
     assert "pruned early by the median rule" in text and "Against the base recipe" in text

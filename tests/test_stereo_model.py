@@ -184,6 +184,28 @@ def test_the_training_regression_in_chunks_on_odd_sizes(align_corners):
                                    expected, atol=1e-5, rtol=0)
 
 
+def test_the_soft_argmin_backward_is_fp32_under_autocast_and_chunks_are_checked():
+    """SoftArgminRows' backward pass called inside a bf16 autocast block (a notebook's habit)
+    gives the fp32 gradients, and a chunk of rows that is not a positive integer is refused."""
+    from cnnlab.stereo.models.psmnet import SoftArgminRows, _linear_matrix
+
+    torch.manual_seed(3)
+    volume = torch.randn(2, 8, 64, 24, requires_grad=True)  # (B, H/4, W, D)
+    matrix = _linear_matrix(8, 32, False, volume)
+    weights = torch.randn(2, 32, 64)
+    plain = torch.autograd.grad((SoftArgminRows.apply(volume, matrix, False, 8) * weights)
+                                .sum(), volume)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = SoftArgminRows.apply(volume, matrix, False, 8)
+        inside = torch.autograd.grad((out * weights).sum(), volume)[0]
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(inside, plain, atol=0, rtol=0)
+    cost = torch.randn(2, 1, 6, 8, 16)
+    for chunk in (0, -2, 2.5):
+        with pytest.raises(ValueError, match="row_chunk must be a positive integer"):
+            disparity_regression(cost, 24, (32, 64), False, row_chunk=chunk)
+
+
 def test_the_training_regression_keeps_no_full_resolution_volume():
     """What autograd keeps for the backward pass is at most the (B, H/4, W, D) volume: the
     (B, H, W, D) softmax (200 MB per output at 256x512, batch 2) is remade in backward."""

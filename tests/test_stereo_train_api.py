@@ -144,9 +144,11 @@ def test_a_resumed_run_continues_with_its_own_settings(tmp_path):
     def build():
         return psmnet(**SMALL)
 
-    train(build, "synthetic", epochs=1, out=tmp_path / "run", **QUICK)
+    train(build, "synthetic", epochs=1, out=tmp_path / "run", amp="none", **QUICK)
+    # the default amp ("auto") continues in the run's own precision, whatever auto would pick
     resumed = train(build, "synthetic", epochs=2, out=tmp_path / "run", resume=True, **QUICK)
     assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["optim"]["amp"] == "none"
     with pytest.raises(ConfigError, match="was trained with other crop;"):
         train(build, "synthetic", epochs=3, out=tmp_path / "run", resume=True,
               **{**QUICK, "crop": (64, 64)})

@@ -10,6 +10,7 @@ states that accuracy and the command that made it, and its line in ``SHA256SUMS`
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from cnnlab.engine.atomic import check_writable_file, check_writable_folder
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.engine.config import RunConfig
 from cnnlab.engine.device import select_device
-from cnnlab.engine.lab import read_run_config, recipe_of, settled_amp, train_run
+from cnnlab.engine.lab import read_run_config, recipe_of, train_run
 from cnnlab.engine.rundir import RunDir
 from cnnlab.engine.weights import update_sha256sums
 from cnnlab.errors import ConfigError
@@ -50,6 +51,9 @@ def build_weights(name: str, data_root: str | None, out_dir: Path, run_dir: Path
                   progress: bool = True) -> dict:
     """Train ``name``'s recipe (resuming its run dir if present), then write the shipped file."""
     recipe = recipe_run(name, data_root)
+    if recipe.optim.amp == "auto":  # the card records what trains, as train_run resolves it
+        recipe = replace(recipe, optim=replace(recipe.optim,
+                                               amp=CLASSIFY.auto_amp(select_device(device))))
     config, optim = recipe.task, recipe.optim
     run = Path(run_dir or Path("runs") / f"weights-{name}")
     resume = RunDir(run).checkpoint("last").is_file()
@@ -60,8 +64,8 @@ def build_weights(name: str, data_root: str | None, out_dir: Path, run_dir: Path
     check_writable_folder(run, "run")
     if resume:  # only the recipe's own run may be finished; anything else would be mislabelled
         try:
-            saved = read_run_config(run, CLASSIFY)
-            same = recipe_of(saved, CLASSIFY) == recipe_of(settled_amp(recipe, saved), CLASSIFY)
+            same = recipe_of(read_run_config(run, CLASSIFY), CLASSIFY) == recipe_of(recipe,
+                                                                                  CLASSIFY)
         except ConfigError:
             same = False
         if not same:

@@ -20,8 +20,9 @@ def keep_freed_memory() -> bool:
     the memory, measured bf16 at 384x1248 on 2 cores (before the in-place sums): 4.2 s -> 3.8 s
     per pair, peak RSS growth 0.84 -> 1.05 GB; memory freed stays with the process until it
     exits. It governs glibc's main heap: blocks allocated by other threads' arenas may still be
-    mapped. Training gains more: bf16 PSMNet at 256x512, batch 2 went from 6.6 s to 3.0 s a
-    step, peak RSS 3.3 -> 4.1 GB. A permanent process setting, so loading a stereo model and
+    mapped. Training gains more: it is most of the 2x of bf16 PSMNet's training step at
+    256x512, batch 2 (bench/stereo_train_step.py, with the chunked soft-argmin), for a higher
+    peak RSS. A permanent process setting, so loading a stereo model and
     starting stereo training call it (CLI or library) and a library import does not. Returns
     whether it applied: glibc on Linux only; elsewhere it does nothing.
     """

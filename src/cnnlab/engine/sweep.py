@@ -327,8 +327,12 @@ def run_sweep(base: RunConfig, lab: Any, space: list[Param], folder: Path,
     """Run trials until ``trials`` have finished (completed or pruned, over every process
     and earlier sessions) or ``minutes`` have passed; returns the study."""
     optuna = _optuna()
+    from cnnlab.engine.device import select_device
     from cnnlab.engine.lab import train_run
 
+    if base.optim.amp == "auto":  # this machine's choice, for every trial alike, and written
+        # into the definition: a process elsewhere that would choose otherwise is refused
+        base = replace(base, optim=replace(base.optim, amp=lab.auto_amp(select_device(device))))
     lab.check_sweep(base)
     check_space(space, base, lab)
     if trials is None and minutes is None:

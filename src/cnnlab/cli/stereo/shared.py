@@ -104,7 +104,8 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="arithmetic of the network: fp32, or bf16/fp16 autocast with the "
                              "soft-argmin in fp32, or int8 (the 3-D stage quantized, CPUs with "
-                             "VNNI only: 1.4x faster than bf16, calibrated once per model) "
+                             "VNNI only: 1.4x faster than bf16 on an AMX Xeon, calibrated "
+                             "once per model) "
                              "(default auto: bf16 where the device runs it natively, e.g. "
                              "AVX-512 BF16 / AMX CPUs and recent GPUs, else fp32; fp32 with "
                              "--runtime onnxruntime/openvino)")

@@ -444,11 +444,14 @@ def weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cache_key(model: PSMNet, features: str) -> dict:
-    """What the qparams depend on: the weights, the range, the calibration recipe and the
-    features' precision."""
+def cache_key(model: PSMNet, features: str, preprocess: dict) -> dict:
+    """What the qparams depend on: the weights, the range, the calibration recipe, the
+    normalisation of the scenes, the features' precision and the torch that measured them."""
     return {"version": CACHE_VERSION, "weights_sha256": weights_digest(model),
             "max_disparity": model.max_disparity, "features": features,
+            "preprocess": {k: list(v) if isinstance(v, tuple) else v
+                           for k, v in sorted(preprocess.items())},
+            "torch": torch.__version__,
             "calibration": {k: list(v) if isinstance(v, tuple) else v
                             for k, v in CALIBRATION.items()}}
 
@@ -486,7 +489,7 @@ def qparams_for(model: PSMNet, preprocess: dict, log: Log | None = None,
     are still returned."""
     device = torch.device("cpu")
     features = float_precision(device)
-    key = cache_key(model, features)
+    key = cache_key(model, features, preprocess)
     path = cache_path(key, folder)
     cached = _read_cached(path, key)
     if cached is not None:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.choices import (
@@ -194,14 +195,22 @@ class SoftArgminRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, volume: torch.Tensor, matrix: torch.Tensor, align_corners: bool,
                 row_chunk: int) -> torch.Tensor:
-        out = _regress_rows(volume, matrix, align_corners, row_chunk)
+        with torch.autocast(volume.device.type, enabled=False):  # fp32, whoever calls it
+            out = _regress_rows(volume, matrix, align_corners, row_chunk)
         ctx.save_for_backward(volume, matrix, out)
         ctx.align_corners, ctx.row_chunk = align_corners, row_chunk
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        with torch.autocast(grad.device.type, enabled=False):  # fp32, as the forward pass
+            return SoftArgminRows._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         volume, matrix, out = ctx.saved_tensors
+        grad = grad.to(volume.dtype)
         b, low_h, width, levels = volume.shape
         height = matrix.shape[0]
         disparities = torch.arange(levels, device=volume.device, dtype=volume.dtype)
@@ -221,6 +230,8 @@ class SoftArgminRows(torch.autograd.Function):
 def _row_chunks(low_h: int, height: int, align_corners: bool, row_chunk: int | None):
     """(start, stop, first, end) for each chunk of ``row_chunk`` output rows [start, stop) and
     the source rows [first, end) it reads."""
+    if row_chunk is not None and (not isinstance(row_chunk, int) or row_chunk < 1):
+        raise ValueError(f"row_chunk must be a positive integer or None, got {row_chunk!r}")
     row_chunk = row_chunk or height
     for start in range(0, height, row_chunk):
         stop = min(start + row_chunk, height)
@@ -354,6 +365,8 @@ def upgrade_state_keys(state: dict, prefix: str = "") -> None:
 
 def _upgrade_hook(module: nn.Module, state: dict, prefix: str, *args: Any) -> None:
     upgrade_state_keys(state, prefix)
+    if getattr(module, "int8_stage", None) is not None:  # built from the weights replaced
+        object.__setattr__(module, "int8_stage", None)
 
 
 class PSMNet(nn.Module):
@@ -431,6 +444,7 @@ class PSMNet(nn.Module):
         return self
 
     def train(self, mode: bool = True) -> PSMNet:
+        """Training mode drops an attached int8 stage (built from weights training changes)."""
         if mode:
             self.int8_stage = None  # built from weights that training changes
         return super().train(mode)
@@ -492,8 +506,8 @@ class PSMNet(nn.Module):
         # under autocast: in bf16 its softmax over 192 levels and weighted sum cost accuracy
         # (official KITTI 2015 weights, the 3 shared pairs: EPE 0.3571 instead of 0.3497 px;
         # with this fp32 regression bf16 gives 0.3494).
-        # Training under --amp leaves it to autocast: in fp32 the full-resolution (B, D, H, W)
-        # volume of each output would be held in fp32
+        # Training regresses every output, in fp32 too (disparity_regression), a chunk of rows
+        # at a time, so no full-resolution (B, D, H, W) volume is held
         if self.training:
             disparities = [disparity_regression(c, self.max_disparity, padded,
                                                 self.config.align_corners)[:, :height, :width]

@@ -169,9 +169,10 @@ class StereoLab:
 
     @staticmethod
     def auto_amp(device: torch.device) -> str:
-        """bf16 on a CPU that computes it natively: 2x faster a step, and fine-tuning and
-        from-scratch runs in bf16 stayed within the spread of two seeds in fp32 at every epoch
-        (bench/stereo_amp_convergence.py). fp32 elsewhere (not checked on CUDA)."""
+        """bf16 on a CPU that computes it natively: 2x faster a step, and in fine-tuning the
+        published network and training the cpu-small recipe from scratch, bf16's mean over
+        two seeds stayed within the two seeds' spread at every epoch but one (where it was
+        better) (bench/stereo_amp_convergence.py). fp32 elsewhere (not checked on CUDA)."""
         return "bf16" if device.type == "cpu" and "bf16" in native_precisions(device) else "none"
 
     @staticmethod
@@ -240,7 +241,7 @@ class StereoLab:
     def build_model(self, card: ModelCard, start: tuple[dict, ModelCard] | None,
                     log: Callable[[str], None]) -> nn.Module:
         # PSMNet's 3-D activations are ~50-100 MB each: without this every one is mapped and
-        # page-faulted afresh at each step (bf16 at 256x512, batch 2: 6.6 s -> 3.0 s a step)
+        # page-faulted afresh at each step (most of the 2x of bench/stereo_train_step.py, bf16)
         keep_freed_memory()
         model = build_stereo_model(card) if self.network is None else self.network()
         self.built = model
