@@ -17,8 +17,9 @@ from cnnlab.stereo.data.preprocess import IMAGENET_PREPROCESS
 from cnnlab.stereo.inference import int8
 from cnnlab.stereo.models.psmnet import PSMNet
 
-pytestmark = [pytest.mark.skipif(not int8_native(), reason="int8 needs a CPU with VNNI"),
-              pytest.mark.filterwarnings("ignore:.*quantiz.*deprecated")]
+pytestmark = pytest.mark.filterwarnings("ignore:.*quantiz.*deprecated")
+# the refusals are checked everywhere; what runs int8 needs a CPU with VNNI
+needs_vnni = pytest.mark.skipif(not int8_native(), reason="int8 needs a CPU with VNNI")
 CPU = torch.device("cpu")
 
 
@@ -45,6 +46,7 @@ def _tiny_model() -> PSMNet:
     return model.fuse_for_inference()
 
 
+@needs_vnni
 @pytest.mark.parametrize("n_in, n_out", [(16, 16), (16, 8)])
 def test_subpixel_deconv_equals_the_transposed_conv_up_to_quantization(n_in, n_out):
     """Both channel counts equal and different (oneDNN's own quantized transposed conv is
@@ -67,6 +69,7 @@ def test_subpixel_deconv_equals_the_transposed_conv_up_to_quantization(n_in, n_o
     assert error.norm() / reference.norm() < 0.03  # ~scale/sqrt(12) per value
 
 
+@needs_vnni
 def test_int8_stage_is_close_to_the_fp32_final_cost(quick_calibration, tmp_path):
     model = _tiny_model()
     stage = int8.int8_stage(model, IMAGENET_PREPROCESS, folder=tmp_path)
@@ -83,6 +86,7 @@ def test_int8_stage_is_close_to_the_fp32_final_cost(quick_calibration, tmp_path)
     assert (cost - reference).norm() / reference.norm() < 0.05
 
 
+@needs_vnni
 def test_the_model_runs_an_attached_stage_in_eval_only_and_training_drops_it(
         quick_calibration, tmp_path):
     model = _tiny_model()
@@ -102,6 +106,7 @@ def test_the_model_runs_an_attached_stage_in_eval_only_and_training_drops_it(
         int8.int8_stage(model, IMAGENET_PREPROCESS, folder=tmp_path)
 
 
+@needs_vnni
 def test_load_int8_calibrates_once_then_reads_the_cache(tiny_checkpoint, isolated_roots,
                                                         quick_calibration):
     lines: list[str] = []
@@ -126,6 +131,7 @@ def test_load_int8_calibrates_once_then_reads_the_cache(tiny_checkpoint, isolate
     assert json.loads(cached[0].read_text())["qparams"] == stored["qparams"]  # deterministic
 
 
+@needs_vnni
 def test_one_network_serves_int8_and_other_precisions(tiny_checkpoint, isolated_roots,
                                                       quick_calibration):
     rng = np.random.default_rng(0)
@@ -175,6 +181,7 @@ def test_int8_refuses_the_basic_variant():
         int8.check_int8_model(model)
 
 
+@needs_vnni
 @pytest.mark.slow
 def test_official_weights_in_int8_hold_kitti_accuracy(isolated_roots):
     """KITTI 2015 000000, full size: D1 within 0.1 point and EPE within 0.05 px of fp32."""
