@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from stereo_speed import _inputs, in_child  # that bench's pair and fresh-process runner
 
 from cnnlab.engine.memory import keep_freed_memory
-from cnnlab.engine.precision import inference_autocast, native_precisions
+from cnnlab.engine.precision import float_precision, inference_autocast
 from cnnlab.stereo.inference.int8 import (  # the library's int8 stage, measured here
     ENGINE,
     FloatStage,
@@ -361,7 +361,7 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     cpu = torch.device("cpu")
-    low = "bf16" if "bf16" in native_precisions(cpu) else "fp32"
+    low = float_precision(cpu)  # cnnlab's default inference here
     features_precision = args.features_precision or low
     roots = (args.weights_root, args.data_root)
     calibrations = {"synthetic": in_child(

@@ -89,15 +89,22 @@ def test_training_keeps_freed_memory_for_its_large_activations(tmp_path, monkeyp
 
     calls = []
     monkeypatch.setattr(lab, "keep_freed_memory", lambda: calls.append("kept") or True)
+    # amp "auto" (the default) is what the lab's auto_amp chooses, recorded as chosen
+    monkeypatch.setattr(lab.StereoLab, "auto_amp", staticmethod(lambda device: "none"))
     run = train(psmnet(**SMALL), "synthetic", epochs=1, out=tmp_path / "run", **QUICK)
     assert calls == ["kept"]
-    # amp "auto" (the default) is recorded as what it chose: bf16 where this CPU computes it
-    from cnnlab.engine.precision import native_precisions
+    assert json.loads((run.path / "config.json").read_text())["optim"]["amp"] == "none"
 
-    chosen = "bf16" if "bf16" in native_precisions(torch.device("cpu")) else "none"
-    saved = json.loads((run.path / "config.json").read_text())
-    assert saved["optim"]["amp"] == chosen
-    assert lab.StereoLab.auto_amp(torch.device("meta")) == "none"  # not checked elsewhere
+
+@pytest.mark.parametrize("device, native, chosen", [
+    ("cpu", ("bf16",), "bf16"), ("cpu", ("bf16", "fp16"), "bf16"), ("cpu", (), "none"),
+    ("cuda", ("bf16", "fp16"), "none"),  # not checked on CUDA: fp32
+])
+def test_auto_amp_is_bf16_only_on_a_cpu_that_computes_it(monkeypatch, device, native, chosen):
+    from cnnlab.stereo.training import lab
+
+    monkeypatch.setattr(lab, "native_precisions", lambda where: native)
+    assert lab.StereoLab.auto_amp(torch.device(device)) == chosen
 
 
 @pytest.mark.parametrize("call, message", [

@@ -143,9 +143,8 @@ def train_run(run: RunConfig, lab: Lab, out: str | Path, resume: bool = False,
     run_dir = RunDir(check_writable_folder(out, option))
     torch_device = select_device(device)
     if run.optim.amp == "auto":  # resolved before anything reads it: config.json keeps it
-        chosen = (read_run_config(run_dir.path, lab).optim.amp if resume  # the run's own
-                  else lab.auto_amp(torch_device))
-        run = replace(run, optim=replace(run.optim, amp=chosen))
+        run = (settled_amp(run, read_run_config(run_dir.path, lab)) if resume  # the run's own
+               else replace(run, optim=replace(run.optim, amp=lab.auto_amp(torch_device))))
     with contextlib.ExitStack() as held:
         refused: Exception | None = None
         if info.is_main:  # rank 0 writes the run, so it holds it; every rank stops if refused

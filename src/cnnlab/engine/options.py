@@ -8,12 +8,14 @@ A function says, next to its signature, when each conditional option has any eff
     def predict_folder(..., filter=False, min_confidence=None): ...
 
 Its callers pass None (or False for a switch) for "not given", and the function applies the
-real default itself; the rule refuses a given option whose condition is false, in one line
+real default itself; a switch that is on unless turned off defaults to None, and False is then
+what a caller gives; the rule refuses a given option whose condition is false, in one line
 naming it and why. The Python API and the command line (which only parses and calls the API)
 pass through the same rule, so no command keeps its own list of what it would ignore."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +26,10 @@ from cnnlab.errors import ConfigError
 Values = Mapping[str, Any]
 
 
-def given(value: object) -> bool:
-    """An option a caller gave: anything but None (not given) and False (a switch left off)."""
-    return value is not None and value is not False
+def given(value: object, default: object = False) -> bool:
+    """An option a caller gave: anything but None (not given) and False (a switch left off),
+    unless the function's ``default`` is None: then False turns off what is on by default."""
+    return value is not None and (value is not False or default is None)
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,12 @@ def when(effective: Callable[[Values], bool], why: str) -> Condition:
 Conditions = Mapping[str, "Condition | Sequence[Condition]"]
 
 
-def refuse_ignored(values: Values, rules: Conditions) -> None:
+def refuse_ignored(values: Values, rules: Conditions,
+                   defaults: Mapping[str, Any] | None = None) -> None:
     """Refuse the first given option (in ``rules``' order) one of whose rules says it would
-    change nothing, in one line naming it."""
+    change nothing, in one line naming it; ``defaults``: the function's own (see ``given``)."""
     for name, declared in rules.items():
-        if not given(values.get(name)):
+        if not given(values.get(name), (defaults or {}).get(name, False)):
             continue
         for rule in (declared,) if isinstance(declared, Condition) else declared:
             if not rule.effective(values):
@@ -75,7 +79,10 @@ def effective_when(**rules: Condition | Sequence[Condition]) -> Callable:
     """A decorator: the function's arguments (defaults applied) go through ``refuse_ignored``
     with ``rules`` before its body runs; the rules stay readable as ``function.option_rules``."""
     def decorate(function: Callable) -> Callable:
-        checked = checking_arguments(rules, lambda given: refuse_ignored(given, rules),
+        defaults = {name: parameter.default for name, parameter
+                    in inspect.signature(function).parameters.items()}
+        checked = checking_arguments(rules, lambda values: refuse_ignored(values, rules,
+                                                                          defaults),
                                      with_defaults=True)(function)
         checked.option_rules = dict(rules)  # type: ignore[attr-defined]
         return checked

@@ -43,6 +43,12 @@ def native_precisions(device: torch.device) -> tuple[str, ...]:
     return ()
 
 
+def float_precision(device: torch.device) -> str:
+    """bf16 where ``device`` computes it natively, else fp32: what "auto" resolves to, and the
+    precision of the float parts under int8."""
+    return "bf16" if "bf16" in native_precisions(device) else "fp32"
+
+
 def inference_precision(name: str, device: torch.device) -> str:
     """``name`` for ``device``: 'auto' is bf16 where the device runs it natively (on an
     AVX-512 BF16 CPU, 2 cores: PSMNet at 384x1248 2.1x faster than fp32, 3.36 vs 7.15 s, EPE
@@ -52,7 +58,7 @@ def inference_precision(name: str, device: torch.device) -> str:
         raise ConfigError(f"{name}: choose from {', '.join(PRECISIONS)}", parameter="precision")
     native = native_precisions(device)
     if name == "auto":  # never int8: it is a choice (calibrated, deprecated modules)
-        return "bf16" if "bf16" in native else "fp32"
+        return float_precision(device)
     if name == "int8":
         if device.type != "cpu" or not int8_native():
             where = ("this CPU has no VNNI int8 dot products" if device.type == "cpu"
@@ -72,7 +78,7 @@ def inference_autocast(device: torch.device, precision: str) -> ContextManager[o
     """Autocast for a resolved inference precision (fp32: nothing; int8: the float parts'
     precision, bf16 where native, else fp32)."""
     if precision == "int8":
-        precision = "bf16" if "bf16" in native_precisions(device) else "fp32"
+        precision = float_precision(device)
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=LOW_PRECISION[precision])

@@ -526,6 +526,7 @@ _PREDICT_RULES: dict[str, Condition | list[Condition]] = {
     "lr_check": [not_with("kitti_submission", _SUBMISSION),
                  when(lambda v: not _is_sgbm(v["model"]), _SGBM_PIXELS)],
     "gt": not_with("kitti_submission", _SUBMISSION),
+    "overview": not_with("kitti_submission", _SUBMISSION),
     "calibration": not_with("kitti_submission", _SUBMISSION),
     "min_depth": [needs("calibration", why="the focal length and baseline it turns into a "
                                            "disparity"),
@@ -572,10 +573,6 @@ def predict_folder(model: StereoModel | ModelSpec | str | os.PathLike,
     from cnnlab.stereo.inference.predict import range_advice
     from cnnlab.stereo.results import as_calibration
 
-    if overview is False and kitti_submission is not None:  # False is the change asked for,
-        # so the declared rules (where False means "a switch left off") do not see it
-        raise ConfigError(f": not used with `kitti_submission` ({_SUBMISSION})",
-                          parameter="overview")
     source = _spec(model)
     calib = as_calibration(calibration) if calibration is not None else None
     plan = plan_pairs(left, right, PREDICT_OUT if out is None else out, pair_list=pair_list,

@@ -46,7 +46,7 @@ from torch.ao.quantization.observer import HistogramObserver, MinMaxObserver
 
 from cnnlab.data.root import user_cache_dir
 from cnnlab.engine.atomic import atomic_write_json
-from cnnlab.engine.precision import inference_autocast, native_precisions
+from cnnlab.engine.precision import float_precision, inference_autocast
 from cnnlab.errors import ConfigError
 from cnnlab.stereo.models.blocks import _shifted_sum, one_channel_conv3d
 from cnnlab.stereo.models.psmnet import PSMNet
@@ -424,12 +424,6 @@ def synthetic_pairs(preprocess: dict, count: int, size: tuple[int, int], max_dis
 
 
 # --- cached calibration and the stage on a model --------------------------------------------
-
-def float_precision(device: torch.device) -> str:
-    """The feature extractor's precision under int8: bf16 where the CPU runs it natively (as
-    cnnlab's default inference does), else fp32."""
-    return "bf16" if "bf16" in native_precisions(device) else "fp32"
-
 
 def weights_digest(model: nn.Module) -> str:
     """sha256 of the model's own weights (names, dtypes, shapes, values; the BN-folded copies,
