@@ -58,22 +58,31 @@ SCENARIOS = {
     # the basic variant (no hourglasses) at the published crop, fp32 and bf16
     "synthetic-basic": (1, [*FULL, "--variant", "basic", *FP32]),
     "synthetic-basic-bf16": (1, [*FULL, "--variant", "basic", "--amp", "bf16"]),
+    # the published rows with the C library's malloc (CNNLAB_ALLOCATOR=system): what a
+    # machine without tcmalloc, or a notebook, gets
+    "synthetic-full-bf16-system-malloc": (1, [*FULL, "--amp", "bf16"]),
+    "synthetic-full-system-malloc": (1, [*FULL, *FP32]),
 }
+# environment of a scenario's runs (the baseline trees ignore the variable)
+SCENARIO_ENV = {"synthetic-full-bf16-system-malloc": {"CNNLAB_ALLOCATOR": "system"},
+                "synthetic-full-system-malloc": {"CNNLAB_ALLOCATOR": "system"}}
 # compute-bound scenarios: the architecture and crop whose step FLOPs are counted
 FLOP_COUNTED = {"synthetic-full": ({}, (256, 512)),
                 "synthetic-full-bf16": ({}, (256, 512)),
                 "synthetic-basic": ({"variant": "basic"}, (256, 512)),
                 "synthetic-basic-bf16": ({"variant": "basic"}, (256, 512)),
+                "synthetic-full-bf16-system-malloc": ({}, (256, 512)),
+                "synthetic-full-system-malloc": ({}, (256, 512)),
                 "synthetic-cpu-small-bf16": ({"max_disparity": 48, "blocks": (1, 2, 1, 1)},
                                              (64, 128))}
 
 
-def images_per_second(src: Path, processes: int, args: list[str], out: Path
-                      ) -> tuple[float, float]:
+def images_per_second(src: Path, processes: int, args: list[str], out: Path,
+                      extra_env: dict[str, str]) -> tuple[float, float]:
     """Train 2 epochs with the cnnlab in ``src``: epoch 2's images per second, from the
     epoch's seconds in metrics.csv and the images trained (whole global batches of the
     epoch's samples), and the command's peak resident memory in GB (its largest process)."""
-    env = dict(os.environ, PYTHONPATH=str(src))
+    env = dict(os.environ, PYTHONPATH=str(src), **extra_env)
     cli = ["-m", "cnnlab.cli", "stereo", "train", "--epochs", "2", "--no-progress",
            "--out", str(out), *args]
     if processes > 1:
@@ -96,6 +105,20 @@ def images_per_second(src: Path, processes: int, args: list[str], out: Path
     global_batch = int(option["--batch-size"]) * processes
     images = int(option["--samples-per-epoch"]) // global_batch * global_batch
     return images / float(rows[-1]["seconds"]), usage.ru_maxrss / 1e6  # KB -> GB
+
+
+def allocator(extra_env: dict[str, str]) -> str:
+    """The malloc the current tree's training runs under (it reruns itself under tcmalloc
+    where installed, unless CNNLAB_ALLOCATOR=system)."""
+    sys.path.insert(0, str(REPO / "src"))
+    from cnnlab.engine.memory import find_tcmalloc, tcmalloc_environment
+
+    environ = {k: v for k, v in {**os.environ, **extra_env}.items()
+               if k != "CNNLAB_ALLOCATOR_RERUN"}
+    library = find_tcmalloc()
+    if "tcmalloc" in environ.get("LD_PRELOAD", "") or tcmalloc_environment(environ, library):
+        return "tcmalloc"
+    return "system"
 
 
 def baseline_tree(rev: str, folder: Path) -> Path:
@@ -122,21 +145,26 @@ def _step_flops(queue, architecture: dict, size: tuple[int, int]) -> None:
 
 def _saved_gb(queue, architecture: dict, size: tuple[int, int], amp: bool) -> None:
     """GB that autograd keeps for the backward pass of one training step at batch 2 (every
-    tensor saved, each storage counted once): the activations a step must hold at its peak."""
+    tensor saved, each storage counted once; a tensor the backward pass remakes, see
+    stereo.models.recompute, is not kept): the activations a step must hold at its peak."""
     import torch
 
-    from cnnlab.stereo.models import PSMNet
+    from cnnlab.stereo.models import PSMNet, recompute
 
     model = PSMNet(**architecture).train()
     left, right = (torch.randn(2, 3, *size) for _ in range(2))
     storages: dict[int, int] = {}
+    recipes = recompute._pack
 
     def pack(tensor):
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
+        packed = recipes(tensor)
+        if packed is tensor:
+            storage = tensor.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        return packed
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+    recompute._pack = pack  # the model's own hooks count too
+    with torch.autograd.graph.saved_tensors_hooks(pack, recompute._unpack), \
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         model(left, right)
     queue.put(sum(storages.values()) / 1e9)
@@ -185,7 +213,8 @@ def main() -> None:
                 for repeat in range(args.repeats):
                     for key, (src, command) in settings.items():
                         out = scratch / f"{name}-{key}-{repeat}"
-                        rate, rss = images_per_second(src, processes, command, out)
+                        rate, rss = images_per_second(src, processes, command, out,
+                                                      SCENARIO_ENV.get(name, {}))
                         best[key], peak[key] = max(best[key], rate), min(peak[key], rss)
                 line = {"bench": "stereo_train_step", "scenario": name, "processes": processes,
                         "baseline_rev": args.baseline_rev, "repeats": args.repeats,
@@ -193,7 +222,8 @@ def main() -> None:
                         "s_per_image": {k: float(f"{1 / v:.4g}") for k, v in best.items()},
                         "ratio_current_to_baseline": round(best["current"] / best["baseline"],
                                                            4),
-                        "peak_rss_gb": {k: round(v, 3) for k, v in peak.items()}}
+                        "peak_rss_gb": {k: round(v, 3) for k, v in peak.items()},
+                        "current_allocator": allocator(SCENARIO_ENV.get(name, {}))}
                 if name in FLOP_COUNTED:  # compute-bound: the step's FLOP rate
                     amp = scenario[scenario.index("--amp") + 1]
                     rates = compute_rates(amp == "bf16", *FLOP_COUNTED[name])

@@ -190,13 +190,13 @@ def test_the_soft_argmin_backward_is_fp32_under_autocast_and_chunks_are_checked(
     from cnnlab.stereo.models.psmnet import SoftArgminRows, _linear_matrix
 
     torch.manual_seed(3)
-    volume = torch.randn(2, 8, 64, 24, requires_grad=True)  # (B, H/4, W, D)
-    matrix = _linear_matrix(8, 32, False, volume)
+    volume = torch.randn(2, 6, 8, 16, requires_grad=True)  # (B, D/4, H/4, W/4)
+    matrices = [_linear_matrix(n, 4 * n, False, volume) for n in (16, 6, 8)]  # W, D, H
     weights = torch.randn(2, 32, 64)
-    plain = torch.autograd.grad((SoftArgminRows.apply(volume, matrix, False, 8) * weights)
+    plain = torch.autograd.grad((SoftArgminRows.apply(volume, *matrices, False, 8) * weights)
                                 .sum(), volume)[0]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = SoftArgminRows.apply(volume, matrix, False, 8)
+        out = SoftArgminRows.apply(volume, *matrices, False, 8)
         inside = torch.autograd.grad((out * weights).sum(), volume)[0]
     assert out.dtype == torch.float32
     torch.testing.assert_close(inside, plain, atol=0, rtol=0)
@@ -207,8 +207,9 @@ def test_the_soft_argmin_backward_is_fp32_under_autocast_and_chunks_are_checked(
 
 
 def test_the_training_regression_keeps_no_full_resolution_volume():
-    """What autograd keeps for the backward pass is at most the (B, H/4, W, D) volume: the
-    (B, H, W, D) softmax (200 MB per output at 256x512, batch 2) is remade in backward."""
+    """What autograd keeps for the backward pass is at most the (B, D/4, H/4, W/4) cost: the
+    (B, H/4, W, D) volume and the (B, H, W, D) softmax (50 and 200 MB per output at 256x512,
+    batch 2) are remade in backward."""
     cost = torch.randn(2, 1, 12, 16, 32, requires_grad=True)
     sizes = []
 
@@ -219,7 +220,8 @@ def test_the_training_regression_keeps_no_full_resolution_volume():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         out = disparity_regression(cost, 48, (64, 128), False)
     assert out.shape == (2, 64, 128) and sizes
-    assert max(sizes) <= 2 * 16 * 128 * 48 < 2 * 64 * 128 * 48
+    matrices = 128 * 32 + 48 * 12 + 64 * 16  # W, D and H interpolation
+    assert sum(sizes) == cost.numel() + out.numel() + matrices < 2 * 16 * 128 * 48
 
 
 @pytest.mark.parametrize("align_corners", [False, True])

@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    whole_process = argv is None  # the command line itself, not main([...]) from Python
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("CNNLAB_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
@@ -131,6 +132,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         if getattr(args, "config", None) or getattr(args, "preset", None):
             args = apply_config(parser, args, argv)
+        args.whole_process = whole_process  # a command may rerun its process (see memory)
         return args.func(args)
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc.worded(flag_names(parser))}", file=sys.stderr)

@@ -275,7 +275,7 @@ def run_training(args: argparse.Namespace, lab: Any, task_settings: Callable[[],
 RESUME_OPTIONS = {"resume", "epochs", "stop_after", "device", "no_progress", "download"}
 # parser bookkeeping, not options
 INTERNAL = {"func", "command_parser", "lab", "action", "default_epochs", "model_kwargs", "debug",
-            "presets", "from_files"}
+            "presets", "from_files", "whole_process"}
 
 
 def _ignored_on_resume(args: argparse.Namespace, lab: Any) -> list[str]:

@@ -75,7 +75,17 @@ def _train_settings(args: argparse.Namespace):
     return settings
 
 
+def _rerun_under_tcmalloc(args) -> None:
+    """Training a stereo network runs under tcmalloc where it is installed: a smaller peak
+    (2.7 instead of 3.6-3.9 GB at 256x512, batch 2, bf16) and no slower; before torch loads."""
+    if getattr(args, "whole_process", False):
+        from cnnlab.engine.memory import rerun_under_tcmalloc
+
+        rerun_under_tcmalloc()
+
+
 def cmd_train(args) -> int:
+    _rerun_under_tcmalloc(args)
     from cnnlab.stereo.training.lab import STEREO
 
     settings = _train_settings(args)
@@ -89,6 +99,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    _rerun_under_tcmalloc(args)
     from cnnlab.stereo.training.lab import STEREO
 
     settings = _train_settings(args)
@@ -147,13 +158,20 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     add_optim_args(parser, **TRAIN_DEFAULTS)
 
 
+ALLOCATOR_NOTE = ("Memory: where tcmalloc is installed (apt install libtcmalloc-minimal4), "
+                  "the command reruns itself under it before loading torch: a smaller peak "
+                  "(2.7 instead of 3.7 GB at 256x512, batch 2, bf16), no slower. "
+                  "CNNLAB_ALLOCATOR=system keeps the C library's malloc.")
+
+
 def add_train_parsers(ssub) -> None:
-    train = ssub.add_parser("train", help="train or fine-tune PSMNet")
+    train = ssub.add_parser("train", help="train or fine-tune PSMNet", epilog=ALLOCATOR_NOTE)
     _add_train_options(train)
     train.set_defaults(func=cmd_train, command_parser=train, presets=preset_defaults)
     sweep = ssub.add_parser("sweep", help="search hyper-parameters with Optuna on validation "
                                           "EPE: every trial a run directory, a Markdown report "
-                                          "(needs the 'sweep' extra)")
+                                          "(needs the 'sweep' extra)",
+                                 epilog=ALLOCATOR_NOTE)
     _add_train_options(sweep)
     add_sweep_args(sweep, "lr, crop, max_disparity, init, jitter, schedule, batch_size")
     sweep.set_defaults(func=cmd_sweep, command_parser=sweep, presets=preset_defaults)

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from cnnlab.stereo.models.recompute import batch_norm_relu
+
 
 def _layout_of(weight: torch.Tensor) -> torch.memory_format:
     if weight.dim() == 5 and weight.is_contiguous(memory_format=torch.channels_last_3d):
@@ -44,6 +46,40 @@ class ConvBN(nn.Module):
         if mode:
             self.fused = None  # weights will change; a stale fusion must not survive
         return super().train(mode)
+
+
+class ConvStack(nn.Sequential):
+    """``nn.Sequential`` (same children, same state keys) whose conv+BN followed by ReLU runs,
+    in training, as one batch norm + ReLU whose output the backward pass remakes from the
+    convolution's output instead of keeping it (``recompute.batch_norm_relu``): a quarter to
+    a third less memory kept for backward, the same results."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and torch.is_grad_enabled()):
+            return super().forward(x)
+        layers = list(self)
+        skip = False
+        for layer, following in zip(layers, [*layers[1:], None]):
+            if skip:
+                skip = False
+            elif (isinstance(layer, ConvBN) and isinstance(following, nn.ReLU)
+                  and type(layer.bn) in (nn.BatchNorm2d, nn.BatchNorm3d) and layer.bn.training):
+                x = batch_norm_relu(layer.conv(x), layer.bn)
+                skip = True
+            else:
+                x = layer(x)
+        return x
+
+
+def convbn_relu(n_in: int, n_out: int, kernel: int, stride: int = 1, padding: int = 0,
+                dilation: int = 1) -> ConvStack:
+    """2-D conv+BN+ReLU (state keys "0.conv.weight", "0.bn.*", as a Sequential's)."""
+    return ConvStack(convbn(n_in, n_out, kernel, stride, padding, dilation), nn.ReLU(inplace=True))
+
+
+def convbn_relu_3d(n_in: int, n_out: int, stride: int = 1) -> ConvStack:
+    """3x3x3 conv+BN+ReLU, padding 1 (state keys as a Sequential's)."""
+    return ConvStack(convbn_3d(n_in, n_out, stride), nn.ReLU(inplace=True))
 
 
 def convbn(n_in: int, n_out: int, kernel: int, stride: int = 1, padding: int = 0,
@@ -117,8 +153,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, n_in: int, channels: int, stride: int = 1, dilation: int = 1):
         super().__init__()
-        self.conv1 = nn.Sequential(convbn(n_in, channels, 3, stride, 1, dilation),
-                                   nn.ReLU(inplace=True))
+        self.conv1 = convbn_relu(n_in, channels, 3, stride, 1, dilation)
         self.conv2 = convbn(channels, channels, 3, 1, 1, dilation)
         self.downsample = (convbn(n_in, channels, 1, stride, 0)
                            if stride != 1 or n_in != channels else None)

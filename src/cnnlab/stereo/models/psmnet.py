@@ -37,13 +37,17 @@ from cnnlab.stereo.choices import (
 from cnnlab.stereo.data.preprocess import IMAGENET_PREPROCESS
 from cnnlab.stereo.models.blocks import (
     ConvBN,
+    ConvStack,
     OneChannelConv3d,
     convbn,
     convbn_3d,
+    convbn_relu,
+    convbn_relu_3d,
     deconvbn_3d,
     make_stage,
 )
 from cnnlab.stereo.models.cost_volume import build_concat_volume
+from cnnlab.stereo.models.recompute import keep_less_for_backward, recompute_in_backward
 from cnnlab.stereo.models.registry import register_model
 
 
@@ -79,8 +83,7 @@ class SpatialPyramidPooling(nn.Module):
         self.pools = pools
         self.align_corners = align_corners
         self.branches = nn.ModuleList(
-            nn.Sequential(convbn(channels, branch_channels, 1), nn.ReLU(inplace=True))
-            for _ in pools)
+            convbn_relu(channels, branch_channels, 1) for _ in pools)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         height, width = x.shape[-2:]
@@ -108,7 +111,7 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         blocks = config.blocks
         dilation3, dilation4 = config.dilations
-        self.stem = nn.Sequential(
+        self.stem = ConvStack(
             convbn(3, 32, 3, 2, 1), nn.ReLU(inplace=True),
             convbn(32, 32, 3, 1, 1), nn.ReLU(inplace=True),
             convbn(32, 32, 3, 1, 1), nn.ReLU(inplace=True))
@@ -118,8 +121,8 @@ class FeatureExtractor(nn.Module):
         self.layer4 = make_stage(128, 128, blocks[3], 1, dilation4)
         self.spp = (spp or SpatialPyramidPooling)(128, 32, config.spp_pools, config.align_corners)
         fused = 64 + 128 + 32 * len(config.spp_pools)  # conv2_16, conv4_3, branches = 320
-        self.fusion = nn.Sequential(convbn(fused, 128, 3, 1, 1), nn.ReLU(inplace=True),
-                                    nn.Conv2d(128, 32, 1, bias=False))
+        self.fusion = ConvStack(convbn(fused, 128, 3, 1, 1), nn.ReLU(inplace=True),
+                                nn.Conv2d(128, 32, 1, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer1(self.stem(x))
@@ -135,10 +138,10 @@ class Hourglass(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         wide = channels * 2
-        self.conv1 = nn.Sequential(convbn_3d(channels, wide, 2), nn.ReLU(inplace=True))
+        self.conv1 = convbn_relu_3d(channels, wide, 2)
         self.conv2 = convbn_3d(wide, wide)
-        self.conv3 = nn.Sequential(convbn_3d(wide, wide, 2), nn.ReLU(inplace=True))
-        self.conv4 = nn.Sequential(convbn_3d(wide, wide), nn.ReLU(inplace=True))
+        self.conv3 = convbn_relu_3d(wide, wide, 2)
+        self.conv4 = convbn_relu_3d(wide, wide)
         self.conv5 = deconvbn_3d(wide, wide)
         self.conv6 = deconvbn_3d(wide, channels)
 
@@ -152,12 +155,12 @@ class Hourglass(nn.Module):
         return self.conv6(post), pre, post
 
 
-def _classifier() -> nn.Sequential:
-    return nn.Sequential(convbn_3d(32, 32), nn.ReLU(inplace=True), OneChannelConv3d(32))
+def _classifier() -> ConvStack:
+    return ConvStack(convbn_3d(32, 32), nn.ReLU(inplace=True), OneChannelConv3d(32))
 
 
-def _residual_3d() -> nn.Sequential:
-    return nn.Sequential(convbn_3d(32, 32), nn.ReLU(inplace=True), convbn_3d(32, 32))
+def _residual_3d() -> ConvStack:
+    return ConvStack(convbn_3d(32, 32), nn.ReLU(inplace=True), convbn_3d(32, 32))
 
 
 def disparity_regression(cost: torch.Tensor, max_disparity: int, size: tuple[int, int],
@@ -176,46 +179,54 @@ def disparity_regression(cost: torch.Tensor, max_disparity: int, size: tuple[int
     dtype = torch.promote_types(cost.dtype, torch.float32)  # fp64 stays (tests' reference)
     with torch.autocast(cost.device.type, enabled=False):
         low = cost.squeeze(1).to(dtype)  # (B, D/4, H/4, W/4)
-        volume = low @ _linear_matrix(low.shape[-1], width, align_corners, low).T
-        volume = volume.permute(0, 2, 3, 1) @ _linear_matrix(low.shape[1], max_disparity,
-                                                             align_corners, low).T
-        rows = _linear_matrix(volume.shape[1], height, align_corners, volume)
-        return SoftArgminRows.apply(volume, rows, align_corners, row_chunk)
+        matrices = (_linear_matrix(low.shape[-1], width, align_corners, low),
+                    _linear_matrix(low.shape[1], max_disparity, align_corners, low),
+                    _linear_matrix(low.shape[2], height, align_corners, low))
+        return SoftArgminRows.apply(low, *matrices, align_corners, row_chunk)
+
+
+def _upsample_width_levels(low: torch.Tensor, width_matrix: torch.Tensor,
+                           levels_matrix: torch.Tensor) -> torch.Tensor:
+    """(B, D/4, H/4, W/4) -> (B, H/4, W, D): W and D upsampled, disparities innermost."""
+    return (low @ width_matrix.T).permute(0, 2, 3, 1) @ levels_matrix.T
 
 
 class SoftArgminRows(torch.autograd.Function):
-    """(B, H/4, W, D) volume upsampled along W and D, (H, H/4) row-interpolation matrix ->
-    (B, H, W): upsample the rows, softmax over D, soft-argmin; a chunk of rows at a time.
+    """(B, D/4, H/4, W/4) cost and the (W, W/4), (D, D/4), (H, H/4) interpolation matrices ->
+    (B, H, W): upsample W and D, then the rows a chunk at a time, softmax over D, soft-argmin.
 
     The gradient needs only the probabilities and the estimate: d(sum_d p_d d)/dv_d =
-    p_d (d - estimate). The backward pass recomputes each chunk's probabilities from the
-    (B, H/4, W, D) volume instead of keeping the (B, H, W, D) softmax and its inputs.
+    p_d (d - estimate). The backward pass remakes the (B, H/4, W, D) volume from the cost
+    (two small products) and each chunk's probabilities from it, so autograd keeps only the
+    cost: 50 MB less per output at 256x512, batch 2, than keeping the volume.
     """
 
     @staticmethod
-    def forward(ctx, volume: torch.Tensor, matrix: torch.Tensor, align_corners: bool,
+    def forward(ctx, low: torch.Tensor, width_matrix: torch.Tensor,
+                levels_matrix: torch.Tensor, rows_matrix: torch.Tensor, align_corners: bool,
                 row_chunk: int) -> torch.Tensor:
-        with torch.autocast(volume.device.type, enabled=False):  # fp32, whoever calls it
-            out = _regress_rows(volume, matrix, align_corners, row_chunk)
-        ctx.save_for_backward(volume, matrix, out)
+        with torch.autocast(low.device.type, enabled=False):  # fp32, whoever calls it
+            volume = _upsample_width_levels(low, width_matrix, levels_matrix)
+            out = _regress_rows(volume, rows_matrix, align_corners, row_chunk)
+        ctx.save_for_backward(low, width_matrix, levels_matrix, rows_matrix, out)
         ctx.align_corners, ctx.row_chunk = align_corners, row_chunk
         return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         with torch.autocast(grad.device.type, enabled=False):  # fp32, as the forward pass
-            return SoftArgminRows._backward(ctx, grad)
+            return SoftArgminRows._backward(ctx, grad), None, None, None, None, None
 
     @staticmethod
-    def _backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        volume, matrix, out = ctx.saved_tensors
+    def _backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        low, width_matrix, levels_matrix, matrix, out = ctx.saved_tensors
+        volume = _upsample_width_levels(low, width_matrix, levels_matrix)
         grad = grad.to(volume.dtype)
         b, low_h, width, levels = volume.shape
-        height = matrix.shape[0]
         disparities = torch.arange(levels, device=volume.device, dtype=volume.dtype)
         grad_volume = torch.zeros_like(volume)
-        for start, stop, first, end in _row_chunks(low_h, height, ctx.align_corners,
+        for start, stop, first, end in _row_chunks(low_h, matrix.shape[0], ctx.align_corners,
                                                    ctx.row_chunk):
             weights = matrix[start:stop, first:end]
             rows = weights @ volume[:, first:end].reshape(b, end - first, -1)
@@ -224,7 +235,9 @@ class SoftArgminRows(torch.autograd.Function):
             grad_rows = probabilities.mul_(offset).mul_(grad[:, start:stop, :, None])
             grad_volume[:, first:end] += (weights.T @ grad_rows.view(b, stop - start, -1)
                                           ).view(b, end - first, width, levels)
-        return grad_volume, None, None, None
+        del volume
+        # back through the two products: (B, H/4, W, D) -> (B, H/4, W, D/4) -> (B, D/4, H/4, W/4)
+        return (grad_volume @ levels_matrix).permute(0, 3, 1, 2) @ width_matrix
 
 
 def _row_chunks(low_h: int, height: int, align_corners: bool, row_chunk: int | None):
@@ -282,9 +295,9 @@ def precise_disparity_regression(cost: torch.Tensor, max_disparity: int, size: t
     """
     height, width = size
     # W then D as products with interpolation matrices, into (B, H/4, W, D)
-    volume = cost.squeeze(1) @ _linear_matrix(cost.shape[-1], width, align_corners, cost).T
-    volume = volume.permute(0, 2, 3, 1) @ _linear_matrix(cost.shape[2], max_disparity,
-                                                         align_corners, cost).T
+    volume = _upsample_width_levels(
+        cost.squeeze(1), _linear_matrix(cost.shape[-1], width, align_corners, cost),
+        _linear_matrix(cost.shape[2], max_disparity, align_corners, cost))
     b, low_h, _, levels = volume.shape
     matrix = _linear_matrix(low_h, height, align_corners, volume)  # H as a product too
     if row_chunk is None and confidence_radius is None:
@@ -394,8 +407,8 @@ class PSMNet(nn.Module):
             raise ConfigError(f"the {config.variant} variant has no hourglass",
                               parameter="hourglass")
         self.features = FeatureExtractor(config, spp)
-        self.cost_stem = nn.Sequential(convbn_3d(64, 32), nn.ReLU(inplace=True),
-                                       convbn_3d(32, 32), nn.ReLU(inplace=True))
+        self.cost_stem = ConvStack(convbn_3d(64, 32), nn.ReLU(inplace=True),
+                                   convbn_3d(32, 32), nn.ReLU(inplace=True))
         self.cost_residual = _residual_3d()
         if config.variant == "stackhourglass":
             self.hourglasses = nn.ModuleList((hourglass or Hourglass)(32) for _ in range(3))
@@ -473,7 +486,12 @@ class PSMNet(nn.Module):
         """
         if self.int8_stage is not None and not self.training:
             return [self.int8_stage(left, right, self.max_disparity // 4)]
-        cost0 = self.cost_stem(self.build_cost_volume(left, right))
+        volume = self.build_cost_volume(left, right)
+        if self.training and torch.is_grad_enabled():  # remade from the small feature maps
+            left, right = left.detach(), right.detach()
+            recompute_in_backward(volume, lambda: self.build_cost_volume(left, right))
+        cost0 = self.cost_stem(volume)
+        del volume
         cost0 = self.cost_residual(cost0).add_(cost0)
         if self.config.variant == "basic":
             for residual in self.residuals:
@@ -501,7 +519,11 @@ class PSMNet(nn.Module):
         padded = left.shape[-2:]
         left = left.contiguous(memory_format=torch.channels_last)
         right = right.contiguous(memory_format=torch.channels_last)
-        costs = self.aggregate_costs(self.features(left), self.features(right))
+        if self.training and torch.is_grad_enabled():
+            with keep_less_for_backward():  # see recompute: same results, less memory
+                costs = self.aggregate_costs(self.features(left), self.features(right))
+        else:
+            costs = self.aggregate_costs(self.features(left), self.features(right))
         # at inference only the final output is regressed, and the soft-argmin stays in fp32
         # under autocast: in bf16 its softmax over 192 levels and weighted sum cost accuracy
         # (official KITTI 2015 weights, the 3 shared pairs: EPE 0.3571 instead of 0.3497 px;
