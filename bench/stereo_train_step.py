@@ -158,12 +158,12 @@ def _saved_gb(queue, architecture: dict, size: tuple[int, int], amp: bool) -> No
 
     def pack(tensor):
         packed = recipes(tensor)
-        if packed is tensor:
-            storage = tensor.untyped_storage()
+        if not isinstance(packed, recompute.Recomputed):  # kept: (tensor, its version)
+            storage = packed[0].untyped_storage()
             storages[storage.data_ptr()] = storage.nbytes()
         return packed
 
-    recompute._pack = pack  # the model's own hooks count too
+    recompute._pack = pack  # the hooks the model opens (module-level lookup) count too
     with torch.autograd.graph.saved_tensors_hooks(pack, recompute._unpack), \
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         model(left, right)

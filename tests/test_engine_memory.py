@@ -23,8 +23,10 @@ def test_the_rerun_environment_preloads_tcmalloc_once():
     assert env["LD_PRELOAD"] == f"{LIBRARY} libother.so" and env["PATH"] == "/bin"
     assert int(env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"]) >= 2 ** 40  # no report lines
     assert memory.tcmalloc_environment(env, LIBRARY) is None  # the rerun does not rerun
-    for chosen in ("/x/libtcmalloc.so.4", "/x/libjemalloc.so.2"):  # the user's own choice
-        assert memory.tcmalloc_environment({"LD_PRELOAD": chosen}, LIBRARY) is None
+    for chosen in ("/x/libtcmalloc.so.4", "/x/libjemalloc.so.2", "a.so:/y/libmimalloc.so"):
+        assert memory.tcmalloc_environment({"LD_PRELOAD": chosen}, LIBRARY) is None  # theirs
+    # a path that merely contains an allocator's name is not one
+    assert memory.tcmalloc_environment({"LD_PRELOAD": "/opt/tcmalloc-test/libz.so"}, LIBRARY)
 
 
 @pytest.mark.parametrize("environ, library", [
@@ -47,7 +49,18 @@ def test_find_tcmalloc_looks_in_the_folders_given(tmp_path):
 
 
 def test_only_the_command_line_reruns_its_process(monkeypatch):
-    """``main([...])`` from Python (a notebook, a test) never replaces its process."""
+    """``main()`` from Python (a notebook, a script, a test), with or without arguments,
+    never replaces its process; the ``cnnlab`` command (``command_line``) may."""
+    from cnnlab import cli
+
+    seen = []
+    monkeypatch.setattr(train_cli, "cmd_train", lambda args: seen.append(args.whole_process))
+    monkeypatch.setattr(sys, "argv", ["cnnlab", "stereo", "train"])
+    cli.main(["stereo", "train"])
+    cli.main()
+    with pytest.raises(SystemExit):
+        cli.command_line()
+    assert seen == [False, False, True]
     calls = []
     monkeypatch.setattr(memory, "rerun_under_tcmalloc", lambda: calls.append(1))
     train_cli._rerun_under_tcmalloc(argparse.Namespace(whole_process=False))

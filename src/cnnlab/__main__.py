@@ -1,3 +1,3 @@
-from cnnlab.cli import main
+from cnnlab.cli import command_line
 
-raise SystemExit(main())
+command_line()

@@ -109,18 +109,25 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, whole_process: bool = False) -> int:
+    """Run one command (``argv``, default the process's arguments); returns its exit code.
+    ``whole_process``: this process is the command (``command_line``), so a command may
+    replace it by a rerun under another allocator; never for a call from Python."""
     if threading.current_thread() is not threading.main_thread():
-        return _main(argv)
+        return _main(argv, whole_process)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return _main(argv)
+        return _main(argv, whole_process)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _main(argv: list[str] | None) -> int:
-    whole_process = argv is None  # the command line itself, not main([...]) from Python
+def command_line() -> None:
+    """The ``cnnlab`` command and ``python -m cnnlab(.cli)``: the process is the command."""
+    sys.exit(main(whole_process=True))
+
+
+def _main(argv: list[str] | None, whole_process: bool) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("CNNLAB_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
@@ -132,7 +139,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         if getattr(args, "config", None) or getattr(args, "preset", None):
             args = apply_config(parser, args, argv)
-        args.whole_process = whole_process  # a command may rerun its process (see memory)
+        args.whole_process = whole_process  # may a command rerun its process (memory)
         return args.func(args)
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc.worded(flag_names(parser))}", file=sys.stderr)

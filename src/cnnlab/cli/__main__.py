@@ -1,7 +1,5 @@
 """``python -m cnnlab.cli``: the same as the ``cnnlab`` command."""
 
-import sys
+from cnnlab.cli import command_line
 
-from cnnlab.cli import main
-
-sys.exit(main())
+command_line()

@@ -30,8 +30,8 @@ def keep_freed_memory() -> bool:
     peak RSS (fragmentation: the training command reruns under tcmalloc where installed, see
     ``rerun_under_tcmalloc``, which needs no such setting). A permanent process setting, so
     loading a stereo model and starting stereo training call it (CLI or library) and a
-    library import does not. Returns
-    whether it applied: glibc on Linux only; elsewhere it does nothing.
+    library import does not. Returns whether it applied: glibc on Linux only; elsewhere it
+    does nothing.
     """
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
@@ -74,13 +74,17 @@ LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr
                 "/usr/lib", "/usr/local/lib")
 ALLOCATOR_VARIABLE = "CNNLAB_ALLOCATOR"
 ALLOCATORS = ("auto", "system")
-OTHER_ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")  # preloaded already: the user's choice
+# an allocator the user preloads already is the user's choice
+PRELOADED_ALLOCATORS = ("libtcmalloc", "libjemalloc", "libmimalloc")
 _RERUN_MARK = "CNNLAB_ALLOCATOR_RERUN"  # set in the rerun process: never a second rerun
 
 
 def find_tcmalloc(dirs: tuple[str, ...] | None = None) -> str | None:
-    """Path of an installed tcmalloc library, or None."""
-    for folder in dirs if dirs is not None else (*LIBRARY_DIRS, f"{sys.prefix}/lib"):
+    """Path of an installed tcmalloc library, or None: in ``dirs``, by default the system's
+    library folders and the lib folders of this Python's (virtual, conda) environments."""
+    prefixes = (sys.prefix, sys.base_prefix, os.environ.get("CONDA_PREFIX"))
+    default = (*LIBRARY_DIRS, *(f"{prefix}/lib" for prefix in prefixes if prefix))
+    for folder in dirs if dirs is not None else default:
         for name in TCMALLOC_NAMES:
             if (Path(folder) / name).is_file():
                 return str(Path(folder) / name)
@@ -102,7 +106,8 @@ def tcmalloc_environment(environ: Mapping[str, str], library: str | None
                           f"{', '.join(ALLOCATORS)} (auto: tcmalloc where installed)")
     preload = environ.get("LD_PRELOAD", "")
     if (choice == "system" or library is None or environ.get(_RERUN_MARK)
-            or any(name in preload for name in OTHER_ALLOCATORS)
+            or any(Path(path).name.startswith(PRELOADED_ALLOCATORS)
+                   for path in preload.replace(":", " ").split())
             or not sys.platform.startswith("linux")
             or platform.libc_ver()[0] != "glibc"):
         return None
@@ -114,10 +119,16 @@ def tcmalloc_environment(environ: Mapping[str, str], library: str | None
 
 def rerun_under_tcmalloc() -> None:
     """Replace this process by the same command under tcmalloc, where
-    ``tcmalloc_environment`` says it applies (a command line's start only: nothing has been
-    done yet that a rerun would repeat); otherwise return."""
+    ``tcmalloc_environment`` says it applies; otherwise, or if the system refuses, return.
+
+    For a command line's start only, before anything a rerun would repeat. The process keeps
+    its id, arguments and open files; the preload passes on to its child processes (data
+    workers gain from it too), and a debugger or profiler wrapping the command restarts."""
     environment = tcmalloc_environment(os.environ, find_tcmalloc())
     if environment is not None:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(sys.executable, sys.orig_argv, environment)
+        try:
+            os.execve(sys.executable, sys.orig_argv, environment)
+        except OSError:  # could not start: carry on under the C library's malloc
+            return

@@ -75,9 +75,9 @@ def _train_settings(args: argparse.Namespace):
     return settings
 
 
-def _rerun_under_tcmalloc(args) -> None:
+def _rerun_under_tcmalloc(args: argparse.Namespace) -> None:
     """Training a stereo network runs under tcmalloc where it is installed: a smaller peak
-    (2.7 instead of 3.6-3.9 GB at 256x512, batch 2, bf16) and no slower; before torch loads."""
+    (2.7 instead of 3.7 GB at 256x512, batch 2, bf16), no slower; before torch loads."""
     if getattr(args, "whole_process", False):
         from cnnlab.engine.memory import rerun_under_tcmalloc
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from cnnlab.stereo.models.recompute import batch_norm_relu
+from cnnlab.stereo.models.recompute import batch_norm_relu, remaking
 
 
 def _layout_of(weight: torch.Tensor) -> torch.memory_format:
@@ -50,25 +50,36 @@ class ConvBN(nn.Module):
 
 class ConvStack(nn.Sequential):
     """``nn.Sequential`` (same children, same state keys) whose conv+BN followed by ReLU runs,
-    in training, as one batch norm + ReLU whose output the backward pass remakes from the
-    convolution's output instead of keeping it (``recompute.batch_norm_relu``): a quarter to
-    a third less memory kept for backward, the same results."""
+    in training inside ``recompute.keep_less_for_backward``, as one batch norm + ReLU whose
+    output the backward pass remakes from the convolution's output instead of keeping it
+    (``recompute.batch_norm_relu``): less memory kept for backward, the same results.
+    Elsewhere, or where a layer has hooks, it is the plain Sequential."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and torch.is_grad_enabled()):
+        if not (self.training and remaking()):
             return super().forward(x)
         layers = list(self)
         skip = False
         for layer, following in zip(layers, [*layers[1:], None]):
             if skip:
                 skip = False
-            elif (isinstance(layer, ConvBN) and isinstance(following, nn.ReLU)
-                  and type(layer.bn) in (nn.BatchNorm2d, nn.BatchNorm3d) and layer.bn.training):
+            elif _fusable(layer, following):
                 x = batch_norm_relu(layer.conv(x), layer.bn)
                 skip = True
             else:
                 x = layer(x)
         return x
+
+
+def _fusable(layer: nn.Module, following: nn.Module | None) -> bool:
+    """A ConvBN (in training) and a ReLU, exactly those classes, none with hooks: running
+    them as one skips their ``__call__``, so nothing else must depend on it."""
+    if type(layer) is not ConvBN or type(following) is not nn.ReLU:
+        return False
+    if type(layer.bn) not in (nn.BatchNorm2d, nn.BatchNorm3d) or not layer.bn.training:
+        return False
+    return not any(module._forward_hooks or module._forward_pre_hooks
+                   for module in (layer, layer.conv, layer.bn, following))
 
 
 def convbn_relu(n_in: int, n_out: int, kernel: int, stride: int = 1, padding: int = 0,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -47,7 +48,11 @@ from cnnlab.stereo.models.blocks import (
     make_stage,
 )
 from cnnlab.stereo.models.cost_volume import build_concat_volume
-from cnnlab.stereo.models.recompute import keep_less_for_backward, recompute_in_backward
+from cnnlab.stereo.models.recompute import (
+    keep_less_for_backward,
+    recompute_in_backward,
+    remaking,
+)
 from cnnlab.stereo.models.registry import register_model
 
 
@@ -487,9 +492,9 @@ class PSMNet(nn.Module):
         if self.int8_stage is not None and not self.training:
             return [self.int8_stage(left, right, self.max_disparity // 4)]
         volume = self.build_cost_volume(left, right)
-        if self.training and torch.is_grad_enabled():  # remade from the small feature maps
-            left, right = left.detach(), right.detach()
-            recompute_in_backward(volume, lambda: self.build_cost_volume(left, right))
+        if self.training and remaking():  # remade from the small feature maps (2 MB each)
+            recompute_in_backward(volume, partial(self.build_cost_volume, left.detach(),
+                                                  right.detach()))
         cost0 = self.cost_stem(volume)
         del volume
         cost0 = self.cost_residual(cost0).add_(cost0)
@@ -519,7 +524,7 @@ class PSMNet(nn.Module):
         padded = left.shape[-2:]
         left = left.contiguous(memory_format=torch.channels_last)
         right = right.contiguous(memory_format=torch.channels_last)
-        if self.training and torch.is_grad_enabled():
+        if self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling():
             with keep_less_for_backward():  # see recompute: same results, less memory
                 costs = self.aggregate_costs(self.features(left), self.features(right))
         else:

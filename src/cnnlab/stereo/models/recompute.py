@@ -6,21 +6,27 @@ output of a batch norm + ReLU from the convolution output that batch norm's back
 the cost volume from the two views' small feature maps. Such a tensor carries a
 ``Recomputed`` recipe; inside ``keep_less_for_backward()`` an operation that saves it for
 backward keeps the recipe instead, and the backward pass remakes the tensor once, when its
-first user needs it, and drops it after its last. Outside the context everything is kept as
-usual. The remade values are the kept ones (bit for bit in bf16, to one rounding in fp32).
+first user needs it, and drops it after its last. The remade values are the kept ones (bit
+for bit in bf16 on the CPU, to one ulp in fp32). Other saved tensors are kept as autograd
+keeps them, with its check that none was changed in place; double backward through the
+context's graph is not supported (PSMNet's training never needs it).
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import weakref
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 _ATTRIBUTE = "_cnnlab_recomputed"
+_state = threading.local()  # whether keep_less_for_backward is on, per thread (as the hooks)
 
 
 class Recomputed:
@@ -46,29 +52,55 @@ class Recomputed:
 
 def recompute_in_backward(tensor: torch.Tensor, make: Callable[[], torch.Tensor],
                           pending: int = 0) -> Recomputed:
-    """Mark ``tensor`` as remade by ``make()`` when a backward pass needs it (``make`` must
-    hold only tensors kept anyway: what it holds stays alive with the graph)."""
+    """Mark ``tensor`` as remade by ``make()`` when a backward pass needs it. What ``make``
+    holds lives as long as the graph: tensors kept anyway, or small ones."""
     recipe = Recomputed(tensor, make, pending)
     setattr(tensor, _ATTRIBUTE, recipe)
     return recipe
 
 
-def _pack(tensor: torch.Tensor) -> torch.Tensor | Recomputed:
+def _pack(tensor: torch.Tensor) -> tuple[torch.Tensor, int] | Recomputed:
     recipe = getattr(tensor, _ATTRIBUTE, None)
     if recipe is None or tensor._version != recipe.version:  # changed in place: keep it
-        return tensor
+        # detached (no reference cycle through its grad_fn, so an unused graph is freed),
+        # with its version, for autograd's in-place check the hooks would otherwise skip
+        return tensor.detach(), tensor._version
     recipe.pending += 1
     return recipe
 
 
-def _unpack(packed: torch.Tensor | Recomputed) -> torch.Tensor:
-    return packed.take() if isinstance(packed, Recomputed) else packed
+def _unpack(packed: tuple[torch.Tensor, int] | Recomputed) -> torch.Tensor:
+    if isinstance(packed, Recomputed):
+        return packed.take()
+    tensor, version = packed
+    if tensor._version != version:
+        raise RuntimeError(
+            "one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: {tuple(tensor.shape)} {tensor.dtype} is at version "
+            f"{tensor._version}; expected version {version} instead")
+    return tensor
 
 
-def keep_less_for_backward() -> AbstractContextManager[None]:
+def remaking() -> bool:
+    """Whether tensors made now may be remade in backward: inside
+    ``keep_less_for_backward``, with gradients on, and not while torch.compile traces (its
+    graphs take the plain layers whole)."""
+    return (getattr(_state, "on", False) and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling())
+
+
+@contextmanager
+def keep_less_for_backward() -> Iterator[None]:
     """Inside this context, autograd keeps recipes instead of the tensors marked with
-    ``recompute_in_backward`` (thread-local, as autograd's saved-tensor hooks are)."""
-    return torch.autograd.graph.saved_tensors_hooks(_pack, _unpack)
+    ``recompute_in_backward``, and ``ConvStack`` marks its batch norm + ReLU outputs
+    (thread-local, as autograd's saved-tensor hooks are)."""
+    previous = getattr(_state, "on", False)
+    _state.on = True
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(_pack, _unpack):
+            yield
+    finally:
+        _state.on = previous
 
 
 class _BatchNormReLU(torch.autograd.Function):
@@ -88,7 +120,7 @@ class _BatchNormReLU(torch.autograd.Function):
         def remake() -> torch.Tensor:
             owner = node()
             if owner is None:  # only a tensor kept past its own graph could get here
-                raise RuntimeError("a batch norm + ReLU output was used in a graph after its "
+                raise RuntimeError("a batch norm + ReLU output was saved in a graph after its "
                                    "own graph was freed: compute it again")
             y, weight, bias, mean, invstd = owner.saved_tensors
             variance = invstd.pow(-2).sub_(eps)  # the batch's: eval mode remakes out
@@ -103,6 +135,8 @@ class _BatchNormReLU(torch.autograd.Function):
     def backward(ctx, grad):
         y, weight, _, mean, invstd = ctx.saved_tensors
         out = ctx.recipe.take()
+        ctx.recipe.cache = None  # this backward is the last user: a save never unpacked
+        # (its result unused, or a partial autograd.grad) must not keep the copy alive
         grad = torch.ops.aten.threshold_backward(grad, out, 0)
         del out
         wanted = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
@@ -111,9 +145,19 @@ class _BatchNormReLU(torch.autograd.Function):
         return grad_y, grad_weight, grad_bias, None, None, None, None
 
 
-def batch_norm_relu(y: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
-    """``relu(bn(y))`` for a batch norm in training mode (running statistics updated as
-    ``bn`` does), whose output autograd remakes instead of keeping (``keep_less_for_backward``)."""
+def batch_norm_relu(y: torch.Tensor, bn: nn.BatchNorm2d | nn.BatchNorm3d) -> torch.Tensor:
+    """``relu(bn(y))`` for a batch norm in training mode, its running statistics updated as
+    ``bn`` does; where anything needs a gradient, the output is remade in backward instead of
+    kept (inside ``keep_less_for_backward``)."""
+    if not bn.training:
+        raise ValueError("bn: batch_norm_relu is for a batch norm in training mode; in eval "
+                         "mode call relu(bn(y))")
+    if y.shape[0] * math.prod(y.shape[2:]) == 1:  # as F.batch_norm refuses it
+        raise ValueError("Expected more than 1 value per channel when training, got input "
+                         f"size {tuple(y.shape)}")
+    parameters = [p for p in (bn.weight, bn.bias) if p is not None]
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (y, *parameters))):
+        return F.relu(bn(y), inplace=True)  # no graph: nothing to keep or remake
     momentum = 0.0 if bn.momentum is None else bn.momentum
     if bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
