@@ -4,6 +4,7 @@ stale or leaked tensor."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 
 import pytest
@@ -300,6 +301,14 @@ def test_outside_the_context_or_compiling_a_conv_stack_is_its_sequential(monkeyp
     with keep_less_for_backward(), monkeypatch.context() as patch:
         patch.setattr(torch.compiler, "is_compiling", lambda: True)
         stack(x)
+    model, opened = _small_psmnet(), []
+    for compiling in (True, False):  # PSMNet's training forward opens no hooks when traced
+        with monkeypatch.context() as patch:
+            patch.setattr(torch.compiler, "is_compiling", lambda c=compiling: c)
+            patch.setattr("cnnlab.stereo.models.psmnet.keep_less_for_backward",
+                          lambda c=compiling: opened.append(c) or contextlib.nullcontext())
+            model(*torch.randn(2, 2, 3, 32, 48).unbind(0))
+    assert opened == [False] and len(calls) == 2
     stack[1].register_forward_hook(lambda *args: None)
     with keep_less_for_backward():
         stack(x)

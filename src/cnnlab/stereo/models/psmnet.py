@@ -50,6 +50,7 @@ from cnnlab.stereo.models.blocks import (
 from cnnlab.stereo.models.cost_volume import build_concat_volume
 from cnnlab.stereo.models.recompute import (
     keep_less_for_backward,
+    may_remake,
     recompute_in_backward,
     remaking,
 )
@@ -524,7 +525,7 @@ class PSMNet(nn.Module):
         padded = left.shape[-2:]
         left = left.contiguous(memory_format=torch.channels_last)
         right = right.contiguous(memory_format=torch.channels_last)
-        if self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if self.training and may_remake():
             with keep_less_for_backward():  # see recompute: same results, less memory
                 costs = self.aggregate_costs(self.features(left), self.features(right))
         else:

@@ -81,12 +81,16 @@ def _unpack(packed: tuple[torch.Tensor, int] | Recomputed) -> torch.Tensor:
     return tensor
 
 
+def may_remake() -> bool:
+    """Whether a forward pass now could remake anything: gradients on, and not while
+    torch.compile traces (its graphs take the plain layers whole)."""
+    return torch.is_grad_enabled() and not torch.compiler.is_compiling()
+
+
 def remaking() -> bool:
-    """Whether tensors made now may be remade in backward: inside
-    ``keep_less_for_backward``, with gradients on, and not while torch.compile traces (its
-    graphs take the plain layers whole)."""
-    return (getattr(_state, "on", False) and torch.is_grad_enabled()
-            and not torch.compiler.is_compiling())
+    """Whether tensors made now are remade in backward: ``may_remake`` inside
+    ``keep_less_for_backward``."""
+    return getattr(_state, "on", False) and may_remake()
 
 
 @contextmanager
