@@ -153,21 +153,8 @@ def _saved_gb(queue, architecture: dict, size: tuple[int, int], amp: bool) -> No
 
     model = PSMNet(**architecture).train()
     left, right = (torch.randn(2, 3, *size) for _ in range(2))
-    storages: dict[int, int] = {}
-    recipes = recompute._pack
-
-    def pack(tensor):
-        packed = recipes(tensor)
-        if not isinstance(packed, recompute.Recomputed):  # kept: (tensor, its version)
-            storage = packed[0].untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
-        return packed
-
-    recompute._pack = pack  # the hooks the model opens (module-level lookup) count too
-    with torch.autograd.graph.saved_tensors_hooks(pack, recompute._unpack), \
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-        model(left, right)
-    queue.put(sum(storages.values()) / 1e9)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        queue.put(recompute.kept_bytes(lambda: model(left, right)) / 1e9)
 
 
 def compute_rates(amp: bool, architecture: dict, size: tuple[int, int]) -> dict[str, float]:

@@ -16,6 +16,7 @@ from cnnlab.stereo.models.blocks import ConvStack, convbn, convbn_3d
 from cnnlab.stereo.models.recompute import (
     batch_norm_relu,
     keep_less_for_backward,
+    kept_bytes,
     recompute_in_backward,
 )
 
@@ -95,28 +96,6 @@ def test_a_conv_stack_trains_as_its_sequential_does(autocast):
         torch.testing.assert_close(got, want, atol=tolerance, rtol=tolerance)
 
 
-def _kept_bytes(run, least: int = 0) -> int:
-    """Bytes autograd keeps while ``run()`` runs (each storage of ``least`` bytes or more,
-    once; recipes are not kept), counted through keep_less_for_backward's own hooks wherever
-    the code opens them."""
-    storages: dict[int, int] = {}
-    original = recompute._pack
-
-    def pack(tensor):
-        packed = original(tensor)
-        if not isinstance(packed, recompute.Recomputed):
-            storage = packed[0].untyped_storage()
-            if storage.nbytes() >= least:
-                storages[storage.data_ptr()] = storage.nbytes()
-        return packed
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(recompute, "_pack", pack)
-        with torch.autograd.graph.saved_tensors_hooks(pack, recompute._unpack):
-            run()
-    return sum(storages.values())
-
-
 def test_the_relu_outputs_are_not_kept_for_backward():
     """Inside keep_less_for_backward the stack keeps its input and the two convolution
     outputs; as a plain Sequential it keeps the two ReLU outputs too (activations counted,
@@ -129,7 +108,7 @@ def test_the_relu_outputs_are_not_kept_for_backward():
             return stack(x)
 
     relu_bytes = 1 * 6 * 4 * 5 * 6 * 4
-    assert _kept_bytes(inside, 1000) == _kept_bytes(lambda: stack(x), 1000) - 2 * relu_bytes
+    assert kept_bytes(inside, 1000) == kept_bytes(lambda: stack(x), 1000) - 2 * relu_bytes
 
 
 def test_psmnet_trains_the_same_and_keeps_less():
@@ -146,7 +125,7 @@ def test_psmnet_trains_the_same_and_keeps_less():
                 patch.setattr("cnnlab.stereo.models.psmnet.keep_less_for_backward",
                               torch.enable_grad)
             outputs = []
-            kept.append(_kept_bytes(lambda: outputs.append(model(left, right))))  # noqa: B023
+            kept.append(kept_bytes(lambda: outputs.append(model(left, right))))  # noqa: B023
         sum(o.mean() for o in outputs[0]["disparities"]).backward()
         grads.append([p.grad.clone() for p in model.parameters()])
         states.append(model.state_dict())
@@ -278,7 +257,7 @@ def test_a_recipe_remakes_once_for_all_its_users():
             recompute_in_backward(y, make)
             results.append((y * y).sum() + (y * 3).sin().sum())  # y * y saves it twice
 
-    assert _kept_bytes(forward) == (4 * 4) * 4 and made == []  # kept: y * 3 alone
+    assert kept_bytes(forward) == (4 * 4) * 4 and made == []  # kept: y * 3 alone
     results[0].backward()  # d/dx (4 x^2 + sin 6x)
     torch.testing.assert_close(x.grad, 8 * x.detach() + 6 * torch.cos(6 * x.detach()))
     assert made == [1]

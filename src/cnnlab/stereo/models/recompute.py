@@ -62,6 +62,10 @@ def recompute_in_backward(tensor: torch.Tensor, make: Callable[[], torch.Tensor]
 def _pack(tensor: torch.Tensor) -> tuple[torch.Tensor, int] | Recomputed:
     recipe = getattr(tensor, _ATTRIBUTE, None)
     if recipe is None or tensor._version != recipe.version:  # changed in place: keep it
+        counted = getattr(_state, "kept", None)
+        if counted is not None:  # inside kept_bytes
+            storage = tensor.untyped_storage()
+            counted[storage.data_ptr()] = storage.nbytes()
         # detached (no reference cycle through its grad_fn, so an unused graph is freed),
         # with its version, for autograd's in-place check the hooks would otherwise skip
         return tensor.detach(), tensor._version
@@ -105,6 +109,19 @@ def keep_less_for_backward() -> Iterator[None]:
             yield
     finally:
         _state.on = previous
+
+
+def kept_bytes(run: Callable[[], object], least: int = 0) -> int:
+    """Bytes autograd keeps for the backward pass of what ``run()`` computes: each saved
+    storage of ``least`` bytes or more, once; what recipes remake is not kept (the measure
+    bench/ and the tests give)."""
+    previous, _state.kept = getattr(_state, "kept", None), {}
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(_pack, _unpack):
+            run()
+        return sum(n for n in _state.kept.values() if n >= least)
+    finally:
+        _state.kept = previous
 
 
 class _BatchNormReLU(torch.autograd.Function):
